@@ -1,0 +1,1 @@
+"""sg3: StyleGAN3 training application."""

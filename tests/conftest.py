@@ -1,0 +1,62 @@
+"""Session-wide test setup: hermetic environment and the tier rules.
+
+Tiers are pytest markers (see pyproject). Every tier this machine can run is selected by default.
+`gpu` tests are deselected, with the reason printed in the summary, when no CUDA device is present;
+`cuda_build` tests likewise when nvcc is missing. Nothing is silently skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+# Hermetic settings, fixed before any test imports wandb or torch-fidelity.
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("WANDB_DISABLE_GIT", "true")
+os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+os.environ.setdefault("PYTHONHASHSEED", "0")
+
+_DESELECTED: dict[str, tuple[str, int]] = {}
+
+
+def _nvcc_available() -> bool:
+    cuda_home = os.environ.get("CUDA_HOME", "/usr/local/cuda")
+    return shutil.which("nvcc") is not None or os.path.exists(os.path.join(cuda_home, "bin", "nvcc"))
+
+
+def _gpu_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    rules = {
+        "gpu": (_gpu_available, "no CUDA device on this machine (run on a GPU host: scripts/gpu_check.py)"),
+        "cuda_build": (_nvcc_available, "nvcc not found (set CUDA_HOME or install the CUDA toolkit)"),
+    }
+    keep, drop = [], []
+    for item in items:
+        reason = None
+        for marker, (available, why) in rules.items():
+            if item.get_closest_marker(marker) is not None and not available():
+                reason = (marker, why)
+                break
+        if reason is None:
+            keep.append(item)
+        else:
+            drop.append(item)
+            marker, why = reason
+            count = _DESELECTED.get(marker, (why, 0))[1]
+            _DESELECTED[marker] = (why, count + 1)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def pytest_terminal_summary(terminalreporter):
+    for marker, (why, count) in _DESELECTED.items():
+        terminalreporter.write_line(f"tier '{marker}': {count} test(s) deselected: {why}", yellow=True)
