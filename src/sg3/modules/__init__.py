@@ -1,0 +1,1 @@
+"""Networks: StyleGAN3/StyleGAN2 generators, discriminator and their building blocks."""
