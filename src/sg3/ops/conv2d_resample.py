@@ -1,0 +1,91 @@
+"""conv2d_resample: 2-D convolution with optional FIR up/downsampling (spec §2.4)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from sg3.ops._params import check_filter, check_tensor, filter_size, parse_padding, parse_scaling
+from sg3.ops.upfirdn2d import upfirdn2d
+
+
+def conv2d_resample(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    f: torch.Tensor | None = None,
+    up: int = 1,
+    down: int = 1,
+    padding: int | list[int] = 0,
+    groups: int = 1,
+    flip_weight: bool = True,
+    flip_filter: bool = False,
+) -> torch.Tensor:
+    """Convolve with `w`, upsampling or downsampling with the FIR filter `f` (padding applied once).
+
+    Args:
+        x: Input `[N, C_in, H, W]`.
+        w: Weight `[C_out, C_in // groups, kh, kw]` of x's dtype.
+        f: Resampling filter (None, 1-D or 2-D, e.g. `setup_filter([1, 3, 3, 1])`); None = identity.
+        up: Integer upsampling factor (>= 1); applied by zero insertion + FIR (gain up**2) before the conv.
+        down: Integer downsampling factor (>= 1); FIR before a strided conv. up and down cannot both be > 1.
+        padding: Padding of the input: int, `[px, py]` or `[x0, x1, y0, y1]`.
+        groups: Number of convolution groups.
+        flip_weight: True = PyTorch cross-correlation, False = true convolution (kernel flipped).
+        flip_filter: False = true convolution with f, True = correlation.
+
+    Returns:
+        `[N, C_out, H', W']`.
+    """
+    check_tensor(x, "x", ndim=4)
+    check_tensor(w, "w", ndim=4)
+    check_filter(f, "f")
+    if w.dtype != x.dtype:
+        raise TypeError(f"w must have the same dtype as x ({x.dtype}), got {w.dtype}")
+    if (
+        isinstance(groups, bool)
+        or not isinstance(groups, int)
+        or groups < 1
+        or x.shape[1] != w.shape[1] * groups
+    ):
+        raise ValueError(
+            f"groups must be an int >= 1 with x.shape[1] ({x.shape[1]}) == "
+            f"w.shape[1] ({w.shape[1]}) * groups, "
+            f"got {groups!r}"
+        )
+    upx, upy = parse_scaling(up, "up")
+    downx, downy = parse_scaling(down, "down")
+    if max(upx, upy) > 1 and max(downx, downy) > 1:
+        raise ValueError(f"up and down cannot both be > 1, got up={up!r}, down={down!r}")
+    px0, px1, py0, py1 = parse_padding(padding)
+    fw, fh = filter_size(f)
+    kh, kw = w.shape[2], w.shape[3]
+    if not flip_weight:
+        w = w.flip([2, 3])  # true convolution == cross-correlation with the flipped kernel
+
+    if upx > 1 or upy > 1:
+        pads = [
+            px0 + (fw + upx - 1) // 2,
+            px1 + (fw - upx) // 2,
+            py0 + (fh + upy - 1) // 2,
+            py1 + (fh - upy) // 2,
+        ]
+        x = upfirdn2d(x, f, up=[upx, upy], padding=pads, gain=upx * upy, flip_filter=flip_filter)
+        return F.conv2d(x, w, groups=groups)
+
+    if downx > 1 or downy > 1:
+        pads = [
+            px0 + (fw - downx + 1) // 2,
+            px1 + (fw - downx) // 2,
+            py0 + (fh - downy + 1) // 2,
+            py1 + (fh - downy) // 2,
+        ]
+        if kw == 1 and kh == 1:
+            x = upfirdn2d(x, f, down=[downx, downy], padding=pads, flip_filter=flip_filter)
+            return F.conv2d(x, w, groups=groups)
+        x = upfirdn2d(x, f, padding=pads, flip_filter=flip_filter)
+        return F.conv2d(x, w, stride=(downy, downx), groups=groups)
+
+    if px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
+        return F.conv2d(x, w, padding=(py0, px0), groups=groups)
+    x = F.pad(x, [px0, px1, py0, py1])
+    return F.conv2d(x, w, groups=groups)

@@ -1,0 +1,160 @@
+"""filtered_lrelu: bias, upsample, leaky ReLU with gain, clamp, downsample in one op (spec §2.3).
+
+The reference path composes `bias_act` and `upfirdn2d` exactly as the spec describes. The compiled
+paths fuse everything: the upsampled intermediate never exists as a whole tensor, zeros inserted by
+the upsampler are never multiplied and samples the downsampler discards are never computed. Their
+forward stores one small code per upsampled-domain sample (sign / clamped) that the backward reads.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from sg3.ops import _dispatch
+from sg3.ops._params import (
+    check_filter,
+    check_scalar,
+    check_tensor,
+    filter_size,
+    output_length,
+    parse_padding,
+)
+from sg3.ops.bias_act import bias_act
+from sg3.ops.upfirdn2d import compiled_taps, compute_dtype, upfirdn2d
+
+
+def _check_factor(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= 1, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return value
+
+
+def _filtered_lrelu_ref(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter):
+    """The spec's composition: bias_act -> upfirdn2d(up) -> lrelu*gain, clamp -> upfirdn2d(down)."""
+    if b is not None:
+        x = bias_act(x, b, impl="ref")
+    x = upfirdn2d(x, fu, up=up, padding=list(padding), flip_filter=flip_filter, gain=up**2, impl="ref")
+    x = bias_act(x, act="lrelu", alpha=slope, gain=gain, clamp=clamp, impl="ref")
+    return upfirdn2d(x, fd, down=down, flip_filter=flip_filter, impl="ref")
+
+
+class _FilteredLreluCompiled(torch.autograd.Function):
+    """Fused forward; fused backward for x and b (filters get no gradient). Differentiable once."""
+
+    @staticmethod
+    def forward(ctx, x, fu, fd, b, ext, up, down, padding, gain, slope, clamp, flip_filter):  # noqa: D102
+        dtype = compute_dtype(x)
+        fu_taps = compiled_taps(fu, dtype, flip_filter, up**2).to(x.device)
+        fd_taps = compiled_taps(fd, dtype, flip_filter, 1).to(x.device)
+        cx = x if x.is_cuda else x.to(dtype)
+        cx = cx.contiguous()
+        cb = b.to(cx.dtype) if b is not None else torch.empty([0], dtype=cx.dtype, device=x.device)
+        write_signs = torch.is_grad_enabled() and any(ctx.needs_input_grad[i] for i in (0, 3))
+        write_signs = write_signs or x.requires_grad or (b is not None and b.requires_grad)
+        y, signs = ext.filtered_lrelu_fwd(
+            cx,
+            fu_taps,
+            fd_taps,
+            cb,
+            up,
+            down,
+            *padding,
+            gain,
+            slope,
+            -1.0 if clamp is None else clamp,
+            write_signs,
+        )
+        ctx.save_for_backward(fu_taps, fd_taps, signs)
+        ctx.args = (ext, up, down, padding, gain, slope, x.shape, x.dtype, b is not None)
+        return y.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, dy):  # noqa: D102
+        fu_taps, fd_taps, signs = ctx.saved_tensors
+        ext, up, down, padding, gain, slope, in_shape, in_dtype, has_bias = ctx.args
+        cdy = dy if dy.is_cuda else dy.to(fu_taps.dtype)
+        dx = ext.filtered_lrelu_bwd(
+            cdy.contiguous(),
+            fu_taps,
+            fd_taps,
+            signs,
+            up,
+            down,
+            *padding,
+            in_shape[2],
+            in_shape[3],
+            gain,
+            slope,
+        )
+        db = dx.sum([0, 2, 3]).to(in_dtype) if has_bias and ctx.needs_input_grad[3] else None
+        return dx.to(in_dtype), None, None, db, None, None, None, None, None, None, None, None
+
+
+def filtered_lrelu(
+    x: torch.Tensor,
+    fu: torch.Tensor | None = None,
+    fd: torch.Tensor | None = None,
+    b: torch.Tensor | None = None,
+    up: int = 1,
+    down: int = 1,
+    padding: int | list[int] = 0,
+    gain: float = math.sqrt(2),
+    slope: float = 0.2,
+    clamp: float | None = None,
+    flip_filter: bool = False,
+    impl: str = "auto",
+) -> torch.Tensor:
+    """Bias, upsample (fu), leaky ReLU times gain, clamp, downsample (fd).
+
+    Args:
+        x: Input `[N, C, H, W]`, float16/float32/float64.
+        fu: Upsampling filter: None (identity), 1-D `[taps]` (separable) or 2-D `[fh, fw]`; gets gain `up**2`.
+        fd: Downsampling filter: None (identity), 1-D or 2-D (e.g. the radial filters of config R).
+        b: Bias `[C]` of x's dtype added before upsampling; None = no bias.
+        up: Integer upsampling factor (>= 1).
+        down: Integer downsampling factor (>= 1).
+        padding: Padding of the upsampled image: int, `[px, py]` or `[x0, x1, y0, y1]` (negative crops).
+        gain: Multiplier after the leaky ReLU.
+        slope: Negative slope of the leaky ReLU (1 = identity).
+        clamp: Clamp the activation to `[-clamp, clamp]` (None = no clamping; must be >= 0).
+        flip_filter: False = true convolution with the filters, True = correlation.
+        impl: 'auto', 'ref', 'cpp' or 'cuda'.
+
+    Returns:
+        `[N, C, out_h, out_w]` of x's dtype, per axis
+        `out = (n*up + p0 + p1 - (fu_taps-1) - (fd_taps-1) + down - 1) // down`.
+    """
+    check_tensor(x, "x", ndim=4)
+    check_filter(fu, "fu")
+    check_filter(fd, "fd")
+    up = _check_factor(up, "up")
+    down = _check_factor(down, "down")
+    pads = parse_padding(padding)
+    gain = check_scalar(gain, "gain")
+    slope = check_scalar(slope, "slope")
+    clamp = check_scalar(clamp, "clamp", allow_none=True, minimum=0)
+    if b is not None:
+        check_tensor(b, "b")
+        if b.ndim != 1 or b.shape[0] != x.shape[1]:
+            raise ValueError(f"b must be 1-D of length x.shape[1] = {x.shape[1]}, got shape {list(b.shape)}")
+        if b.dtype != x.dtype:
+            raise TypeError(f"b must have the same dtype as x ({x.dtype}), got {b.dtype}")
+    fuw, fuh = filter_size(fu)
+    fdw, fdh = filter_size(fd)
+    out_w = output_length(x.shape[3], up, down, pads[0], pads[1], fuw + fdw - 1)
+    out_h = output_length(x.shape[2], up, down, pads[2], pads[3], fuh + fdh - 1)
+    if out_w < 1 or out_h < 1:
+        raise ValueError(
+            f"filtered_lrelu output would be empty ({out_h}x{out_w}) for input {list(x.shape)}, up {up}, "
+            f"down {down}, padding {list(pads)}, fu {fuh}x{fuw}, fd {fdh}x{fdw}"
+        )
+    name, ext = _dispatch.resolve(impl, x)
+    if name == "ref":
+        return _filtered_lrelu_ref(x, fu, fd, b, up, down, pads, gain, slope, clamp, flip_filter)
+    return _FilteredLreluCompiled.apply(
+        x, fu, fd, b, ext, up, down, pads, gain, slope, clamp, bool(flip_filter)
+    )

@@ -1,0 +1,302 @@
+"""upfirdn2d: upsample, pad, FIR-filter and downsample a batch of 2-D images (spec §2.1).
+
+Per channel and axis: insert `up - 1` zeros after each sample, pad with zeros (negative values crop),
+filter with the FIR `f` in "valid" mode (a true convolution unless `flip_filter`), keep every
+`down`-th sample. Also the filter helpers `setup_filter`, `filter2d`, `upsample2d`, `downsample2d`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sg3.ops import _dispatch
+from sg3.ops._params import (
+    check_filter,
+    check_scalar,
+    check_tensor,
+    filter_size,
+    output_length,
+    parse_padding,
+    parse_scaling,
+)
+
+
+def setup_filter(
+    f: object,
+    device: torch.device | str = "cpu",
+    normalize: bool = True,
+    flip_filter: bool = False,
+    gain: float = 1,
+    separable: bool | None = None,
+) -> torch.Tensor:
+    """Turn a filter specification into the float32 tensor the ops expect.
+
+    Args:
+        f: None (identity, 1x1 of ones), a list/array/tensor of taps, 1-D or 2-D.
+        device: Device of the returned tensor.
+        normalize: Divide by the sum of the taps so the filter has unit DC gain.
+        flip_filter: Flip the filter along every axis.
+        gain: Overall gain; 1-D filters get `sqrt(gain)` (applied once per axis), 2-D filters `gain`.
+        separable: Keep a 1-D filter 1-D (True) or expand it to the 2-D outer product (False);
+            None = keep 1-D only when it has at least 8 taps.
+
+    Returns:
+        A float32 tensor `[taps]` (separable) or `[fh, fw]`.
+    """
+    if f is None:
+        f = 1
+    f = torch.as_tensor(np.asarray(f) if not isinstance(f, torch.Tensor) else f, dtype=torch.float32)
+    if f.ndim == 0:
+        f = f[np.newaxis]
+    if f.ndim not in (1, 2) or f.numel() == 0:
+        raise ValueError(
+            f"f must be 1-D [taps] or 2-D [fh, fw] with at least one tap, got shape {list(f.shape)}"
+        )
+    if separable is None:
+        separable = f.ndim == 1 and f.numel() >= 8
+    if f.ndim == 1 and not separable:
+        f = f.ger(f)  # [taps] -> [taps, taps]
+    if normalize:
+        total = f.sum()
+        if total == 0:
+            raise ValueError("f sums to zero and cannot be normalized; pass normalize=False")
+        f = f / total
+    if flip_filter:
+        f = f.flip(list(range(f.ndim)))
+    f = f * (gain ** (f.ndim / 2))
+    return f.to(device=device)
+
+
+def _upfirdn2d_ref(
+    x: torch.Tensor,
+    f: torch.Tensor | None,
+    up: tuple[int, int],
+    down: tuple[int, int],
+    padding: tuple[int, int, int, int],
+    flip_filter: bool,
+    gain: float,
+) -> torch.Tensor:
+    """Pure-PyTorch upfirdn2d: zero insertion, F.pad, depthwise conv2d, strided slicing."""
+    n, c, h, w = x.shape
+    upx, upy = up
+    downx, downy = down
+    if upx > 1 or upy > 1:
+        x = x.reshape(n, c, h, 1, w, 1)  # [N, C, H, 1, W, 1]
+        x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])  # zeros after each sample
+        x = x.reshape(n, c, h * upy, w * upx)  # [N, C, H*upy, W*upx]
+    x = F.pad(x, list(padding))  # negative values crop
+    if f is None:
+        if gain != 1:
+            x = x * gain
+    else:
+        f = f.to(x.dtype) * (gain ** (f.ndim / 2))
+        if not flip_filter:
+            f = f.flip(list(range(f.ndim)))  # conv2d correlates; a true convolution needs the flip
+        if f.ndim == 2:
+            x = F.conv2d(x, f[None, None].expand(c, 1, *f.shape), groups=c)  # weight [C, 1, fh, fw]
+        else:
+            x = F.conv2d(x, f[None, None, None].expand(c, 1, 1, f.numel()), groups=c)  # [C, 1, 1, taps]
+            x = F.conv2d(x, f[None, None, :, None].expand(c, 1, f.numel(), 1), groups=c)  # [C, 1, taps, 1]
+    return x[:, :, ::downy, ::downx]
+
+
+def compiled_taps(f: torch.Tensor | None, dtype: torch.dtype, flip_filter: bool, gain: float) -> torch.Tensor:
+    """Filter as the compiled kernels take it: correlation taps (flipped unless flip_filter), gain applied.
+
+    Args:
+        f: Filter (None = identity).
+        dtype: float32 or float64, the compute dtype of the kernel.
+        flip_filter: The op's flip_filter argument.
+        gain: Overall gain (1-D filters get `sqrt(gain)` per axis).
+
+    Returns:
+        A contiguous 1-D or 2-D tensor of `dtype`.
+    """
+    if f is None:
+        f = torch.ones([1])
+    f = f.to(dtype) * (gain ** (f.ndim / 2))
+    if not flip_filter:
+        f = f.flip(list(range(f.ndim)))
+    return f.contiguous()
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """Dtype the compiled CPU kernels compute in for input `x` (float64 stays float64, else float32)."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+class _Upfirdn2dCompiled(torch.autograd.Function):
+    """Compiled upfirdn2d; its backward is again upfirdn2d (transposed), so it differentiates any order."""
+
+    @staticmethod
+    def forward(ctx, x, f, ext, up, down, padding, flip_filter, gain):  # noqa: D102
+        dtype = compute_dtype(x)
+        taps = compiled_taps(f, dtype, flip_filter, gain).to(x.device)
+        xc = x.to(dtype).contiguous()
+        y = ext.upfirdn2d(xc, taps, up[0], up[1], down[0], down[1], *padding)
+        ctx.save_for_backward(f)
+        ctx.args = (ext, up, down, padding, flip_filter, gain, x.shape)
+        return y.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, dy):  # noqa: D102
+        (f,) = ctx.saved_tensors
+        ext, up, down, padding, flip_filter, gain, in_shape = ctx.args
+        fw, fh = filter_size(f)
+        px0, px1, py0, py1 = padding
+        in_h, in_w = in_shape[2], in_shape[3]
+        out_h, out_w = dy.shape[2], dy.shape[3]
+        grad_padding = (
+            fw - px0 - 1,
+            in_w * up[0] - out_w * down[0] + px0 - up[0] + 1,
+            fh - py0 - 1,
+            in_h * up[1] - out_h * down[1] + py0 - up[1] + 1,
+        )
+        dx = _Upfirdn2dCompiled.apply(dy, f, ext, down, up, grad_padding, not flip_filter, gain)
+        return dx, None, None, None, None, None, None, None
+
+
+def upfirdn2d(
+    x: torch.Tensor,
+    f: torch.Tensor | None,
+    up: int | list[int] = 1,
+    down: int | list[int] = 1,
+    padding: int | list[int] = 0,
+    flip_filter: bool = False,
+    gain: float = 1,
+    impl: str = "auto",
+) -> torch.Tensor:
+    """Upsample, pad, FIR-filter and downsample a batch of images.
+
+    Args:
+        x: Input `[N, C, H, W]`, floating point.
+        f: Filter: None (identity), 1-D `[taps]` (separable, applied along x then y) or 2-D `[fh, fw]`.
+        up: Integer upsampling factor (>= 1), or `[upx, upy]`.
+        down: Integer downsampling factor (>= 1), or `[downx, downy]`.
+        padding: Zero padding of the upsampled image (negative crops): int, `[px, py]` or `[x0, x1, y0, y1]`.
+        flip_filter: False = true convolution, True = correlation.
+        gain: Overall signal gain (the filter is scaled by `gain ** (f.ndim / 2)`).
+        impl: 'auto' (process default), 'ref', 'cpp' or 'cuda'.
+
+    Returns:
+        `[N, C, out_h, out_w]` with `out = (n*up + p0 + p1 - (taps-1) + down - 1) // down` per axis.
+    """
+    check_tensor(x, "x", ndim=4)
+    check_filter(f, "f")
+    upx, upy = parse_scaling(up, "up")
+    downx, downy = parse_scaling(down, "down")
+    pads = parse_padding(padding)
+    gain = check_scalar(gain, "gain")
+    fw, fh = filter_size(f)
+    out_w = output_length(x.shape[3], upx, downx, pads[0], pads[1], fw)
+    out_h = output_length(x.shape[2], upy, downy, pads[2], pads[3], fh)
+    if out_w < 1 or out_h < 1:
+        raise ValueError(
+            f"upfirdn2d output would be empty ({out_h}x{out_w}) for input {list(x.shape)}, filter "
+            f"{fh}x{fw}, up {(upx, upy)}, down {(downx, downy)}, padding {list(pads)}; pad more or crop less"
+        )
+    name, ext = _dispatch.resolve(impl, x)
+    if name == "ref":
+        return _upfirdn2d_ref(x, f, (upx, upy), (downx, downy), pads, flip_filter, gain)
+    return _Upfirdn2dCompiled.apply(x, f, ext, (upx, upy), (downx, downy), pads, bool(flip_filter), gain)
+
+
+def filter2d(
+    x: torch.Tensor,
+    f: torch.Tensor | None,
+    padding: int | list[int] = 0,
+    flip_filter: bool = False,
+    gain: float = 1,
+    impl: str = "auto",
+) -> torch.Tensor:
+    """Filter with `f` keeping the image size (pads `[fw // 2, (fw - 1) // 2]` per axis, plus `padding`).
+
+    Args:
+        x: Input `[N, C, H, W]`.
+        f: Filter (None, 1-D or 2-D).
+        padding: Extra padding on top of the size-preserving one: int, `[px, py]` or `[x0, x1, y0, y1]`.
+        flip_filter: False = true convolution, True = correlation.
+        gain: Overall signal gain.
+        impl: 'auto', 'ref', 'cpp' or 'cuda'.
+
+    Returns:
+        `[N, C, H + extra, W + extra]`.
+    """
+    px0, px1, py0, py1 = parse_padding(padding)
+    fw, fh = filter_size(check_filter(f, "f"))
+    pads = [px0 + fw // 2, px1 + (fw - 1) // 2, py0 + fh // 2, py1 + (fh - 1) // 2]
+    return upfirdn2d(x, f, padding=pads, flip_filter=flip_filter, gain=gain, impl=impl)
+
+
+def upsample2d(
+    x: torch.Tensor,
+    f: torch.Tensor | None,
+    up: int | list[int] = 2,
+    padding: int | list[int] = 0,
+    flip_filter: bool = False,
+    gain: float = 1,
+    impl: str = "auto",
+) -> torch.Tensor:
+    """Upsample by `up` with filter `f` (gain `up**2` keeps the level; pads `[(fw+up-1)//2, (fw-up)//2]`).
+
+    Args:
+        x: Input `[N, C, H, W]`.
+        f: Filter (None, 1-D or 2-D).
+        up: Integer upsampling factor or `[upx, upy]`.
+        padding: Extra padding: int, `[px, py]` or `[x0, x1, y0, y1]`.
+        flip_filter: False = true convolution, True = correlation.
+        gain: Overall signal gain on top of the `up**2` compensation.
+        impl: 'auto', 'ref', 'cpp' or 'cuda'.
+
+    Returns:
+        `[N, C, H*upy, W*upx]` (plus extra padding).
+    """
+    upx, upy = parse_scaling(up, "up")
+    px0, px1, py0, py1 = parse_padding(padding)
+    fw, fh = filter_size(check_filter(f, "f"))
+    pads = [
+        px0 + (fw + upx - 1) // 2,
+        px1 + (fw - upx) // 2,
+        py0 + (fh + upy - 1) // 2,
+        py1 + (fh - upy) // 2,
+    ]
+    return upfirdn2d(
+        x, f, up=[upx, upy], padding=pads, flip_filter=flip_filter, gain=gain * upx * upy, impl=impl
+    )
+
+
+def downsample2d(
+    x: torch.Tensor,
+    f: torch.Tensor | None,
+    down: int | list[int] = 2,
+    padding: int | list[int] = 0,
+    flip_filter: bool = False,
+    gain: float = 1,
+    impl: str = "auto",
+) -> torch.Tensor:
+    """Filter with `f` and keep every `down`-th sample (pads `[(fw-down+1)//2, (fw-down)//2]`).
+
+    Args:
+        x: Input `[N, C, H, W]`.
+        f: Filter (None, 1-D or 2-D).
+        down: Integer downsampling factor or `[downx, downy]`.
+        padding: Extra padding: int, `[px, py]` or `[x0, x1, y0, y1]`.
+        flip_filter: False = true convolution, True = correlation.
+        gain: Overall signal gain.
+        impl: 'auto', 'ref', 'cpp' or 'cuda'.
+
+    Returns:
+        `[N, C, H // downy, W // downx]` (plus extra padding).
+    """
+    downx, downy = parse_scaling(down, "down")
+    px0, px1, py0, py1 = parse_padding(padding)
+    fw, fh = filter_size(check_filter(f, "f"))
+    pads = [
+        px0 + (fw - downx + 1) // 2,
+        px1 + (fw - downx) // 2,
+        py0 + (fh - downy + 1) // 2,
+        py1 + (fh - downy) // 2,
+    ]
+    return upfirdn2d(x, f, down=[downx, downy], padding=pads, flip_filter=flip_filter, gain=gain, impl=impl)
