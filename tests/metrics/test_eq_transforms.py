@@ -26,7 +26,12 @@ def test_bandlimit_filter_identity_vectors():
     assert off.abs().max().item() < 5e-8
     f4 = bandlimit_filter(torch.eye(3), up=4)
     assert f4.shape == (47, 47)
-    for (i, j), v in {(23, 23): 0.0623017, (23, 22): 0.0556389, (23, 21): 0.0383893, (22, 22): 0.0496886}.items():
+    for (i, j), v in {
+        (23, 23): 0.0623017,
+        (23, 22): 0.0556389,
+        (23, 21): 0.0383893,
+        (22, 22): 0.0496886,
+    }.items():
         assert f4[i, j].item() == pytest.approx(v, abs=2e-7)
     assert f4.sum().item() == pytest.approx(1.0, abs=1e-5)
 
@@ -67,7 +72,9 @@ def test_fractional_translation_matches_analytic_shift_and_integer_case():
     h = img.shape[-1]
     tx, ty = 2.3 / h, -1.6 / h
     y, m = fractional_translation(img, tx, ty)
-    expected = torch.sin(0.3 * (xx - 2.3) + 0.1 * (yy + 1.6)) + torch.cos(0.2 * (yy + 1.6) - 0.15 * (xx - 2.3))
+    expected = torch.sin(0.3 * (xx - 2.3) + 0.1 * (yy + 1.6)) + torch.cos(
+        0.2 * (yy + 1.6) - 0.15 * (xx - 2.3)
+    )
     err = ((y - expected.float()) * m).abs().max().item()
     assert err < 0.02 and m[0, 0].sum().item() == (h - 5) * (h - 5)
     yi, mi = integer_translation(img, 4 / h, 2 / h)

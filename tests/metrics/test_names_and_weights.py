@@ -36,7 +36,9 @@ def test_parse_official_families_with_any_count(name, family, num, full, extra):
     assert spec.needs_data == (family in ("fid", "kid", "pr"))
 
 
-@pytest.mark.parametrize("bad", ["fid", "fid50_full", "eqt1k", "eqr1k_int", "kid1k_fulll", "FID50k_full", "ppl_wend"])
+@pytest.mark.parametrize(
+    "bad", ["fid", "fid50_full", "eqt1k", "eqr1k_int", "kid1k_fulll", "FID50k_full", "ppl_wend"]
+)
 def test_unknown_metric_names_list_the_accepted_ones(bad):
     with pytest.raises(ValueError, match=r"unknown metric .*accepted: fid50k_full"):
         parse_metric(bad)
@@ -52,7 +54,9 @@ def test_missing_weights_fail_fast_offline_with_instructions(tmp_path, monkeypat
     assert str(tmp_path / "w") in msg and WEIGHT_FILES["inception"].url in msg
     # With downloads allowed but the host unreachable: still an error within seconds, never a hang.
     with pytest.raises(DetectorWeightsError, match="not reachable") as e:
-        find_weights("vgg16", weights_dir=tmp_path / "w", download=True, url="http://127.0.0.1:9/vgg.pth", timeout=2)
+        find_weights(
+            "vgg16", weights_dir=tmp_path / "w", download=True, url="http://127.0.0.1:9/vgg.pth", timeout=2
+        )
     assert WEIGHT_FILES["vgg16"].filename in str(e.value)
     assert time.perf_counter() - t0 < 10
 

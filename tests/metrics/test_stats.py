@@ -40,7 +40,12 @@ def test_frechet_distance_matches_symmetric_sqrtm_formula():
     mu1, s1 = feature_moments(a)
     mu2, s2 = feature_moments(b)
     r1 = scipy.linalg.sqrtm(s1).real
-    expected = np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(scipy.linalg.sqrtm(r1 @ s2 @ r1).real)
+    expected = (
+        np.sum((mu1 - mu2) ** 2)
+        + np.trace(s1)
+        + np.trace(s2)
+        - 2 * np.trace(scipy.linalg.sqrtm(r1 @ s2 @ r1).real)
+    )
     assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-8)
     assert frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0, abs=1e-8)
 

@@ -42,7 +42,9 @@ def generated_features(detector: torch.nn.Module, num: int, opts: MetricOptions,
     def one(b: int) -> torch.Tensor:
         g = batch_generator(opts.seed, tag, b)
         z, c = sample_latents(G, bs, g, opts.data)
-        img = generate_images(G, z.to(opts.device), c.to(opts.device), batch_seed(opts.seed, tag + "-noise", b))
+        img = generate_images(
+            G, z.to(opts.device), c.to(opts.device), batch_seed(opts.seed, tag + "-noise", b)
+        )
         with torch.no_grad():
             return detector(img).float().cpu()  # [bs, D]
 

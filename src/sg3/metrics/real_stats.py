@@ -34,7 +34,9 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "sg3" / "gan-metrics"
 
 
-def stats_cache_path(data: Any, detector_name: str, settings: dict, cache_dir: str | os.PathLike | None) -> Path:
+def stats_cache_path(
+    data: Any, detector_name: str, settings: dict, cache_dir: str | os.PathLike | None
+) -> Path:
     """Cache file for one (dataset, detector, settings) triple.
 
     Args:
@@ -73,8 +75,9 @@ def _canonical(features: np.ndarray) -> np.ndarray:
     return features[np.lexsort(keys)]
 
 
-def _extract(data: Any, detector: torch.nn.Module, device, batch_size: int, rank: int, world_size: int,
-             progress: bool) -> np.ndarray:
+def _extract(
+    data: Any, detector: torch.nn.Module, device, batch_size: int, rank: int, world_size: int, progress: bool
+) -> np.ndarray:
     loader = data.exactly_once_loader(batch_size, rank=rank, world_size=world_size)
     out = []
     total = getattr(data, "index", None) or {}

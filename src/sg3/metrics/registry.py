@@ -6,7 +6,7 @@ Names follow the official families with any sample count `N` (in thousands):
 |---|---|---|
 | `fid{N}k_full` / `fid{N}k` | FID vs all reals / vs N reals | `{name}` |
 | `kid{N}k_full` / `kid{N}k` | KID vs up to 1M reals / N reals | `{name}` |
-| `pr{N}k{K}_full` / `pr{N}k{K}` | precision/recall, K neighbours, up to 200k / N reals | `{name}_precision`, `{name}_recall` |
+| `pr{N}k{K}_full` / `pr{N}k{K}` | precision, recall (K neighbours) | `{name}_precision/_recall` |
 | `is{N}k` | Inception score | `{name}_mean`, `{name}_std` |
 | `ppl2_{z,w}{end,full}` (50k) / `ppl{N}k_{z,w}{end,full}` | perceptual path length | `{name}` |
 | `eqt{N}k_int`, `eqt{N}k_frac`, `eqr{N}k` | equivariance PSNR (dB) | `{name}` |

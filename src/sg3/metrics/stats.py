@@ -81,7 +81,9 @@ def kernel_inception_distance(
     n = gen.shape[1]
     m = min(real.shape[0], gen.shape[0], max_subset_size)
     if m < 2:
-        raise ValueError(f"KID needs at least 2 samples per set, got gen {gen.shape[0]}, real {real.shape[0]}")
+        raise ValueError(
+            f"KID needs at least 2 samples per set, got gen {gen.shape[0]}, real {real.shape[0]}"
+        )
     rng = np.random.RandomState(seed)
     t = 0.0
     for _ in range(num_subsets):
