@@ -1,0 +1,251 @@
+"""ShardDataModule: the LightningDataModule over sg3 webdataset shards (docs/internals.md, "Data")."""
+
+from __future__ import annotations
+
+import logging
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from sg3.data.shards import ShardList, iter_shard_samples, resolve_urls
+from sg3.data.stream import ShardStream, SkipCounter, StreamConfig, decode_sample
+
+__all__ = ["ShardDataModule"]
+
+log = logging.getLogger(__name__)
+_STATE_FORMAT = "sg3-stream"
+
+
+def _resolve(urls: str | list[str]) -> ShardList:
+    """resolve_urls plus the ``demo[:RES[:COUNT]]`` shorthand for the embedded demo dataset."""
+    if isinstance(urls, str) and (urls == "demo" or urls.startswith("demo:")):
+        from sg3.data.demo import ensure_demo_dataset
+
+        parts = urls.split(":")[1:]
+        try:
+            args = [int(p) for p in parts]
+        except ValueError:
+            raise ValueError(f"urls={urls!r}: expected 'demo', 'demo:RES' or 'demo:RES:COUNT'") from None
+        return resolve_urls(ensure_demo_dataset(None, *args))
+    return resolve_urls(urls)
+
+
+class ShardDataModule(L.LightningDataModule):
+    """Streams training images from sg3/webdataset shards.
+
+    Args:
+        urls: Dataset location: a folder or dataset.json (local or URL), a glob, a brace pattern, any URL
+            webdataset opens (``pipe:...``, ``https://...``), a list of those, or ``'demo[:RES[:COUNT]]'``
+            for the embedded demo dataset.
+        batch_size: Images per batch on this rank (batch_gpu).
+        num_workers: DataLoader worker processes per rank (0 = decode in the main process).
+        mirror: Random x-flips (probability 0.5 per image) in the training stream.
+        use_labels: Deliver one-hot class labels (needs a labelled dataset with a dataset.json index).
+        resolution: The model's resolution in pixels; None accepts the dataset's.
+        channels: The model's image channels; None accepts the dataset's.
+        shuffle_buffer: Shuffle buffer in samples per worker (<= 1 disables shuffling).
+        seed: Seed of the training stream (shard order, shuffling, flips).
+        strict: Raise on a corrupt sample or broken shard instead of logging, counting and skipping it.
+    """
+
+    def __init__(
+        self,
+        urls: str | list[str],
+        batch_size: int,
+        num_workers: int = 2,
+        mirror: bool = False,
+        use_labels: bool = False,
+        resolution: int | None = None,
+        channels: int | None = None,
+        shuffle_buffer: int = 1000,
+        seed: int = 0,
+        strict: bool = False,
+    ) -> None:
+        super().__init__()
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r} must be a positive int")
+        if not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"num_workers={num_workers!r} must be an int >= 0")
+        if channels is not None and channels not in (1, 3, 4):
+            raise ValueError(f"channels={channels!r} must be 1, 3, 4 or None")
+        self.urls = urls
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.mirror, self.use_labels = bool(mirror), bool(use_labels)
+        self.shuffle_buffer, self.seed, self.strict = int(shuffle_buffer), int(seed), bool(strict)
+        self.shards = _resolve(urls)
+        self.index: dict | None = self.shards.index
+        self.name: str = self.shards.name
+        self.skipped = SkipCounter()
+        self._expected = (resolution, channels)
+        self._probed: tuple[int, int] | None = None
+        self._generation = 0
+        if self.index is not None:
+            self._check_against(
+                self.index["resolution"], self.index["channels"], f"{self.name} (dataset.json)"
+            )
+        if self.use_labels:
+            if self.index is None:
+                raise ValueError(
+                    f"use_labels=True needs the dataset.json index to know the classes; urls={urls!r} "
+                    "has none "
+                    "(point urls at the folder or its dataset.json)"
+                )
+            if not self.index["labels"]:
+                raise ValueError(
+                    f"use_labels=True but dataset {self.name!r} has no labels (convert with --labels)"
+                )
+        self.c_dim: int = int(self.index["num_classes"]) if self.use_labels else 0
+
+    # ---- shape checks ----------------------------------------------------------------------------
+
+    def _check_against(self, resolution: int, channels: int, what: str) -> None:
+        want_res, want_ch = self._expected
+        if (want_res is not None and resolution != want_res) or (want_ch is not None and channels != want_ch):
+            raise ValueError(
+                f"{what} has {resolution}x{resolution} images with {channels} channel(s), "
+                f"but the model expects "
+                f"{want_res or resolution}x{want_res or resolution} with {want_ch or channels} channel(s); "
+                "convert the data with sg3-dataset --resolution/--channels or change the model config"
+            )
+
+    def check_first_sample(self) -> tuple[int, int]:
+        """Decodes the first sample of the first shard and checks it against the expected shape.
+
+        Returns:
+            (resolution, channels) of that sample.
+        """
+        url = self.shards.urls[0]
+        for _, sample in iter_shard_samples(url, stop=1):
+            img = decode_sample(sample)
+            if img.ndim != 3 or img.shape[1] != img.shape[2]:
+                raise ValueError(
+                    f"first sample {sample['__key__']} of {url} is not a square image: {list(img.shape)}"
+                )
+            self._check_against(
+                int(img.shape[1]), int(img.shape[0]), f"first sample {sample['__key__']} of {url}"
+            )
+            self._probed = (int(img.shape[1]), int(img.shape[0]))
+            return self._probed
+        raise ValueError(f"first shard {url} holds no samples")
+
+    @property
+    def resolution(self) -> int:
+        """Image side in pixels (index, else the model's expectation, else the first sample)."""
+        if self.index is not None:
+            return int(self.index["resolution"])
+        if self._expected[0] is not None:
+            return int(self._expected[0])
+        return (self._probed or self.check_first_sample())[0]
+
+    @property
+    def num_channels(self) -> int:
+        """Image channels (index, else the model's expectation, else the first sample)."""
+        if self.index is not None:
+            return int(self.index["channels"])
+        if self._expected[1] is not None:
+            return int(self._expected[1])
+        return (self._probed or self.check_first_sample())[1]
+
+    # ---- Lightning hooks ------------------------------------------------------------------------
+
+    def _detect_rank_world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            return int(trainer.global_rank), int(trainer.world_size)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def setup(self, stage: str | None = None) -> None:
+        """Checks the first sample against the model's shape (rank/world are read when loaders are built)."""
+        if self._probed is None:
+            self.check_first_sample()
+
+    def _config(self, mode: str, rank: int, world_size: int) -> StreamConfig:
+        return StreamConfig(
+            urls=list(self.shards.urls),
+            counts=None if self.shards.counts is None else list(self.shards.counts),
+            mode=mode,
+            rank=rank,
+            world_size=world_size,
+            seed=self.seed,
+            generation=self._generation,
+            shuffle_buffer=self.shuffle_buffer,
+            mirror=self.mirror and mode == "train",
+            c_dim=self.c_dim,
+            resolution=self.resolution,
+            channels=self.num_channels,
+            strict=self.strict,
+        )
+
+    def _loader(self, cfg: StreamConfig, batch_size: int, drop_last: bool) -> DataLoader:
+        return DataLoader(
+            ShardStream(cfg, self.skipped),
+            batch_size=batch_size,
+            num_workers=self.num_workers,
+            drop_last=drop_last,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Infinite batches ``(img uint8 [N,C,H,W], c float32 [N,c_dim])`` for this rank."""
+        if self._probed is None:
+            self.check_first_sample()
+        rank, world = self._detect_rank_world()
+        return self._loader(self._config("train", rank, world), self.batch_size, drop_last=True)
+
+    def exactly_once_loader(self, batch_size: int, rank: int = 0, world_size: int = 1) -> DataLoader:
+        """Finite loader giving every sample exactly once across ranks and workers (no flips, no shuffle).
+
+        Args:
+            batch_size: Images per batch (the last batch of each worker may be smaller).
+            rank: This rank.
+            world_size: Number of ranks that each iterate their own loader.
+
+        Returns:
+            A DataLoader of ``(img uint8 [N,C,H,W], c float32 [N,c_dim])``.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be >= 1")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank={rank} must be in [0, world_size={world_size})")
+        return self._loader(self._config("once", rank, world_size), batch_size, drop_last=False)
+
+    def sample_labels(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Labels for generated images: classes drawn like the dataset's labels (its class frequencies).
+
+        Args:
+            n: Number of labels.
+            generator: Torch RNG (None = global RNG).
+
+        Returns:
+            float32 ``[n, c_dim]`` one-hot rows (``[n, 0]`` when unconditional).
+        """
+        if n < 0:
+            raise ValueError(f"n={n} must be >= 0")
+        if self.c_dim == 0:
+            return torch.zeros(n, 0)
+        counts = self.index.get("class_counts") or [1] * self.c_dim
+        weights = torch.tensor(counts, dtype=torch.float64).clamp_min(0)
+        if float(weights.sum()) <= 0:
+            weights = torch.ones(self.c_dim, dtype=torch.float64)
+        idx = (
+            torch.multinomial(weights, n, replacement=True, generator=generator)
+            if n
+            else torch.zeros(0, dtype=torch.long)
+        )
+        return torch.nn.functional.one_hot(idx, self.c_dim).to(torch.float32)
+
+    def state_dict(self) -> dict:
+        """Stream state for checkpoints: the seed and the resume generation."""
+        return {"format": _STATE_FORMAT, "version": 1, "seed": self.seed, "generation": self._generation}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restores the stream state; the next stream is a fresh draw (generation + 1), never a replay."""
+        if not isinstance(state_dict, dict) or state_dict.get("format") != _STATE_FORMAT:
+            raise ValueError(f"not a ShardDataModule state (format {_STATE_FORMAT!r}): {state_dict!r}")
+        if int(state_dict["seed"]) != self.seed:
+            log.warning("data seed changed on resume: %s -> %s", state_dict["seed"], self.seed)
+        self._generation = int(state_dict["generation"]) + 1

@@ -1,0 +1,197 @@
+"""Image sources for the dataset tool: folders, zips (including official StyleGAN dataset zips) and labels.
+
+A source is a sorted list of :class:`SourceItem`; each item knows its relative name, how to open the
+image and (optionally) its label. Label names are strings; :func:`assign_class_ids` maps them to
+contiguous class ids.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from PIL import Image
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "LABEL_MODES",
+    "SourceItem",
+    "assign_class_ids",
+    "open_source",
+]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+LABEL_MODES = ("auto", "dataset.json", "folders", "none")
+
+
+@dataclass
+class SourceItem:
+    """One image of a source.
+
+    Attributes:
+        name: Path relative to the source root, with forward slashes (e.g. ``cats/001.png``).
+        open: Callable returning the image as a PIL image (may raise on unreadable files).
+        label: Label name (string) or None when unlabelled.
+        size_hint: File size in bytes when known, else 0.
+    """
+
+    name: str
+    open: Callable[[], Image.Image]
+    label: str | None = None
+    size_hint: int = 0
+
+
+def _is_image_name(name: str) -> bool:
+    base = name.rsplit("/", 1)[-1]
+    if base.startswith(".") or "__MACOSX/" in name:
+        return False
+    return base.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _open_file(path: str) -> Callable[[], Image.Image]:
+    return lambda: Image.open(path)
+
+
+class _LazyZip:
+    """Opens a zip once per process and reads members from it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._zf: zipfile.ZipFile | None = None
+
+    def opener(self, member: str) -> Callable[[], Image.Image]:
+        def _open() -> Image.Image:
+            if self._zf is None:
+                self._zf = zipfile.ZipFile(self.path)
+            return Image.open(io.BytesIO(self._zf.read(member)))
+
+        return _open
+
+
+def _parse_label_json(text: str, origin: str) -> dict[str, str] | None:
+    """Parses an official ``dataset.json`` (``{"labels": [[name, int], ...]}`` or ``{"labels": null}``)."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{origin}: not valid JSON ({exc})") from exc
+    if not isinstance(obj, dict) or "labels" not in obj:
+        raise ValueError(f'{origin}: expected an object with a "labels" key, got {type(obj).__name__}')
+    labels = obj["labels"]
+    if labels is None:
+        return None
+    result: dict[str, str] = {}
+    for entry in labels:
+        if not (isinstance(entry, list | tuple) and len(entry) == 2 and isinstance(entry[0], str)):
+            raise ValueError(f"{origin}: each label entry must be [file name, integer], got {entry!r}")
+        name, label = entry
+        if isinstance(label, bool) or not isinstance(label, int):
+            raise ValueError(
+                f"{origin}: label of {name!r} is {label!r}; only integer class labels are supported"
+            )
+        result[name.replace("\\", "/")] = str(label)
+    return result
+
+
+def open_source(source: str, labels: str = "auto") -> list[SourceItem]:
+    """Lists the images of a folder or zip, sorted by name, with their labels.
+
+    Args:
+        source: Path of a folder (searched recursively) or a ``.zip`` file of images.
+        labels: Where labels come from: ``'dataset.json'`` (the official file at the source root; required),
+            ``'folders'`` (first sub-folder name), ``'none'``, or ``'auto'`` (dataset.json when present and
+            not null, else none).
+
+    Returns:
+        The images as :class:`SourceItem`, sorted by name.
+
+    Raises:
+        ValueError: Unknown label mode, missing source, no images, or missing labels for some files.
+    """
+    if labels not in LABEL_MODES:
+        raise ValueError(f"labels={labels!r} is not one of {LABEL_MODES}")
+    label_text: str | None = None
+    if os.path.isdir(source):
+        items = []
+        for root, dirs, files in os.walk(source):
+            dirs.sort()
+            for fname in files:
+                path = os.path.join(root, fname)
+                rel = os.path.relpath(path, source).replace(os.sep, "/")
+                if _is_image_name(rel):
+                    items.append(SourceItem(rel, _open_file(path), size_hint=os.path.getsize(path)))
+        json_path = os.path.join(source, "dataset.json")
+        if os.path.isfile(json_path):
+            with open(json_path, encoding="utf-8") as f:
+                label_text = f.read()
+    elif os.path.isfile(source) and zipfile.is_zipfile(source):
+        lazy = _LazyZip(source)
+        with zipfile.ZipFile(source) as zf:
+            infos = zf.infolist()
+            names = {i.filename for i in infos}
+            items = [
+                SourceItem(i.filename, lazy.opener(i.filename), size_hint=i.file_size)
+                for i in infos
+                if not i.is_dir() and _is_image_name(i.filename)
+            ]
+            if "dataset.json" in names:
+                label_text = zf.read("dataset.json").decode("utf-8")
+    elif os.path.exists(source):
+        raise ValueError(f"source {source!r} is neither a folder nor a zip file")
+    else:
+        raise ValueError(f"source {source!r} does not exist")
+    items.sort(key=lambda it: it.name)
+    if not items:
+        raise ValueError(
+            f"source {source!r} holds no images (looked for extensions {', '.join(IMAGE_EXTENSIONS)})"
+        )
+    _attach_labels(items, source, labels, label_text)
+    return items
+
+
+def _attach_labels(items: list[SourceItem], source: str, mode: str, label_text: str | None) -> None:
+    if mode == "none":
+        return
+    if mode == "folders":
+        flat = [it.name for it in items if "/" not in it.name]
+        if flat:
+            raise ValueError(
+                f"--labels=folders: {len(flat)} image(s) of {source!r} are not inside a class sub-folder "
+                f"(first: {flat[0]!r}); move them into a folder named after their class"
+            )
+        for it in items:
+            it.label = it.name.split("/", 1)[0]
+        return
+    origin = f"{source}/dataset.json"
+    table = _parse_label_json(label_text, origin) if label_text is not None else None
+    if table is None:
+        if mode == "dataset.json":
+            what = "has no labels (null)" if label_text is not None else "does not exist"
+            raise ValueError(f"--labels=dataset.json: {origin} {what}")
+        return
+    missing = [it.name for it in items if it.name not in table]
+    if missing:
+        raise ValueError(
+            f"{origin} has no label for {len(missing)} image(s) (first: {missing[0]!r}); "
+            "label every image or pass --labels=none"
+        )
+    for it in items:
+        it.label = table[it.name]
+
+
+def assign_class_ids(label_names: list[str]) -> list[str]:
+    """Returns the sorted class names; integer-like names sort numerically, others alphabetically.
+
+    Args:
+        label_names: Label names of the images (repeats allowed).
+
+    Returns:
+        Distinct class names, index = contiguous class id.
+    """
+    distinct = set(label_names)
+    if all(n.lstrip("-").isdigit() for n in distinct):
+        return sorted(distinct, key=int)
+    return sorted(distinct)

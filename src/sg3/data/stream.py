@@ -1,0 +1,282 @@
+"""The sample stream behind ShardDataModule: splitting, shuffling, decoding, x-flips, skip counting.
+
+Each DataLoader worker of each rank is one *consumer*; consumer ``k = rank * num_workers + worker``
+out of ``C = world_size * num_workers``. Rank and world size are captured when the loader is built
+(not read from environment variables inside workers), so fork and spawn workers behave the same.
+
+- ``once`` (exactly once): with per-shard counts (the index), consumer k reads the contiguous range
+  ``[k*N//C, (k+1)*N//C)`` of the concatenated shards; without counts, whole shards when their number
+  divides C, else every consumer reads every shard and keeps sample i where ``i % C == k``.
+- ``train`` (infinite): epoch after epoch, a permutation of the shards and a random rotation (the same
+  for all consumers, from ``(seed, generation, epoch)``) are split the same way, so within an epoch
+  every sample is read once across all consumers; then a per-consumer shuffle buffer and x-flips.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections.abc import Iterator
+from dataclasses import dataclass
+from multiprocessing import context as mp_context
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+from torchvision.io import ImageReadMode, decode_image
+
+from sg3.data.shards import iter_shard_samples
+
+__all__ = ["SKIP_KINDS", "SkipCounter", "StreamConfig", "ShardStream", "decode_sample"]
+
+log = logging.getLogger(__name__)
+SKIP_KINDS = ("corrupt_sample", "wrong_shape", "truncated_shard", "unreadable_shard")
+IMAGE_KEYS = ("png", "jpg", "jpeg", "webp")
+_READ_MODES = {1: ImageReadMode.GRAY, 3: ImageReadMode.RGB, 4: ImageReadMode.RGB_ALPHA}
+
+
+class SkipCounter:
+    """Counts skipped samples/shards by kind, shared between the main process and DataLoader workers.
+
+    Pickled while a worker process is being started (spawn/forkserver) it shares the counters; pickled at
+    any other time it becomes a private snapshot.
+    """
+
+    def __init__(self) -> None:
+        self._values = {k: multiprocessing.Value("q", 0) for k in SKIP_KINDS}
+
+    def add(self, kind: str) -> None:
+        """Adds one to ``kind`` (one of SKIP_KINDS)."""
+        value = self._values[kind]
+        if hasattr(value, "get_lock"):
+            with value.get_lock():
+                value.value += 1
+        else:
+            value.value += 1
+
+    def as_dict(self) -> dict[str, int]:
+        """Current counts, kind -> int."""
+        return {k: int(v.value) for k, v in self._values.items()}
+
+    def __getstate__(self) -> dict:
+        if mp_context.get_spawning_popen() is not None:
+            return {"values": self._values}
+        return {"snapshot": self.as_dict()}
+
+    def __setstate__(self, state: dict) -> None:
+        if "values" in state:
+            self._values = state["values"]
+        else:
+            self._values = {k: _Plain(v) for k, v in state["snapshot"].items()}
+
+
+class _Plain:
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+@dataclass
+class StreamConfig:
+    """Everything a consumer needs; plain values only, so it pickles into any worker.
+
+    Attributes:
+        urls: Shard URLs in canonical order.
+        counts: Samples per shard, or None when unknown.
+        mode: ``'train'`` (infinite, shuffled, mirrored) or ``'once'`` (finite, exactly once, in order).
+        rank: This process's rank.
+        world_size: Number of ranks.
+        seed: Base seed of shard order, rotations, shuffle buffer and flips.
+        generation: Resume generation; each resume draws a fresh stream.
+        shuffle_buffer: Shuffle buffer size in samples per worker (train only; <= 1 disables).
+        mirror: Random x-flips with probability 0.5 (train only).
+        c_dim: One-hot label size (0 = no labels).
+        resolution: Expected side in pixels, or None to accept any (consistent) size.
+        channels: Expected channel count (decoded images are converted to it), or None.
+        strict: Raise on a corrupt sample or broken shard instead of skipping it.
+    """
+
+    urls: list[str]
+    counts: list[int] | None
+    mode: str
+    rank: int = 0
+    world_size: int = 1
+    seed: int = 0
+    generation: int = 0
+    shuffle_buffer: int = 1000
+    mirror: bool = False
+    c_dim: int = 0
+    resolution: int | None = None
+    channels: int | None = None
+    strict: bool = False
+
+
+def decode_sample(sample: dict, channels: int | None = None) -> torch.Tensor:
+    """Decodes the image of a raw sample into uint8 ``[C, H, W]``.
+
+    Args:
+        sample: Raw sample (extension -> bytes) with one of the keys png/jpg/jpeg/webp.
+        channels: Convert to 1, 3 or 4 channels; None keeps the stored channels.
+
+    Returns:
+        The image tensor.
+    """
+    ext = next((k for k in IMAGE_KEYS if k in sample), None)
+    if ext is None:
+        raise ValueError(f"sample has no image (keys {sorted(k for k in sample if not k.startswith('__'))})")
+    data = torch.frombuffer(bytearray(sample[ext]), dtype=torch.uint8)
+    return decode_image(data, mode=_READ_MODES.get(channels, ImageReadMode.UNCHANGED))
+
+
+def _range_reads(urls, counts, order, lo, hi):
+    """(url, first, stop) reads covering positions [lo, hi) of the shards concatenated in ``order``."""
+    total = sum(counts)
+    spans = [(lo, min(hi, total))] + ([(0, hi - total)] if hi > total else [])
+    reads = []
+    for a, b in spans:
+        start = 0
+        for s in order:
+            end = start + counts[s]
+            if a < end and b > start:
+                reads.append((urls[s], max(a, start) - start, min(b, end) - start))
+            start = end
+    return reads
+
+
+class ShardStream(IterableDataset):
+    """Yields ``(img uint8 [C,H,W], c float32 [c_dim])`` for this consumer's share of the shards.
+
+    Args:
+        cfg: The stream configuration.
+        counter: Skip counter shared with the owner (a new one when None).
+    """
+
+    def __init__(self, cfg: StreamConfig, counter: SkipCounter | None = None) -> None:
+        super().__init__()
+        if cfg.mode not in ("train", "once"):
+            raise ValueError(f"mode={cfg.mode!r} is not 'train' or 'once'")
+        if not cfg.urls:
+            raise ValueError("urls is empty")
+        if not 0 <= cfg.rank < cfg.world_size:
+            raise ValueError(f"rank={cfg.rank} must be in [0, world_size={cfg.world_size})")
+        self.cfg = cfg
+        self.counter = counter if counter is not None else SkipCounter()
+
+    def _consumer(self) -> tuple[int, int, int]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        return self.cfg.rank * workers + worker, self.cfg.world_size * workers, worker
+
+    def _on_error(self, kind: str, where: str, exc: Exception) -> None:
+        if self.cfg.strict:
+            raise RuntimeError(f"{kind.replace('_', ' ')}: {where}: {exc} (strict mode)") from exc
+        self.counter.add(kind)
+        log.warning("skipping %s: %s: %s", kind.replace("_", " "), where, exc)
+
+    def _read_all_strided(self, order, k, n) -> Iterator[dict]:
+        base = 0
+        for s in order:
+            last = [-1]
+
+            def keep(pos, base=base, last=last):
+                last[0] = pos
+                return (base + pos) % n == k
+
+            for _, sample in iter_shard_samples(self.cfg.urls[s], keep=keep, on_error=self._on_error):
+                yield sample
+            base += last[0] + 1
+
+    def _epoch(self, k: int, n: int, epoch: int) -> Iterator[dict]:
+        cfg, num = self.cfg, len(self.cfg.urls)
+        if cfg.mode == "once":
+            order, offset = list(range(num)), 0
+        else:
+            rng = np.random.default_rng([cfg.seed, cfg.generation, epoch])
+            order = [int(i) for i in rng.permutation(num)]
+            offset = int(rng.integers(sum(cfg.counts))) if cfg.counts else 0
+        if cfg.counts is not None:
+            total = sum(cfg.counts)
+            lo, hi = offset + k * total // n, offset + (k + 1) * total // n
+            if cfg.mode == "train" and hi == lo:  # fewer samples than consumers: one sample each
+                lo, hi = (offset + k) % total, (offset + k) % total + 1
+            for url, first, stop in _range_reads(cfg.urls, cfg.counts, order, lo, hi):
+                keep = (lambda p, first=first: p >= first) if first else None
+                for _, sample in iter_shard_samples(url, keep=keep, stop=stop, on_error=self._on_error):
+                    yield sample
+        elif num % n == 0 or (cfg.mode == "train" and num >= n):
+            for s in order[k::n]:
+                for _, sample in iter_shard_samples(cfg.urls[s], on_error=self._on_error):
+                    yield sample
+        else:
+            yield from self._read_all_strided(order, k, n)
+
+    def _raw(self, k: int, n: int) -> Iterator[dict]:
+        if self.cfg.mode == "once":
+            yield from self._epoch(k, n, 0)
+            return
+        epoch = 0
+        while True:
+            produced = 0
+            for sample in self._epoch(k, n, epoch):
+                produced += 1
+                yield sample
+            if produced == 0:
+                raise RuntimeError(
+                    f"consumer {k} of {n} read no samples from {len(self.cfg.urls)} shard(s) "
+                    f"(first: {self.cfg.urls[0]}); skipped so far: {self.counter.as_dict()}"
+                )
+            epoch += 1
+
+    def _shuffled(self, samples: Iterator[dict], rng: np.random.Generator) -> Iterator[dict]:
+        size = self.cfg.shuffle_buffer
+        if size <= 1:
+            yield from samples
+            return
+        buf: list[dict] = []
+        for sample in samples:
+            if len(buf) < size:
+                buf.append(sample)
+                continue
+            j = int(rng.integers(size))
+            buf[j], sample = sample, buf[j]
+            yield sample
+        rng.shuffle(buf)
+        yield from buf
+
+    def _decode(self, sample: dict) -> tuple[torch.Tensor, torch.Tensor] | None:
+        cfg = self.cfg
+        where = f"sample {sample['__key__']} of {sample['__url__']}"
+        try:
+            img = decode_sample(sample, cfg.channels)
+            c = torch.zeros(cfg.c_dim, dtype=torch.float32)
+            if cfg.c_dim:
+                if "cls" not in sample:
+                    raise ValueError("has no 'cls' label but labels are in use")
+                label = int(sample["cls"].decode("ascii").strip())
+                if not 0 <= label < cfg.c_dim:
+                    raise ValueError(f"label {label} is outside [0, {cfg.c_dim})")
+                c[label] = 1
+        except (RuntimeError, ValueError, UnicodeDecodeError) as exc:
+            self._on_error("corrupt_sample", where, exc)
+            return None
+        side = cfg.resolution
+        if img.ndim != 3 or img.shape[1] != img.shape[2] or (side is not None and img.shape[1] != side):
+            exp = f"[{cfg.channels or 'C'}, {side}, {side}]"
+            self._on_error("wrong_shape", where, ValueError(f"shape {list(img.shape)}, expected {exp}"))
+            return None
+        return img, c
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        k, n, worker = self._consumer()
+        cfg = self.cfg
+        rng = np.random.default_rng([cfg.seed, cfg.generation, cfg.rank, worker, 1])
+        samples = self._raw(k, n)
+        if cfg.mode == "train":
+            samples = self._shuffled(samples, rng)
+        for sample in samples:
+            out = self._decode(sample)
+            if out is None:
+                continue
+            img, c = out
+            if cfg.mode == "train" and cfg.mirror and rng.random() < 0.5:
+                img = img.flip(-1)
+            yield img, c
