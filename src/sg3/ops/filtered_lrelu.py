@@ -22,7 +22,7 @@ from sg3.ops._params import (
     parse_padding,
 )
 from sg3.ops.bias_act import bias_act
-from sg3.ops.upfirdn2d import compiled_taps, compute_dtype, upfirdn2d
+from sg3.ops.upfirdn2d import compiled_filter, kernel_input, upfirdn2d
 
 
 def _check_factor(value: object, name: str) -> int:
@@ -47,49 +47,30 @@ class _FilteredLreluCompiled(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, fu, fd, b, ext, up, down, padding, gain, slope, clamp, flip_filter):  # noqa: D102
-        dtype = compute_dtype(x)
-        fu_taps = compiled_taps(fu, dtype, flip_filter, up**2).to(x.device)
-        fd_taps = compiled_taps(fd, dtype, flip_filter, 1).to(x.device)
-        cx = x if x.is_cuda else x.to(dtype)
-        cx = cx.contiguous()
-        cb = b.to(cx.dtype) if b is not None else torch.empty([0], dtype=cx.dtype, device=x.device)
-        write_signs = torch.is_grad_enabled() and any(ctx.needs_input_grad[i] for i in (0, 3))
-        write_signs = write_signs or x.requires_grad or (b is not None and b.requires_grad)
+        fu_k = compiled_filter(fu, x)
+        fd_k = compiled_filter(fd, x)
+        xk = kernel_input(x)
+        bk = b.to(xk.dtype) if b is not None else torch.empty([0], dtype=xk.dtype, device=x.device)
+        write_signs = torch.is_grad_enabled() and (x.requires_grad or (b is not None and b.requires_grad))
         y, signs = ext.filtered_lrelu_fwd(
-            cx,
-            fu_taps,
-            fd_taps,
-            cb,
-            up,
-            down,
-            *padding,
-            gain,
-            slope,
-            -1.0 if clamp is None else clamp,
-            write_signs,
-        )
-        ctx.save_for_backward(fu_taps, fd_taps, signs)
-        ctx.args = (ext, up, down, padding, gain, slope, x.shape, x.dtype, b is not None)
+            xk, fu_k, fd_k, bk, up, down, *padding, gain, slope, -1.0 if clamp is None else clamp,
+            flip_filter, write_signs,
+        )  # fmt: skip
+        ctx.save_for_backward(fu_k, fd_k, signs)
+        ctx.args = (ext, up, down, padding, gain, slope, flip_filter, x.shape, x.dtype, b is not None)
         return y.to(x.dtype)
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, dy):  # noqa: D102
-        fu_taps, fd_taps, signs = ctx.saved_tensors
-        ext, up, down, padding, gain, slope, in_shape, in_dtype, has_bias = ctx.args
-        cdy = dy if dy.is_cuda else dy.to(fu_taps.dtype)
+        fu_k, fd_k, signs = ctx.saved_tensors
+        ext, up, down, padding, gain, slope, flip_filter, in_shape, in_dtype, has_bias = ctx.args
+        if signs.numel() == 0:
+            raise RuntimeError("filtered_lrelu: backward called but the forward ran without recording signs")
         dx = ext.filtered_lrelu_bwd(
-            cdy.contiguous(),
-            fu_taps,
-            fd_taps,
-            signs,
-            up,
-            down,
-            *padding,
-            in_shape[2],
-            in_shape[3],
-            gain,
-            slope,
-        )
+            kernel_input(dy), fu_k, fd_k, signs, up, down, *padding, in_shape[2], in_shape[3], gain, slope,
+            flip_filter,
+        )  # fmt: skip
         db = dx.sum([0, 2, 3]).to(in_dtype) if has_bias and ctx.needs_input_grad[3] else None
         return dx.to(in_dtype), None, None, db, None, None, None, None, None, None, None, None
 

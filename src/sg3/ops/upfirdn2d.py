@@ -102,49 +102,44 @@ def _upfirdn2d_ref(
     return x[:, :, ::downy, ::downx]
 
 
-def compiled_taps(f: torch.Tensor | None, dtype: torch.dtype, flip_filter: bool, gain: float) -> torch.Tensor:
-    """Filter as the compiled kernels take it: correlation taps (flipped unless flip_filter), gain applied.
+def compiled_filter(f: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    """A filter as the compiled kernels take it (csrc/ops.h): contiguous, float64 for float64 x else float32.
 
     Args:
-        f: Filter (None = identity).
-        dtype: float32 or float64, the compute dtype of the kernel.
-        flip_filter: The op's flip_filter argument.
-        gain: Overall gain (1-D filters get `sqrt(gain)` per axis).
+        f: Filter (None = identity, passed as `ones([1])`).
+        x: The main input (its dtype and device decide the filter's).
 
     Returns:
-        A contiguous 1-D or 2-D tensor of `dtype`.
+        A contiguous 1-D or 2-D tensor on x's device.
     """
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     if f is None:
-        f = torch.ones([1])
-    f = f.to(dtype) * (gain ** (f.ndim / 2))
-    if not flip_filter:
-        f = f.flip(list(range(f.ndim)))
-    return f.contiguous()
+        return torch.ones([1], dtype=dtype, device=x.device)
+    return f.to(device=x.device, dtype=dtype).contiguous()
 
 
-def compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """Dtype the compiled CPU kernels compute in for input `x` (float64 stays float64, else float32)."""
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
+def kernel_input(x: torch.Tensor) -> torch.Tensor:
+    """x as the compiled kernels take it: contiguous; on CPU float16/bfloat16 are upcast to float32."""
+    if not x.is_cuda and x.dtype not in (torch.float32, torch.float64):
+        x = x.float()
+    return x.contiguous()
 
 
 class _Upfirdn2dCompiled(torch.autograd.Function):
-    """Compiled upfirdn2d; its backward is again upfirdn2d (transposed), so it differentiates any order."""
+    """One compiled upfirdn2d call with a 2-D filter; backward is again this op (any derivative order)."""
 
     @staticmethod
-    def forward(ctx, x, f, ext, up, down, padding, flip_filter, gain):  # noqa: D102
-        dtype = compute_dtype(x)
-        taps = compiled_taps(f, dtype, flip_filter, gain).to(x.device)
-        xc = x.to(dtype).contiguous()
-        y = ext.upfirdn2d(xc, taps, up[0], up[1], down[0], down[1], *padding)
-        ctx.save_for_backward(f)
+    def forward(ctx, x, f2, ext, up, down, padding, flip_filter, gain):  # noqa: D102
+        y = ext.upfirdn2d(kernel_input(x), f2, up[0], up[1], down[0], down[1], *padding, flip_filter, gain)
+        ctx.save_for_backward(f2)
         ctx.args = (ext, up, down, padding, flip_filter, gain, x.shape)
         return y.to(x.dtype)
 
     @staticmethod
     def backward(ctx, dy):  # noqa: D102
-        (f,) = ctx.saved_tensors
+        (f2,) = ctx.saved_tensors
         ext, up, down, padding, flip_filter, gain, in_shape = ctx.args
-        fw, fh = filter_size(f)
+        fh, fw = f2.shape
         px0, px1, py0, py1 = padding
         in_h, in_w = in_shape[2], in_shape[3]
         out_h, out_w = dy.shape[2], dy.shape[3]
@@ -154,8 +149,27 @@ class _Upfirdn2dCompiled(torch.autograd.Function):
             fh - py0 - 1,
             in_h * up[1] - out_h * down[1] + py0 - up[1] + 1,
         )
-        dx = _Upfirdn2dCompiled.apply(dy, f, ext, down, up, grad_padding, not flip_filter, gain)
+        dx = _Upfirdn2dCompiled.apply(dy, f2, ext, down, up, grad_padding, not flip_filter, gain)
         return dx, None, None, None, None, None, None, None
+
+
+def _upfirdn2d_compiled(x, f, ext, up, down, padding, flip_filter, gain):
+    """Compiled upfirdn2d: one 2-D call, or two 1-D passes (smaller intermediate first) for a 1-D filter."""
+    ff = compiled_filter(f, x)
+    if ff.ndim == 2:
+        return _Upfirdn2dCompiled.apply(x, ff, ext, up, down, padding, flip_filter, gain)
+    px0, px1, py0, py1 = padding
+    taps = ff.numel()
+    g = gain**0.5
+    x_pass = (ff.reshape(1, taps), (up[0], 1), (down[0], 1), (px0, px1, 0, 0))  # f [1, taps]
+    y_pass = (ff.reshape(taps, 1), (1, up[1]), (1, down[1]), (0, 0, py0, py1))  # f [taps, 1]
+    n, c, h, w = x.shape
+    out_w = output_length(w, up[0], down[0], px0, px1, taps)
+    out_h = output_length(h, up[1], down[1], py0, py1, taps)
+    passes = (x_pass, y_pass) if h * out_w <= out_h * w else (y_pass, x_pass)
+    for f2, u, d, p in passes:
+        x = _Upfirdn2dCompiled.apply(x, f2, ext, u, d, p, flip_filter, g)
+    return x
 
 
 def upfirdn2d(
@@ -200,7 +214,7 @@ def upfirdn2d(
     name, ext = _dispatch.resolve(impl, x)
     if name == "ref":
         return _upfirdn2d_ref(x, f, (upx, upy), (downx, downy), pads, flip_filter, gain)
-    return _Upfirdn2dCompiled.apply(x, f, ext, (upx, upy), (downx, downy), pads, bool(flip_filter), gain)
+    return _upfirdn2d_compiled(x, f, ext, (upx, upy), (downx, downy), pads, bool(flip_filter), gain)
 
 
 def filter2d(
