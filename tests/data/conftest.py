@@ -1,4 +1,4 @@
-"""Tiny image folders for the data tests: every image has a distinct constant value, so it can be identified."""
+"""Tiny image folders for the data tests: each image has a distinct constant value that identifies it."""
 
 from __future__ import annotations
 
