@@ -1,0 +1,198 @@
+"""`sg3-train`: validate the config -> derive -> instantiate -> trainer.fit (see docs/training.md).
+
+Examples:
+    sg3-train experiment=demo
+    sg3-train experiment=stylegan3-t-256-1gpu data.urls=/data/ffhq256/dataset.json
+    sg3-train experiment=stylegan3-t-256-1gpu data.urls=... resume=auto
+    sg3-train --multirun experiment=demo loss.r1_gamma=0.5,1,2
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from sg3.training.derive import ConfigError
+
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+# How to set each required (???) value.
+REQUIRED_HELP = {
+    "data.urls": "the dataset: data.urls=/path/to/dataset.json (made by sg3-dataset), or data=demo",
+    "loss.r1_gamma": "the R1 weight: loss.r1_gamma=2 (docs/configs.md lists values per resolution), "
+    "or pick an experiment=... that sets it",
+    "batch": "the total batch size over all GPUs: batch=32",
+    "init_from": "the pretrained weights to fine-tune: init_from=/path/to/network.pkl|.pt|.ckpt",
+}
+
+
+def check_required(cfg: DictConfig) -> None:
+    """Raise ConfigError listing every `???` value still missing, with how to set it."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        lines = [f"  {k}: {REQUIRED_HELP.get(k, f'set it on the command line: {k}=...')}" for k in missing]
+        raise ConfigError("missing required value(s):\n" + "\n".join(lines))
+
+
+def num_processes(trainer_cfg: dict) -> int:
+    """devices x num_nodes from the trainer config (devices may be an int, a list or 'auto'/-1)."""
+    devices, nodes = trainer_cfg.get("devices", 1), int(trainer_cfg.get("num_nodes", 1) or 1)
+    if isinstance(devices, (list, tuple)):
+        count = len(devices)
+    elif isinstance(devices, str) and devices.isdigit():
+        count = int(devices)
+    elif isinstance(devices, int) and devices > 0:
+        count = devices
+    else:  # 'auto' / -1: every visible GPU, else one process
+        import torch
+
+        gpu = trainer_cfg.get("accelerator") in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+        count = torch.cuda.device_count() if gpu else 1
+    return count * nodes
+
+
+def sweep_identity(hc) -> tuple[str | None, str]:
+    """(W&B group, run name): under --multirun the sweep dir name and 'key=value,...' of the swept keys."""
+    if hc.mode != RunMode.MULTIRUN:
+        return None, Path(hc.runtime.output_dir).name
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    swept: set[str] = set()
+    try:
+        parsed = OverridesParser.create().parse_overrides([a for a in sys.argv[1:] if not a.startswith("-")])
+        swept = {o.key_or_group for o in parsed if o.is_sweep_override()}
+    except Exception:  # noqa: BLE001 - launched without our argv (e.g. submitit): name after all overrides
+        swept = set()
+    task = [o for o in hc.overrides.task if not swept or o.split("=", 1)[0].lstrip("+~") in swept]
+    return Path(hc.sweep.dir).name, ",".join(task) or hc.job.override_dirname or str(hc.job.num)
+
+
+def build(cfg: DictConfig) -> dict[str, Any]:
+    """Validate, derive and instantiate everything for one run (no training yet)."""
+    from hydra.utils import instantiate
+
+    from sg3.modules.augment import AUGPIPE_SPECS
+    from sg3.training import callbacks as cb
+    from sg3.training.checkpoint import (
+        AtomicCheckpointIO,
+        load_init_weights,
+        read_sg3_section,
+        resolve_resume,
+    )
+    from sg3.training.derive import derive
+    from sg3.training.loggers import build_loggers, new_run_id
+    from sg3.training.module import StyleGAN3Module
+
+    check_required(cfg)
+    hc = HydraConfig.get()
+    run_dir = hc.runtime.output_dir
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    gpus = num_processes(plain["trainer"])
+    if not isinstance(plain["batch"], int) or plain["batch"] < 1 or plain["batch"] % gpus:
+        raise ConfigError(
+            f"batch={plain['batch']!r} is not valid: a positive multiple of the {gpus} process(es)"
+        )
+    try:
+        dm = instantiate(
+            cfg.data,
+            batch_size=plain["batch"] // gpus,
+            seed=plain["seed"],
+            resolution=plain["model"]["resolution"],
+        )
+    except Exception as e:  # noqa: BLE001 - Hydra wraps constructor errors; report the cause plainly
+        cause = e.__cause__ or e
+        raise ConfigError(f"data: {cause}") from e
+    plain["derived"] = derive(
+        plain,
+        resolution=dm.resolution,
+        img_channels=dm.num_channels,
+        c_dim=dm.c_dim,
+        num_gpus=gpus,
+        augment_specs=AUGPIPE_SPECS,
+    )
+    try:
+        ckpt_path = resolve_resume(plain["resume"], run_dir)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    run_id = (read_sg3_section(ckpt_path).get("wandb_run_id") if ckpt_path else None) or new_run_id()
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    if _is_rank_zero():
+        OmegaConf.save(OmegaConf.create(plain), Path(run_dir) / "config.yaml")
+    model = StyleGAN3Module(plain)
+    model.wandb_run_id = run_id
+    if plain["init_from"] and ckpt_path is None:
+        try:
+            load_init_weights({"G": model.G, "D": model.D, "G_ema": model.G_ema}, plain["init_from"])
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
+    group, run_name = sweep_identity(hc)
+    group = plain["logger"].get("group") or group
+    loggers = build_loggers(plain["logger"], run_dir, name=run_name, run_id=run_id, group=group, config=plain)
+    grids = cb.ImageGrids(run_dir, **plain["grid"])
+    snaps = cb.Snapshots(
+        run_dir, keep=plain["keep_checkpoints"], log_model=plain["logger"].get("log_model", False)
+    )
+    summary = cb.Summary(run_dir, grids, snaps)
+    callbacks = [snaps, cb.TickLogger(run_dir), grids, cb.KimgProgress(sys.stderr.isatty()), summary]
+    if plain["metrics"].get("_target_"):
+        every = plain["metrics"].get("every_kimg") or plain["derived"]["snapshot_kimg"]
+        callbacks.append(instantiate(cfg.metrics, every_kimg=every))
+    trainer = instantiate(
+        cfg.trainer,
+        logger=loggers or False,
+        callbacks=callbacks,
+        default_root_dir=run_dir,
+        plugins=[AtomicCheckpointIO()],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        max_epochs=-1,
+        max_steps=-1,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        use_distributed_sampler=False,
+    )
+    return dict(
+        trainer=trainer, model=model, datamodule=dm, ckpt_path=ckpt_path, summary=summary, run_dir=run_dir
+    )
+
+
+def _is_rank_zero() -> bool:
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Build and train; returns the run summary (also the Hydra job's return value under --multirun)."""
+    from sg3.training.callbacks import format_summary
+
+    parts = build(cfg)
+    ckpt = parts["ckpt_path"]
+    parts["trainer"].fit(
+        parts["model"], datamodule=parts["datamodule"], ckpt_path=str(ckpt) if ckpt else None
+    )
+    info = parts["summary"].info
+    if _is_rank_zero():
+        print(format_summary(info, HydraConfig.get().overrides.task), flush=True)
+    return info
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+def main(cfg: DictConfig) -> dict[str, Any] | None:
+    """Console entry point `sg3-train` (Hydra: `key=value` overrides, `--multirun`, `--cfg job`)."""
+    try:
+        return run(cfg)
+    except ConfigError as e:
+        print(f"sg3-train: configuration error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Adaptive discriminator augmentation: the probability controller (spec §5.4).
+
+The controller accumulates the signs of D's raw outputs on real images (from the Dmain and Dreg
+phases), and every `interval` steps moves the augmentation probability `p` one step of size
+`batch * interval / (ada_kimg * 1000)` towards the side that brings `E[sign(D(real))]` to `target`.
+The accumulated sums are reduced across processes before the decision so that every rank keeps the
+same `p`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+
+class AdaController(nn.Module):
+    """Adjusts `augment_pipe.p` from D's overfitting heuristic `r_t = E[sign(D(real))]`.
+
+    Args:
+        target: Target value of r_t (0.6 in the paper).
+        interval: Steps between adjustments.
+        adjust: Size of one adjustment of p (see `sg3.training.derive.ada_adjust`); 0 freezes p.
+
+    The running sums live in the buffer `stats` = `[sum of signs, count]` so they travel with the
+    checkpoint; `last_rt` holds the most recent r_t (NaN before the first adjustment).
+    """
+
+    def __init__(self, target: float = 0.6, interval: int = 4, adjust: float = 0.0) -> None:
+        super().__init__()
+        if interval < 1:
+            raise ValueError(f"interval={interval} is not valid: a positive number of steps")
+        if adjust < 0:
+            raise ValueError(f"adjust={adjust} is not valid: a step size >= 0")
+        self.target = float(target)
+        self.interval = int(interval)
+        self.adjust = float(adjust)
+        self.register_buffer("stats", torch.zeros([2], dtype=torch.float64))
+        self.register_buffer("last_rt", torch.full([], float("nan"), dtype=torch.float64))
+
+    @torch.no_grad()
+    def accumulate(self, real_logits: torch.Tensor) -> None:
+        """Add the signs of D's logits on real images (any shape) to the running sums."""
+        signs = real_logits.detach().sign().to(torch.float64)
+        self.stats += torch.stack([signs.sum(), torch.tensor(float(signs.numel()), dtype=torch.float64)]).to(
+            self.stats.device
+        )
+
+    @torch.no_grad()
+    def step(
+        self,
+        batch_idx: int,
+        p: torch.Tensor,
+        all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> bool:
+        """Adjust `p` in place when `batch_idx % interval == 0` and signs were seen.
+
+        Args:
+            batch_idx: Number of completed training steps (the official loop's counter after increment).
+            p: The augmentation probability buffer (scalar tensor), modified in place; clamped at 0 only.
+            all_reduce: Sums a tensor over processes (None for a single process).
+
+        Returns:
+            True if an adjustment was made.
+        """
+        if self.adjust == 0 or batch_idx % self.interval != 0:
+            return False
+        stats = self.stats.clone()
+        if all_reduce is not None:
+            stats = all_reduce(stats)
+        self.stats.zero_()
+        if stats[1] <= 0:
+            return False
+        rt = stats[0] / stats[1]
+        self.last_rt.copy_(rt)
+        direction = torch.sign(rt - self.target)
+        p.copy_((p + direction.to(p.dtype) * self.adjust).clamp(min=0))
+        return True

@@ -1,0 +1,323 @@
+"""Training callbacks: they observe the LightningModule and export; they never change the weights.
+
+- `TickLogger`: per-tick statistics to stats.jsonl, the Lightning loggers and the console.
+- `ImageGrids`: reals.png, fakes_init.png and fixed-seed fake grids `fakes{kimg:06d}.png`.
+- `Snapshots`: full-state checkpoints (atomic), exported generators, and a clean stop on SIGTERM/SIGINT.
+- `KimgProgress`: a progress bar in kimg with ETA.
+- `Summary`: what the run produced, for the final message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import Callback
+from PIL import Image
+from tqdm.auto import tqdm
+
+from sg3.training.checkpoint import checkpoint_path, prune_checkpoints
+from sg3.training.loggers import log_artifact, log_image
+
+log = logging.getLogger("sg3.train")
+
+
+def grid_shape(resolution: int, gw: int | None = None, gh: int | None = None) -> tuple[int, int]:
+    """Grid columns and rows; default: official `clip(7680 // res, 7, 32)` x `clip(4320 // res, 4, 32)`."""
+    gw = gw if gw is not None else int(np.clip(7680 // resolution, 7, 32))
+    gh = gh if gh is not None else int(np.clip(4320 // resolution, 4, 32))
+    return gw, gh
+
+
+def to_grid(img: torch.Tensor, gw: int, gh: int, drange: tuple[float, float] = (-1, 1)) -> np.ndarray:
+    """Images `[gw*gh, C, H, W]` -> one uint8 image `[gh*H, gw*W, C]` (C = 1 squeezed later by PIL)."""
+    lo, hi = drange
+    x = ((img.detach().float().cpu() - lo) * (255 / (hi - lo))).round().clamp(0, 255).to(torch.uint8)
+    n, c, h, w = x.shape
+    x = x.reshape(gh, gw, c, h, w).permute(0, 3, 1, 4, 2).reshape(gh * h, gw * w, c)  # [gh*H, gw*W, C]
+    return x.numpy()
+
+
+def save_png(array: np.ndarray, path: Path) -> None:
+    """Write a uint8 HWC array as PNG (1-channel images as grayscale)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(path)
+
+
+class TickLogger(Callback):
+    """Writes each tick's statistics to `<run dir>/stats.jsonl` and the loggers, and prints a tick line."""
+
+    def __init__(self, run_dir: str) -> None:
+        self.path = Path(run_dir) / "stats.jsonl"
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        info = pl_module.tick_info
+        if not info or "scalars" not in info or not trainer.is_global_zero:
+            return
+        record = {**info["stats"], "timestamp": time.time()}
+        for name in (
+            "Progress/kimg",
+            "Progress/augment",
+            "Progress/tick",
+            "Timing/sec_per_kimg",
+            "Timing/img_per_sec",
+        ):
+            record[name] = {"num": 1, "mean": info["scalars"][name], "std": 0.0}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        for logger in trainer.loggers:
+            logger.log_metrics(info["scalars"], step=pl_module.batch_idx)
+        s = info["scalars"]
+        fmt = lambda k: f"{s[k]:.3f}" if k in s else "-"
+        log.info(
+            "tick %d  kimg %.1f  time %s  sec/kimg %.2f  img/s %.1f  augment %.3f  G %s  D %s  R1 %s",
+            info["tick"], s["Progress/kimg"], _fmt_time(s["Timing/total_sec"]), s["Timing/sec_per_kimg"],
+            s["Timing/img_per_sec"], s["Progress/augment"], fmt("Loss/G/loss"), fmt("Loss/D/loss"),
+            fmt("Loss/r1_penalty"),
+        )  # fmt: skip
+
+
+class ImageGrids(Callback):
+    """Fixed-seed image grids from G_ema (noise_mode='const'), saved under `<run dir>/images` and logged."""
+
+    def __init__(self, run_dir: str, seed: int = 0, gw: int | None = None, gh: int | None = None) -> None:
+        self.folder = Path(run_dir) / "images"
+        self.seed, self.gw, self.gh = seed, gw, gh
+        self.z: torch.Tensor | None = None
+        self.c: torch.Tensor | None = None
+        self.files: list[Path] = []
+
+    def _setup_grid(self, trainer, pl_module) -> None:
+        self.gw, self.gh = grid_shape(pl_module.derived["resolution"], self.gw, self.gh)
+        n = self.gw * self.gh
+        gen = torch.Generator().manual_seed(self.seed)
+        self.z = torch.randn([n, pl_module.G.z_dim], generator=gen)
+        dm = trainer.datamodule
+        if pl_module.derived["c_dim"] and dm is not None:
+            self.c = dm.sample_labels(n, gen)
+        else:
+            self.c = torch.zeros([n, pl_module.derived["c_dim"]])
+
+    @torch.no_grad()
+    def fakes(self, pl_module) -> np.ndarray:
+        """The fake grid of the current G_ema as a uint8 HWC array."""
+        chunk = pl_module.derived["batch_gpu"]
+        out = [
+            pl_module.G_ema(z.to(pl_module.device), c.to(pl_module.device), noise_mode="const").cpu()
+            for z, c in zip(self.z.split(chunk), self.c.split(chunk))
+        ]
+        return to_grid(torch.cat(out), self.gw, self.gh)
+
+    def _reals(self, trainer) -> np.ndarray | None:
+        dm = trainer.datamodule
+        if dm is None or not hasattr(dm, "exactly_once_loader"):
+            return None
+        need, got = self.gw * self.gh, []
+        for img, _ in dm.exactly_once_loader(batch_size=min(need, 64)):
+            got.append(img)
+            if sum(x.shape[0] for x in got) >= need:
+                break
+        imgs = torch.cat(got)[:need]
+        if imgs.shape[0] < need:  # tiny datasets: repeat
+            imgs = imgs.repeat((need + imgs.shape[0] - 1) // imgs.shape[0], 1, 1, 1)[:need]
+        return to_grid(imgs.float(), self.gw, self.gh, drange=(0, 255))
+
+    def _save(self, trainer, pl_module, name: str, key: str) -> None:
+        array = self.fakes(pl_module)
+        path = self.folder / name
+        save_png(array, path)
+        self.files.append(path)
+        log_image(trainer.loggers, key, array, pl_module.batch_idx, f"kimg {pl_module.kimg:.1f}")
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._setup_grid(trainer, pl_module)
+        if not trainer.is_global_zero or pl_module.cur_nimg > 0:
+            return
+        reals = self._reals(trainer)
+        if reals is not None:
+            save_png(reals, self.folder / "reals.png")
+            log_image(trainer.loggers, "reals", reals, 0, "reals")
+        self._save(trainer, pl_module, "fakes_init.png", "fakes")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        info = pl_module.tick_info
+        if info and info.get("images") and trainer.is_global_zero:
+            self._save(trainer, pl_module, f"fakes{pl_module.cur_nimg // 1000:06d}.png", "fakes")
+
+
+class Snapshots(Callback):
+    """Checkpoints and exported generators; SIGTERM (and a first Ctrl+C) save and stop at a step boundary.
+
+    Args:
+        run_dir: The run directory (checkpoints go to `<run_dir>/checkpoints`).
+        keep: Number of newest checkpoints kept (0 keeps all).
+        log_model: Also upload each exported generator as a W&B artifact.
+    """
+
+    def __init__(self, run_dir: str, keep: int = 3, log_model: bool = False) -> None:
+        self.run_dir = Path(run_dir)
+        self.keep, self.log_model = keep, log_model
+        self.last_checkpoint: Path | None = None
+        self.last_export: Path | None = None
+        self.stopped_by_signal: str | None = None
+        self._signal: str | None = None
+        self._old_sigint: Any = None
+
+    def _on_sigint(self, signum, frame) -> None:
+        self._signal = "SIGINT"
+        signal.signal(signal.SIGINT, self._old_sigint)  # a second Ctrl+C interrupts at once
+        log.warning("Ctrl+C: saving a checkpoint at the end of this step (press again to abort)")
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._old_sigint = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._on_sigint)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self._old_sigint is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self._old_sigint)
+
+    def save_checkpoint(self, trainer, pl_module) -> Path:
+        """Write the full-state checkpoint for the current step (every rank calls this)."""
+        path = checkpoint_path(self.run_dir, pl_module.cur_nimg)
+        trainer.save_checkpoint(path)
+        if trainer.is_global_zero:
+            prune_checkpoints(self.run_dir, self.keep)
+        self.last_checkpoint = path
+        return path
+
+    def export_generator(self, trainer, pl_module) -> Path | None:
+        """Write `network-snapshot-{kimg:06d}.pt` (G_ema + kwargs, loadable by sg3.load_generator)."""
+        if not trainer.is_global_zero:
+            return None
+        from sg3.io import save_generator
+
+        kimg = pl_module.cur_nimg // 1000
+        path = self.run_dir / f"network-snapshot-{kimg:06d}.pt"
+        meta = {"cur_nimg": pl_module.cur_nimg, "cfg": pl_module.derived["cfg"], "run_dir": str(self.run_dir)}
+        save_generator(str(path), pl_module.G_ema, meta=meta)
+        self.last_export = path
+        if self.log_model:
+            log_artifact(trainer.loggers, path, f"generator-{pl_module.wandb_run_id}", meta)
+        return path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        info = pl_module.tick_info or {}
+        received = bool(getattr(trainer, "received_sigterm", False)) or self._signal is not None
+        stop = trainer.strategy.reduce_boolean_decision(received, all=False)
+        if info.get("snapshot"):
+            self.export_generator(trainer, pl_module)
+        if info.get("checkpoint") or stop:
+            self.save_checkpoint(trainer, pl_module)
+        if stop and not pl_module.done:
+            self.stopped_by_signal = self._signal or "SIGTERM"
+            log.warning("%s: saved %s; stopping", self.stopped_by_signal, self.last_checkpoint)
+            trainer.should_stop = True
+
+
+class KimgProgress(Callback):
+    """A tqdm bar counting kimg up to total_kimg, with elapsed time, ETA and the latest losses."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.bar: tqdm | None = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if not (self.enabled and trainer.is_global_zero):
+            return
+        total = pl_module.derived["total_kimg"]
+        fmt = "{l_bar}{bar}| {n:.1f}/{total:.1f} kimg [{elapsed}<{remaining}{postfix}]"
+        self.bar = tqdm(
+            total=total, initial=pl_module.kimg, bar_format=fmt, dynamic_ncols=True, smoothing=0.1
+        )
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.bar is None:
+            return
+        self.bar.update(min(pl_module.kimg, self.bar.total) - self.bar.n)
+        info = pl_module.tick_info
+        if info and "scalars" in info:
+            s = info["scalars"]
+            self.bar.set_postfix_str(
+                f"tick {info['tick']} img/s {s['Timing/img_per_sec']:.1f} p {s['Progress/augment']:.3f}"
+            )
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class Summary(Callback):
+    """Collects what the run produced (paths, speed) for the final message printed by sg3-train."""
+
+    def __init__(self, run_dir: str, grids: ImageGrids, snapshots: Snapshots) -> None:
+        self.run_dir = Path(run_dir)
+        self.grids, self.snapshots = grids, snapshots
+        self.info: dict[str, Any] = {}
+        self._t0 = 0.0
+        self._n0 = 0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._t0, self._n0 = time.time(), pl_module.cur_nimg
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        sec = time.time() - self._t0
+        wandb_dirs = (
+            sorted((self.run_dir / "wandb").glob("*run-*")) if (self.run_dir / "wandb").is_dir() else []
+        )
+        self.info = {
+            "run_dir": str(self.run_dir),
+            "kimg": pl_module.kimg,
+            "done": pl_module.done,
+            "stopped_by": self.snapshots.stopped_by_signal,
+            "seconds": sec,
+            "img_per_sec": (pl_module.cur_nimg - self._n0) / max(sec, 1e-8),
+            "augment_p": float(pl_module.augment_pipe.p) if pl_module.augment_pipe is not None else 0.0,
+            "checkpoint": str(self.snapshots.last_checkpoint) if self.snapshots.last_checkpoint else None,
+            "generator": str(self.snapshots.last_export) if self.snapshots.last_export else None,
+            "grids": [str(p) for p in self.grids.files],
+            "wandb": str(wandb_dirs[-1]) if wandb_dirs else None,
+        }
+
+
+def format_summary(info: dict[str, Any], overrides: list[str]) -> str:
+    """The end-of-run message: where everything is, speed, and what to run next."""
+    if not info:
+        return "sg3-train: training did not start"
+    status = "finished" if info["done"] else f"stopped by {info['stopped_by'] or 'request'} (resumable)"
+    grids = info["grids"]
+    wandb_dir = info["wandb"] or "-"
+    if info["wandb"] and "offline" in info["wandb"]:
+        wandb_dir += "  (offline; upload with `wandb sync <that dir>`)"
+    generator = info["generator"] or "<run dir>/network-snapshot-*.pt"
+    lines = [
+        f"sg3-train {status} at {info['kimg']:.1f} kimg in {_fmt_time(info['seconds'])} "
+        f"({info['img_per_sec']:.1f} img/s, augment p {info['augment_p']:.3f})",
+        f"  run dir     {info['run_dir']}",
+        f"  checkpoint  {info['checkpoint']}",
+        f"  generator   {info['generator']}",
+        f"  fake grids  {grids[0] + ' ... ' + grids[-1] if grids else '-'}",
+        f"  W&B         {wandb_dir}",
+        f"  stats       {info['run_dir']}/stats.jsonl",
+        "next:",
+        f"  sg3-generate --network {generator} --seeds 0-7 --outdir out",
+        f"  sg3-train {' '.join(overrides)} resume=auto total_kimg=<more>   # continue this run",
+    ]
+    return "\n".join(lines)
+
+
+def _fmt_time(sec: float) -> str:
+    sec = int(sec)
+    if sec < 60:
+        return f"{sec}s"
+    if sec < 3600:
+        return f"{sec // 60}m {sec % 60:02d}s"
+    return f"{sec // 3600}h {sec % 3600 // 60:02d}m"

@@ -1,0 +1,195 @@
+"""Training checkpoints: atomic writes, finding the latest one, pruning, and transfer-learning init.
+
+A checkpoint is Lightning's `.ckpt` (weights_only-loadable) plus `ckpt['sg3']` (docs/internals.md).
+Files are named `ckpt-{cur_nimg:09d}.ckpt` inside `<run dir>/checkpoints`, so the newest one is the
+one with the most images seen.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+CKPT_DIR = "checkpoints"
+_CKPT_RE = re.compile(r"^ckpt-(\d{9,})\.ckpt$")
+
+
+def checkpoint_path(run_dir: str | os.PathLike, cur_nimg: int) -> Path:
+    """Path of the checkpoint written after `cur_nimg` images in `run_dir`."""
+    return Path(run_dir) / CKPT_DIR / f"ckpt-{cur_nimg:09d}.ckpt"
+
+
+def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints of `run_dir`, oldest first (temporary files of interrupted writes are ignored)."""
+    folder = Path(run_dir) / CKPT_DIR
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _CKPT_RE.match(p.name)) and p.is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint of `run_dir`, or None."""
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> list[Path]:
+    """Delete all but the newest `keep` checkpoints (keep <= 0 keeps all); returns the deleted paths."""
+    found = list_checkpoints(run_dir)
+    if keep <= 0 or len(found) <= keep:
+        return []
+    doomed = found[:-keep]
+    for p in doomed:
+        p.unlink(missing_ok=True)
+    return doomed
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """`torch.save` to `path.tmp-<pid>` in the same folder, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint IO that never leaves a half-written checkpoint behind and loads weights-only."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"storage_options={storage_options!r} is not supported: pass None")
+        atomic_torch_save(checkpoint, path)
+
+    def load_checkpoint(
+        self, path, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+
+
+def read_sg3_section(path: str | os.PathLike) -> dict[str, Any]:
+    """`ckpt['sg3']` of an sg3 training checkpoint (loaded weights-only).
+
+    Raises:
+        ValueError: if the file is not an sg3 training checkpoint.
+    """
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    sg3 = ckpt.get("sg3") if isinstance(ckpt, dict) else None
+    if not isinstance(sg3, dict) or sg3.get("format") != "sg3-checkpoint":
+        raise ValueError(
+            f"{path} is not an sg3 training checkpoint (no ckpt['sg3'] of format 'sg3-checkpoint')"
+        )
+    return sg3
+
+
+def resolve_resume(resume: str | None, run_dir: str | os.PathLike) -> Path | None:
+    """Checkpoint to resume from: None (fresh run), 'auto' (latest in run_dir, if any) or a path.
+
+    Raises:
+        ValueError: for a missing path, or a fresh run in a run directory that already holds checkpoints.
+    """
+    if resume is None:
+        existing = latest_checkpoint(run_dir)
+        if existing is not None:
+            raise ValueError(
+                f"run directory {run_dir} already holds checkpoints (latest {existing.name}); "
+                "pass resume=auto to continue that run, or name=<new name> to start another one"
+            )
+        return None
+    if resume == "auto":
+        return latest_checkpoint(run_dir)
+    path = Path(resume).expanduser()
+    if not path.is_file():
+        raise ValueError(f"resume={resume!r}: no such checkpoint file (pass resume=auto or a .ckpt path)")
+    return path
+
+
+def _source_state_dicts(path: str | os.PathLike) -> dict[str, dict[str, torch.Tensor]]:
+    """name (G, D, G_ema) -> state_dict from an sg3 .ckpt, an exported generator or an official pickle."""
+    p = Path(path)
+    if p.suffix == ".ckpt":
+        state = torch.load(p, map_location="cpu", weights_only=True).get("state_dict", {})
+        out: dict[str, dict[str, torch.Tensor]] = {}
+        for key, value in state.items():
+            prefix, _, rest = key.partition(".")
+            if prefix in ("G", "D", "G_ema"):
+                out.setdefault(prefix, {})[rest] = value
+        return out
+    from sg3.io import load_networks
+
+    nets = load_networks(str(p))
+    out = {
+        k: v.state_dict() for k, v in nets.items() if k in ("G", "D", "G_ema") and isinstance(v, nn.Module)
+    }
+    if "G" not in out and "G_ema" in out:
+        out["G"] = out["G_ema"]
+    return out
+
+
+def load_init_weights(targets: dict[str, nn.Module], path: str | os.PathLike) -> dict[str, int]:
+    """Copy weights by name from `path` into `targets` (transfer learning; no counters, no optimizer state).
+
+    Args:
+        targets: name ('G', 'D', 'G_ema') -> module to fill.
+        path: An sg3 training checkpoint (.ckpt), an exported generator (.pt) or an official pickle (.pkl).
+
+    Returns:
+        name -> number of tensors copied.
+
+    Raises:
+        ValueError: if shapes differ (all differing names and shapes are listed) or nothing matches.
+    """
+    if not Path(path).is_file():
+        raise ValueError(f"init_from={str(path)!r}: no such file")
+    sources = _source_state_dicts(path)
+    mismatched, copied = [], {}
+    for name, module in targets.items():
+        src = sources.get(name)
+        if src is None:
+            log.warning("init_from %s has no %s; it keeps its fresh initialisation", path, name)
+            continue
+        dst = module.state_dict()
+        for key, value in src.items():
+            if key in dst and tuple(dst[key].shape) != tuple(value.shape):
+                mismatched.append(f"{name}.{key}: file {list(value.shape)} vs model {list(dst[key].shape)}")
+        copied[name] = sum(1 for key in src if key in dst)
+    if mismatched:
+        raise ValueError(
+            f"init_from={str(path)!r} does not fit the model ({len(mismatched)} tensors differ; "
+            "check model.* and the dataset resolution):\n  " + "\n  ".join(mismatched)
+        )
+    if not any(copied.values()):
+        raise ValueError(
+            f"init_from={str(path)!r}: no tensor names match the model (is it the right kind of network?)"
+        )
+    with torch.no_grad():
+        for name, module in targets.items():
+            src = sources.get(name)
+            if src is None:
+                continue
+            for key, tensor in list(module.named_parameters()) + list(module.named_buffers()):
+                if key in src:
+                    tensor.copy_(src[key])
+    return copied

@@ -1,0 +1,370 @@
+"""The LightningModule that trains G and D (spec §4, §5.1, §5.3, §5.4).
+
+Manual optimisation: each training step runs the phases of `derived['phases']` (G main, G reg,
+D main, D reg), each with its own Adam step, then updates G_ema, the counters and ADA's p, and
+marks tick boundaries. Callbacks read `tick_info` after each step to log, draw grids and save
+snapshots; they never change the weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import random
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningModule
+
+from sg3.modules.registry import build_network
+from sg3.training.ada import AdaController
+from sg3.training.derive import ema_beta
+from sg3.training.ema import update_ema
+from sg3.training.loss import StyleGAN2Loss
+from sg3.training.stats import StatCollector
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2])},
+        "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    keys = state["numpy"]["keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, state["numpy"]["pos"], 0, 0.0))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+class StyleGAN3Module(LightningModule):
+    """Trains StyleGAN3 (T/R) or StyleGAN2 with the official losses, schedules and ADA.
+
+    Args:
+        cfg: The resolved run configuration as a plain dict; `cfg['derived']` holds the output of
+            `sg3.training.derive.derive` (network kwargs, optimiser settings, phases, schedules).
+
+    Attributes:
+        G, D, G_ema: The networks (G_ema in eval mode, never trained directly).
+        augment_pipe: The AugmentPipe, or None for `augment.mode=none`.
+        cur_nimg: Images shown to D so far (all processes). cur_tick: Ticks completed.
+        batch_idx: Training steps completed. tick_info: Set on the step that ends a tick (else None).
+    """
+
+    def __init__(self, cfg: dict) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.cfg = cfg
+        d = self.derived = cfg["derived"]
+        self.G = build_network(d["G_kind"], d["G_kwargs"]).train().requires_grad_(False)
+        self.D = build_network("discriminator", d["D_kwargs"]).train().requires_grad_(False)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.augment_pipe = None
+        if d["augment_kwargs"] is not None:
+            self.augment_pipe = (
+                build_network("augment_pipe", d["augment_kwargs"]).train().requires_grad_(False)
+            )
+            self.augment_pipe.p.fill_(d["ada"]["p"])
+        self.loss = StyleGAN2Loss(**d["loss_kwargs"])
+        ada = d["ada"]
+        self.ada = (
+            AdaController(ada["target"], ada["interval"], ada["adjust"]) if ada["mode"] == "ada" else None
+        )
+        self.cur_nimg = 0
+        self.cur_tick = 0
+        self.batch_idx = 0
+        self.tick_start_nimg = 0
+        self.tick_info: dict[str, Any] | None = None
+        self.wandb_run_id: str | None = None
+        self.stats = StatCollector()
+        self._tick_start_time = 0.0
+        self._start_time = time.time()
+        self._label_gen: torch.Generator | None = None
+        self._restored_rng: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ properties and setup
+    @property
+    def kimg(self) -> float:
+        """Thousands of images shown to D so far."""
+        return self.cur_nimg / 1000
+
+    @property
+    def done(self) -> bool:
+        """True once `total_kimg` has been reached."""
+        return self.cur_nimg >= self.derived["total_kimg"] * 1000
+
+    def configure_optimizers(self):
+        d = self.derived
+        opt_G = torch.optim.Adam(self.G.parameters(), **d["G_opt"])
+        opt_D = torch.optim.Adam(self.D.parameters(), **d["D_opt"])
+        return [opt_G, opt_D]
+
+    def on_fit_start(self) -> None:
+        rank, world = self.global_rank, self.trainer.world_size
+        seed = self.derived["seed"] * world + rank
+        if self._restored_rng is not None and rank == 0:
+            _set_rng_state(self._restored_rng)
+        else:
+            # Fresh runs, and ranks > 0 on resume, seed from (seed, rank, progress): deterministic per run.
+            torch.manual_seed(seed + self.cur_nimg)
+            np.random.seed((seed + self.cur_nimg) % 2**32)
+        self._label_gen = torch.Generator().manual_seed(seed + self.cur_nimg)
+        self._start_time = self._tick_start_time = time.time()
+        self.tick_start_nimg = self.cur_nimg
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+
+    # ------------------------------------------------------------------ helpers
+    def _all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
+        if self.trainer.world_size <= 1:
+            return t
+        return self.trainer.strategy.reduce(t, reduce_op="sum")
+
+    def _no_grad_sync(self):
+        """Gradients are reduced by hand in `_finish_grads`, so DDP must not sync them on backward."""
+        model = self.trainer.strategy.model if self._trainer is not None else None
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            return model.no_sync()
+        return contextlib.nullcontext()
+
+    def _profile(self, name: str):
+        return self.trainer.profiler.profile(name) if self._trainer is not None else contextlib.nullcontext()
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        if self._trainer is not None:
+            self.manual_backward(loss)
+        else:
+            loss.backward()
+
+    def _sample_c(self, n: int) -> torch.Tensor:
+        c_dim = self.derived["c_dim"]
+        if c_dim == 0:
+            return torch.zeros([n, 0], device=self.device)
+        dm = self.trainer.datamodule
+        return dm.sample_labels(n, self._label_gen).to(self.device, torch.float32)
+
+    @torch.no_grad()
+    def _finish_grads(self, module: torch.nn.Module) -> torch.Tensor:
+        """Average grads over processes and replace non-finite values (0, +-1e5); returns their count."""
+        params = [p for p in module.parameters() if p.numel() > 0 and p.grad is not None]
+        if not params:
+            return torch.zeros([], device=self.device)
+        flat = torch.cat([p.grad.flatten() for p in params])
+        world = self.trainer.world_size if self._trainer is not None else 1
+        if world > 1:
+            flat = self._all_reduce_sum(flat) / world
+        nonfinite = (~torch.isfinite(flat)).sum()
+        torch.nan_to_num(flat, nan=0, posinf=1e5, neginf=-1e5, out=flat)
+        for p, g in zip(params, flat.split([p.numel() for p in params])):
+            p.grad = g.reshape(p.shape)
+        return nonfinite
+
+    # ------------------------------------------------------------------ phases
+    def _run_phase(self, phase: str, gain: int, reals: list[tuple[torch.Tensor, torch.Tensor]], opt) -> None:
+        module = self.G if phase.startswith("G") else self.D
+        opt.zero_grad(set_to_none=True)
+        module.requires_grad_(True)
+        for real_img, real_c in reals:
+            n = real_img.shape[0]
+            z = torch.randn([n, self.G.z_dim], device=self.device)
+            stats = self.loss.accumulate_gradients(
+                phase, self.G, self.D, self.augment_pipe, real_img, real_c, z, self._sample_c(n),
+                gain, self.cur_nimg, backward=self._backward,
+            )  # fmt: skip
+            for name, values in stats.items():
+                self.stats.report(name, values)
+            if self.ada is not None and "Loss/signs/real" in stats:
+                self.ada.accumulate(stats["Loss/signs/real"])
+        module.requires_grad_(False)
+        self.stats.report(f"Grad/{phase[0]}/nonfinite", self._finish_grads(module).float())
+        opt.step()
+
+    def phase_G_main(self, reals, opt, gain: int = 1) -> None:
+        """G main phase (non-saturating loss; 'Gboth' also adds the path-length term)."""
+        with self._profile("Gmain"):
+            self._run_phase("Gboth" if self.derived["G_reg_interval"] is None else "Gmain", gain, reals, opt)
+
+    def phase_G_reg(self, reals, opt, gain: int) -> None:
+        """G regularization phase: path-length penalty (StyleGAN2)."""
+        with self._profile("Greg"):
+            self._run_phase("Greg", gain, reals, opt)
+
+    def phase_D_main(self, reals, opt, gain: int = 1) -> None:
+        """D main phase: logistic loss on fakes and reals ('Dboth' also adds R1)."""
+        with self._profile("Dmain"):
+            self._run_phase("Dboth" if self.derived["D_reg_interval"] is None else "Dmain", gain, reals, opt)
+
+    def phase_D_reg(self, reals, opt, gain: int) -> None:
+        """D regularization phase: lazy R1 through blur and augmentation (double backward)."""
+        with self._profile("Dreg"):
+            self._run_phase("Dreg", gain, reals, opt)
+
+    def phase_ema(self) -> None:
+        """G_ema update with the ramp-up schedule (cur_nimg before increment)."""
+        with self._profile("Gema"):
+            d = self.derived
+            beta = ema_beta(d["batch"], self.cur_nimg, d["ema_kimg"], d["ema_rampup"])
+            update_ema(self.G_ema, self.G, beta)
+
+    def phase_ada(self) -> None:
+        """ADA p adjustment every `interval` steps (statistics summed over processes)."""
+        if self.ada is None or self.augment_pipe is None:
+            return
+        with self._profile("ADA"):
+            self.ada.step(self.batch_idx, self.augment_pipe.p, all_reduce=self._all_reduce_sum)
+
+    # ------------------------------------------------------------------ the step
+    def split_reals(self, batch) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """uint8 `[N, C, H, W]` images, `[N, c_dim]` labels -> `batch_gpu`-sized float chunks in [-1, 1]."""
+        img, c = batch
+        expected = self.derived["batch_per_gpu"]
+        if img.shape[0] != expected:
+            raise ValueError(f"batch of {img.shape[0]} images, expected batch/processes = {expected}")
+        img = img.to(self.device, torch.float32) / 127.5 - 1
+        c = c.to(self.device, torch.float32)
+        size = self.derived["batch_gpu"]
+        return list(zip(img.split(size), c.split(size)))
+
+    def training_step(self, batch, batch_idx: int) -> None:
+        reals = self.split_reals(batch)
+        opt_G, opt_D = self.optimizers()
+        with self._no_grad_sync():
+            for phase, interval in self.derived["phases"]:
+                if self.batch_idx % interval != 0:
+                    continue
+                if phase in ("Gmain", "Gboth"):
+                    self.phase_G_main(reals, opt_G, interval)
+                elif phase == "Greg":
+                    self.phase_G_reg(reals, opt_G, interval)
+                elif phase in ("Dmain", "Dboth"):
+                    self.phase_D_main(reals, opt_D, interval)
+                else:
+                    self.phase_D_reg(reals, opt_D, interval)
+        self.phase_ema()
+        prev_nimg = self.cur_nimg
+        self.cur_nimg += self.derived["batch"]
+        self.batch_idx += 1
+        self.phase_ada()
+        self._end_of_step(prev_nimg)
+
+    def _end_of_step(self, prev_nimg: int) -> None:
+        d = self.derived
+        done = self.done
+        ckpt_every = d["checkpoint_kimg"] * 1000
+        checkpoint = done or int(self.cur_nimg // ckpt_every) > int(prev_nimg // ckpt_every)
+        is_tick = (
+            done or self.cur_tick == 0 or self.cur_nimg >= self.tick_start_nimg + d["kimg_per_tick"] * 1000
+        )
+        self.tick_info = None
+        if is_tick:
+            self.tick_info = self._tick_summary(done)
+            self.tick_info["checkpoint"] = checkpoint or self.tick_info["snapshot"]
+            self.cur_tick += 1
+        elif checkpoint:
+            self.tick_info = {
+                "tick": None,
+                "done": False,
+                "snapshot": False,
+                "images": False,
+                "checkpoint": True,
+            }
+        if done and self._trainer is not None:
+            self.trainer.should_stop = True
+
+    def _tick_summary(self, done: bool) -> dict[str, Any]:
+        d = self.derived
+        now = time.time()
+        tick_sec = now - self._tick_start_time
+        tick_kimg = (self.cur_nimg - self.tick_start_nimg) / 1000
+        stats = self.stats.summarize(self._all_reduce_sum if self._trainer is not None else None, self.device)
+        scalars = {name: s["mean"] for name, s in stats.items()}
+        scalars.update({
+            "Progress/tick": self.cur_tick,
+            "Progress/kimg": self.kimg,
+            "Progress/augment": float(self.augment_pipe.p) if self.augment_pipe is not None else 0.0,
+            "Timing/total_sec": now - self._start_time,
+            "Timing/sec_per_tick": tick_sec,
+            "Timing/sec_per_kimg": tick_sec / max(tick_kimg, 1e-8),
+            "Timing/img_per_sec": tick_kimg * 1000 / max(tick_sec, 1e-8),
+            "Resources/cpu_mem_gb": _cpu_mem_gb(),
+        })  # fmt: skip
+        if self.ada is not None and not torch.isnan(self.ada.last_rt):
+            scalars["Progress/ada_rt"] = float(self.ada.last_rt)
+        if self.device.type == "cuda":
+            scalars["Resources/peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self._tick_start_time = now
+        self.tick_start_nimg = self.cur_nimg
+        snap = max(int(round(d["snapshot_kimg"] / d["kimg_per_tick"])), 1)
+        image_snap = max(int(round(d["image_kimg"] / d["kimg_per_tick"])), 1)
+        return {
+            "tick": self.cur_tick,
+            "done": done,
+            "snapshot": done or self.cur_tick % snap == 0,
+            "images": done or self.cur_tick % image_snap == 0,
+            "stats": stats,
+            "scalars": scalars,
+        }
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        def net(module):
+            if module is None:
+                return None
+            kind = {id(self.D): "discriminator", id(self.augment_pipe): "augment_pipe"}.get(id(module))
+            return {"kind": kind or self.derived["G_kind"], "init_kwargs": dict(module.init_kwargs)}
+
+        checkpoint["sg3"] = {
+            "format": "sg3-checkpoint",
+            "version": 1,
+            "networks": {
+                "G": net(self.G),
+                "D": net(self.D),
+                "G_ema": net(self.G_ema),
+                "augment_pipe": net(self.augment_pipe),
+            },
+            "config": self.cfg,
+            "counters": {
+                "cur_nimg": self.cur_nimg,
+                "cur_tick": self.cur_tick,
+                "batch_idx": self.batch_idx,
+                "tick_start_nimg": self.tick_start_nimg,
+            },
+            "rng": _rng_state(),
+            "wandb_run_id": self.wandb_run_id,
+        }  # fmt: skip
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        sg3 = checkpoint.get("sg3")
+        if not isinstance(sg3, dict) or sg3.get("format") != "sg3-checkpoint":
+            raise ValueError(
+                "checkpoint has no 'sg3' section (format 'sg3-checkpoint'); is it an sg3 training checkpoint?"
+            )
+        counters = sg3["counters"]
+        self.cur_nimg = int(counters["cur_nimg"])
+        self.cur_tick = int(counters["cur_tick"])
+        self.batch_idx = int(counters["batch_idx"])
+        self.tick_start_nimg = int(counters.get("tick_start_nimg", self.cur_nimg))
+        self._restored_rng = sg3.get("rng")
+        self.wandb_run_id = sg3.get("wandb_run_id") or self.wandb_run_id
+
+
+def _cpu_mem_gb() -> float:
+    try:
+        with open(f"/proc/{os.getpid()}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+    except OSError:
+        return float("nan")
