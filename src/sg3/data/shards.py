@@ -304,6 +304,7 @@ def iter_shard_samples(
     keep: Callable[[int], bool] | None = None,
     stop: int | None = None,
     on_error: Callable[[str, str, Exception], None] | None = None,
+    expect: int | None = None,
 ) -> Iterator[tuple[int, dict]]:
     """Streams the samples of one tar shard.
 
@@ -316,6 +317,8 @@ def iter_shard_samples(
         stop: Stop before this sample position; None reads to the end.
         on_error: Called as ``on_error(kind, where, exc)`` with kind ``'unreadable_shard'`` or
             ``'truncated_shard'`` when the shard cannot be opened or ends early; it may raise. None raises.
+        expect: Number of samples the shard should hold (from the index); a shard that ends cleanly but
+            earlier (cut at a tar block boundary) is reported as truncated. None skips this check.
 
     Yields:
         (position, sample) where sample maps ``'__key__'``, ``'__url__'`` and each extension to bytes.
@@ -349,6 +352,8 @@ def iter_shard_samples(
                     sample[ext] = tar.extractfile(info).read()
             if sample is not None:
                 yield pos, sample
+        if expect is not None and pos + 1 < expect:
+            raise EOFError(f"shard ended after {pos + 1} of {expect} samples")
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
         if on_error is None:
             raise

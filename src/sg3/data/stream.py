@@ -128,8 +128,10 @@ def decode_sample(sample: dict, channels: int | None = None) -> torch.Tensor:
 
 
 def _range_reads(urls, counts, order, lo, hi):
-    """(url, first, stop) reads covering positions [lo, hi) of the shards concatenated in ``order``."""
+    """(url, first, stop, shard count) reads covering positions [lo, hi) of the shards concatenated in ``order``."""
     total = sum(counts)
+    shift = lo // total * total  # ranges may start past the end after a rotation: wrap them
+    lo, hi = lo - shift, hi - shift
     spans = [(lo, min(hi, total))] + ([(0, hi - total)] if hi > total else [])
     reads = []
     for a, b in spans:
@@ -137,7 +139,7 @@ def _range_reads(urls, counts, order, lo, hi):
         for s in order:
             end = start + counts[s]
             if a < end and b > start:
-                reads.append((urls[s], max(a, start) - start, min(b, end) - start))
+                reads.append((urls[s], max(a, start) - start, min(b, end) - start, counts[s]))
             start = end
     return reads
 
@@ -198,9 +200,10 @@ class ShardStream(IterableDataset):
             lo, hi = offset + k * total // n, offset + (k + 1) * total // n
             if cfg.mode == "train" and hi == lo:  # fewer samples than consumers: one sample each
                 lo, hi = (offset + k) % total, (offset + k) % total + 1
-            for url, first, stop in _range_reads(cfg.urls, cfg.counts, order, lo, hi):
+            for url, first, stop, count in _range_reads(cfg.urls, cfg.counts, order, lo, hi):
                 keep = (lambda p, first=first: p >= first) if first else None
-                for _, sample in iter_shard_samples(url, keep=keep, stop=stop, on_error=self._on_error):
+                reader = iter_shard_samples(url, keep, stop, self._on_error, expect=min(stop, count))
+                for _, sample in reader:
                     yield sample
         elif num % n == 0 or (cfg.mode == "train" and num >= n):
             for s in order[k::n]:
