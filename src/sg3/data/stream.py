@@ -128,7 +128,7 @@ def decode_sample(sample: dict, channels: int | None = None) -> torch.Tensor:
 
 
 def _range_reads(urls, counts, order, lo, hi):
-    """(url, first, stop, shard count) reads covering positions [lo, hi) of the shards concatenated in ``order``."""
+    """(url, first, stop, shard count) reads for positions [lo, hi) of the shards concatenated in order."""
     total = sum(counts)
     shift = lo // total * total  # ranges may start past the end after a rotation: wrap them
     lo, hi = lo - shift, hi - shift
