@@ -334,6 +334,11 @@ class Discriminator(nn.Module):
         self.img_channels = img_channels
         self.block_resolutions = [2**i for i in range(self.img_resolution_log2, 2, -1)]
         channels = {r: min(channel_base // r, channel_max) for r in self.block_resolutions + [4]}
+        if min(channels.values()) < 1:
+            raise ValueError(
+                f"channel_base={channel_base} gives 0 channels at {img_resolution}x{img_resolution}; "
+                f"use channel_base >= {img_resolution}"
+            )
         fp16_resolution = max(2 ** (self.img_resolution_log2 + 1 - num_fp16_res), 8)
         if cmap_dim is None:
             cmap_dim = channels[4]

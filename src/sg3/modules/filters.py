@@ -212,6 +212,11 @@ def synthesis_schedule(
     sizes[-2:] = img_resolution
     channels = np.rint(np.minimum((channel_base / 2) / cutoffs, channel_max))
     channels[-1] = img_channels
+    if channels.min() < 1:
+        raise ValueError(
+            f"channel_base={channel_base} gives 0 channels at {img_resolution}x{img_resolution}; "
+            f"use channel_base >= {img_resolution}"
+        )
 
     layers = []
     for idx in range(num_layers + 1):

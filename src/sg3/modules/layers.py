@@ -47,14 +47,12 @@ class FullyConnectedLayer(nn.Module):
         """Apply the layer to `x` `[N, in_features]`; returns `[N, out_features]`."""
         w = self.weight.to(x.dtype) * self.weight_gain
         b = self.bias
-        if b is not None:
-            b = b.to(x.dtype)
-            if self.bias_gain != 1:
-                b = b * self.bias_gain
+        if b is not None and self.bias_gain != 1:
+            b = b * self.bias_gain
         if self.activation == "linear" and b is not None:
-            return torch.addmm(b.unsqueeze(0), x, w.t())
-        x = x.matmul(w.t())
-        return ops.bias_act(x, b, act=self.activation)
+            return torch.addmm(b.to(x.dtype).unsqueeze(0), x, w.t())
+        x = x.matmul(w.t())  # may change dtype under autocast
+        return ops.bias_act(x, b.to(x.dtype) if b is not None else None, act=self.activation)
 
     def extra_repr(self) -> str:
         return f"in={self.in_features}, out={self.out_features}, activation={self.activation}"
