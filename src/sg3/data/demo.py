@@ -19,7 +19,7 @@ from PIL import Image
 from sg3.data.dataset_tool import ConvertOptions, convert
 from sg3.data.sources import SourceItem
 
-__all__ = ["DEMO_PHOTOS", "demo_cache_dir", "ensure_demo_dataset"]
+__all__ = ["DEMO_PHOTOS", "demo_cache_dir", "demo_crop_items", "ensure_demo_dataset"]
 
 log = logging.getLogger(__name__)
 # Colour photographs bundled with scikit-image (no download needed); those present are used.
@@ -59,7 +59,7 @@ def _bundled_photos() -> list[tuple[str, Image.Image]]:
     return photos
 
 
-def _crop_items(resolution: int, count: int, seed: int) -> list[SourceItem]:
+def demo_crop_items(resolution: int, count: int, seed: int = 0) -> list[SourceItem]:
     """``count`` random square crops (side 2x resolution .. half the photo) named ``PHOTO/NNNNNN``."""
     photos = _bundled_photos()
     rng = np.random.default_rng(seed)
@@ -105,7 +105,7 @@ def ensure_demo_dataset(root: str | None = None, resolution: int = 32, count: in
     try:
         log.info("building the demo dataset (%d images, %dx%d) in %s", count, resolution, resolution, final)
         opts = ConvertOptions(resolution=resolution, transform="center-crop", shard_size=1024, progress=False)
-        convert(_crop_items(resolution, count, seed=0), tmp, opts, source_name="skimage.data (bundled)")
+        convert(demo_crop_items(resolution, count, seed=0), tmp, opts, source_name="skimage.data (bundled)")
         try:
             os.rename(tmp, final)
         except OSError:

@@ -32,6 +32,7 @@ __all__ = [
 INDEX_FORMAT = "sg3-shards"
 INDEX_NAME = "dataset.json"
 _GLOB_CHARS = "*?["
+_READ_BUFFER = 1 << 20  # bytes per read from a shard stream
 
 
 class _HashingFile:
@@ -324,7 +325,7 @@ def iter_shard_samples(
         (position, sample) where sample maps ``'__key__'``, ``'__url__'`` and each extension to bytes.
     """
     try:
-        stream = gopen(url)
+        stream = gopen(url, bufsize=_READ_BUFFER)
     except Exception as exc:  # missing file, failing pipe command, HTTP error
         if on_error is None:
             raise
@@ -332,7 +333,7 @@ def iter_shard_samples(
         return
     pos, key, sample = -1, None, None
     try:
-        with stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
+        with stream, tarfile.open(fileobj=stream, mode="r|*", bufsize=_READ_BUFFER) as tar:
             for info in tar:
                 if not info.isfile():
                     continue

@@ -1,0 +1,125 @@
+"""Data benchmark: decode + augment throughput of the ShardDataModule training stream.
+
+Builds 256x256 shards (random crops of scikit-image's bundled photographs) as PNG (zlib level 0, the
+sg3-dataset default), PNG (level 6) and JPEG (quality 95), then measures images/s of the training stream
+(shard reading, shuffle buffer, decoding, x-flips, batching) with 1 and 2 DataLoader workers, side by side.
+Writes a Markdown section ``## data``.
+
+Usage: python scripts/bench_data.py --out docs/bench/data.md [--images 384] [--consumption IMG_PER_S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import tempfile
+import time
+
+import torch
+
+from sg3.data.datamodule import ShardDataModule
+from sg3.data.dataset_tool import ConvertOptions, convert
+from sg3.data.demo import demo_crop_items
+
+FORMATS = (("PNG (level 0, default)", "png", 0), ("PNG (level 6)", "png", 6), ("JPEG (q95)", "jpg", 0))
+TARGET_PER_WORKER = 400.0
+
+
+def _stream_rate(dest: str, workers: int, batches: int, batch_size: int) -> tuple[float, float]:
+    """(images per wall second, images per CPU second of this process) after the first batch."""
+    dm = ShardDataModule(dest, batch_size=batch_size, num_workers=workers, mirror=True, shuffle_buffer=256)
+    it = iter(dm.train_dataloader())
+    next(it)
+    start, cpu = time.perf_counter(), time.process_time()
+    n = 0
+    for _ in range(batches):
+        img, _ = next(it)
+        n += img.shape[0]
+    rates = n / (time.perf_counter() - start), n / max(time.process_time() - cpu, 1e-9)
+    del it
+    return rates
+
+
+def _report(args, rows, convert_rates) -> list[str]:
+    png_cpu = rows[0][2]
+    verdict = "meets" if png_cpu >= TARGET_PER_WORKER else "misses"
+    lines = [
+        "## data",
+        "",
+        f"Measured {datetime.date.today().isoformat()} on {platform.platform()}, {os.cpu_count()} CPU cores "
+        f"shared with other jobs (load average {os.getloadavg()[0]:.1f} at the end), torch "
+        f"{torch.__version__}, Python {platform.python_version()}.",
+        "",
+        "Training stream of `ShardDataModule` (tar reading, shuffle buffer 256, decode, x-flip, batches of"
+        f" 32) over {args.images} random 256x256 crops of the bundled scikit-image photographs, timed after"
+        f" the first batch, {args.batches} batches per row. Per-worker capacity = images per CPU-second of"
+        " the same stream in one process (`num_workers=0`, one torch thread); it depends little on other"
+        " jobs, while the wall-clock worker columns do.",
+        "",
+        "| encoding | KiB/image | per worker (img/CPU-s) | 1 worker (img/s) | 2 workers (img/s) | 2 vs 1 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for label, kib, cpu_rate, r1, r2 in rows:
+        lines.append(f"| {label} | {kib:.0f} | {cpu_rate:.0f} | {r1:.0f} | {r2:.0f} | {r2 / r1:.2f}x |")
+    lines += [
+        "",
+        f"Target >= {TARGET_PER_WORKER:.0f} images/s per worker for 256x256 PNG: the default PNG encoding "
+        f"{verdict} it with {png_cpu:.0f} images per CPU-second ({png_cpu / TARGET_PER_WORKER:.2f}x).",
+        "Conversion speed of `sg3-dataset` (one process, from in-memory crops): "
+        + ", ".join(f"{k} {v:.0f} img/s" for k, v in convert_rates.items())
+        + ".",
+        "",
+    ]
+    if args.consumption:
+        lines.append(
+            f"Training consumes about {args.consumption:.0f} images/s at 256x256; one worker with default "
+            f"PNG supplies {png_cpu / args.consumption:.1f}x that (target >= 10x)."
+        )
+    else:
+        lines.append(
+            "Training consumption at 256x256 was not given (`--consumption`); divide the numbers above by "
+            "the images/s of the training benchmark (docs/bench/training.md) for the data/compute ratio "
+            "(target >= 10x)."
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the benchmark and writes the Markdown section to ``--out``."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="Markdown file to write")
+    p.add_argument("--images", type=int, default=384, help="images per dataset (default 384)")
+    p.add_argument("--batches", type=int, default=12, help="timed batches of 32 per configuration (12)")
+    p.add_argument("--consumption", type=float, default=None, help="training images/s at 256x256, if known")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    rows, convert_rates = [], {}
+    with tempfile.TemporaryDirectory(prefix="sg3-bench-data-") as tmp:
+        items = demo_crop_items(256, args.images, seed=1)
+        for label, fmt, level in FORMATS:
+            dest = os.path.join(tmp, f"{fmt}{level}")
+            opts = ConvertOptions(
+                resolution=256, transform="center-crop", image_format=fmt, quality=95,
+                png_compression=level, shard_size=128, progress=False,
+            )  # fmt: skip
+            start = time.perf_counter()
+            summary = convert(items, dest, opts)
+            convert_rates[label] = args.images / (time.perf_counter() - start)
+            kib = sum(s["bytes"] for s in summary.index["shards"]) / args.images / 1024
+            cpu_rate = _stream_rate(dest, 0, args.batches, 32)[1]
+            r1, r2 = (_stream_rate(dest, w, args.batches, 32)[0] for w in (1, 2))
+            rows.append((label, kib, cpu_rate, r1, r2))
+            print(
+                f"{label}: {kib:.0f} KiB/img, {cpu_rate:.0f} img/CPU-s, 1 worker {r1:.0f}, 2 workers {r2:.0f}"
+            )
+    with open(args.out, "w") as f:
+        f.write("\n".join(_report(args, rows, convert_rates)) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
