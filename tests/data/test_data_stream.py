@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 
 from sg3.data.datamodule import ShardDataModule
@@ -199,6 +200,7 @@ def test_url_forms(make_shards, values_of):
         os.path.join(dest, "shard-*.tar"),
         os.path.join(dest, "shard-{000000..000002}.tar"),
         shards,
+        OmegaConf.create({"urls": shards}).urls,  # what Hydra passes for a YAML list
         [f"pipe:cat {s}" for s in shards],
     ]
     for urls in forms:

@@ -119,20 +119,20 @@ def test_corrupt_image_skipped_counted_and_strict(make_folder, tmp_path, capsys)
     )
 
 
-def test_deterministic_for_seed(make_folder, tmp_path):
-    items = open_source(make_folder(12))
+def test_deterministic_for_seed_and_workers(make_folder, tmp_path):
+    items = open_source(make_folder(40))
 
-    def shard_bytes(name, seed):
-        convert(
-            items, str(tmp_path / name), _opts(resolution=8, transform="center-crop", shard_size=5, seed=seed)
-        )
+    def shard_bytes(name, seed, workers=1):
+        opts = _opts(resolution=8, transform="center-crop", shard_size=16, seed=seed, workers=workers)
+        convert(items * 2, str(tmp_path / name), opts)  # 80 images: enough for the worker pool
         return [open(p, "rb").read() for p in sorted(glob.glob(str(tmp_path / name / "*.tar")))] + [
             open(tmp_path / name / "dataset.json", "rb").read()
         ]
 
     first, again, other = shard_bytes("a", 3), shard_bytes("b", 3), shard_bytes("c", 4)
-    assert first == again and len(first) == 4
-    assert first[:3] != other[:3]
+    assert first == again and len(first) == 6
+    assert first[:5] != other[:5]
+    assert shard_bytes("d", 3, workers=2) == first
 
 
 def test_refusals(make_folder, tmp_path, image_writer):

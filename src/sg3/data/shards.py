@@ -13,7 +13,7 @@ import io
 import json
 import os
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from webdataset.gopen import gopen
@@ -265,7 +265,8 @@ def resolve_urls(urls: str | list[str]) -> ShardList:
     Returns:
         The :class:`ShardList`.
     """
-    if isinstance(urls, list | tuple):
+    if not isinstance(urls, str) and isinstance(urls, Sequence):  # list, tuple, OmegaConf ListConfig
+        urls = [str(u) for u in urls]
         if len(urls) == 1:
             return resolve_urls(urls[0])
         lists = [resolve_urls(u) for u in urls]
