@@ -1,0 +1,409 @@
+"""One-command GPU verification of sg3 on a lent GPU machine (issue 8); writes a JSON report.
+
+Stages (each records its own status; a failing stage never stops the next one):
+  env         device name, driver, torch / CUDA / cuDNN versions, SM count, memory
+  build       builds sg3_ops_cuda for the visible GPU (timed)
+  gpu_tests   `pytest -m gpu tests` (CUDA vs ref parity, gradients, double backward) -> junit counts
+  kernels     filtered_lrelu fwd and fwd+bwd per layer of 256 and 1024 T/R generators, CUDA vs ref
+  data        synthetic 256x256 images -> webdataset shards (sg3.data.dataset_tool)
+  train_t     `python -m sg3.train experiment=stylegan3-t-256-1gpu ...` for a few hundred steps -> s/kimg,
+  train_r     img/s (median over ticks after the first), peak GPU memory; same for stylegan3-r
+Everything finishes inside --budget seconds (default 540): stages get what is left, training runs are
+stopped at their share and measured from the ticks they completed.
+
+Usage (repository root, torch with CUDA installed):  python scripts/gpu_check.py --out "$OUT"
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import gpu_check_lib as lib  # noqa: E402
+
+
+def stage_env() -> dict[str, Any]:
+    import torch
+
+    props = torch.cuda.get_device_properties(0)
+    driver = None
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version,name,clocks.max.sm", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout.strip()
+        driver = out.splitlines()[0].split(",")[0].strip() if out else None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False)
+    return {
+        "device_name": torch.cuda.get_device_name(0),
+        "capability": list(torch.cuda.get_device_capability(0)),
+        "sm_count": props.multi_processor_count,
+        "memory_gb": round(props.total_memory / 2**30, 2),
+        "driver": driver,
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "git_commit": git.stdout.strip() or None,
+    }
+
+
+def stage_build() -> dict[str, Any]:
+    from sg3.ops import _build
+
+    start = time.monotonic()
+    module = _build.build_extension("cuda")
+    return {
+        "seconds": round(time.monotonic() - start, 1),
+        "module": module.__name__,
+        "arch_list": _build.resolve_arch_list(),
+        "toolchain": _build.toolchain_info(),
+    }
+
+
+def stage_gpu_tests(out_dir: Path, timeout: float) -> dict[str, Any]:
+    junit = out_dir / "gpu_tests.xml"
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-m",
+        "gpu",
+        "tests",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--continue-on-collection-errors",
+        f"--junitxml={junit}",
+    ]
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    try:
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=max(timeout, 1))
+        output, rc = proc.stdout + proc.stderr, proc.returncode
+    except subprocess.TimeoutExpired as exc:
+        output, rc = f"{exc.stdout or ''}{exc.stderr or ''}\nTIMEOUT after {timeout:.0f} s", None
+    (out_dir / "gpu_tests.log").write_text(output if isinstance(output, str) else output.decode())
+    result: dict[str, Any] = {"returncode": rc, "output_tail": str(output)[-3000:]}
+    if junit.exists():
+        result.update(lib.parse_junit(junit))
+    result["ok"] = rc == 0 and result.get("tests", 0) > 0
+    return result
+
+
+def _time_ms(fn, warmup: int, reps: int) -> float:
+    import statistics
+
+    import torch
+
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def _layer_case(layer: dict[str, Any]):
+    import torch
+
+    from sg3.modules.filters import design_lowpass_filter
+
+    def filt(p):
+        f = design_lowpass_filter(p["numtaps"], p["cutoff"], p["width"], p["fs"], radial=p["radial"])
+        return None if f is None else torch.as_tensor(f, device="cuda")
+
+    dtype = torch.float16 if layer["fp16"] else torch.float32
+    x = torch.randn(layer["x_shape"], device="cuda", dtype=dtype)
+    b = torch.randn([layer["x_shape"][1]], device="cuda", dtype=dtype)
+    kw = dict(
+        up=layer["up"],
+        down=layer["down"],
+        padding=layer["padding"],
+        gain=layer["gain"],
+        slope=layer["slope"],
+        clamp=layer["clamp"],
+    )
+    return x, b, filt(layer["up_filter"]), filt(layer["down_filter"]), kw
+
+
+def time_layer(layer: dict[str, Any], impls: tuple[str, ...], warmup: int, reps: int) -> dict[str, Any]:
+    """fwd and fwd+bwd time (ms, median) of one filtered_lrelu layer per impl, and GFLOP/s of the CUDA fwd."""
+    import torch
+
+    import sg3.ops as ops
+
+    x, b, fu, fd, kw = _layer_case(layer)
+    row: dict[str, Any] = {
+        "layer": layer["name"],
+        "x_shape": layer["x_shape"],
+        "up": layer["up"],
+        "down": layer["down"],
+        "fp16": layer["fp16"],
+        "radial_down": layer["down_filter"]["radial"],
+    }
+    y0 = ops.filtered_lrelu(x, fu, fd, b, impl="ref", **kw)
+    dy = torch.randn_like(y0)
+    xg, bg = x.detach().requires_grad_(True), b.detach().requires_grad_(True)
+    for impl in impls:
+
+        def fwd(impl=impl):
+            return ops.filtered_lrelu(x, fu, fd, b, impl=impl, **kw)
+
+        def fwd_bwd(impl=impl):
+            y = ops.filtered_lrelu(xg, fu, fd, bg, impl=impl, **kw)
+            torch.autograd.grad(y, [xg, bg], dy)
+
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        row[f"{impl}_fwd_ms"] = _time_ms(fwd, warmup, reps)
+        row[f"{impl}_fwd_bwd_ms"] = _time_ms(fwd_bwd, warmup, reps)
+        row[f"{impl}_peak_mem_mb"] = round((torch.cuda.max_memory_allocated() - base) / 2**20, 1)
+    if "cuda" in impls:
+        row["cuda_fwd_gflops"] = lib.polyphase_flops(layer) / (row["cuda_fwd_ms"] * 1e6)
+        err = (
+            ops.filtered_lrelu(x, fu, fd, b, impl="cuda", **kw).double() - y0.double()
+        ).norm() / y0.double().norm()
+        row["rel_err_vs_ref"] = float(err)
+    if "ref" in impls and "cuda" in impls:
+        row["speedup_fwd_bwd"] = row["ref_fwd_bwd_ms"] / row["cuda_fwd_bwd_ms"]
+    return row
+
+
+def stage_kernels(budget: float, gens: list[str], warmup: int, reps: int) -> dict[str, Any]:
+    import torch
+
+    torch.backends.cudnn.benchmark = True
+    deadline = time.monotonic() + budget
+    result: dict[str, Any] = {"generators": {}, "skipped_layers": []}
+    for gen in gens:
+        rows = result["generators"].setdefault(gen, [])
+        for layer in lib.filtered_lrelu_layers(lib.GENERATORS[gen]):
+            if time.monotonic() > deadline:
+                result["skipped_layers"].append(f"{gen}/{layer['name']}")
+                continue
+            try:
+                rows.append(time_layer(layer, ("cuda", "ref"), warmup, reps))
+            except Exception as exc:  # noqa: BLE001 - record and go on with the next layer
+                rows.append({"layer": layer["name"], "error": f"{type(exc).__name__}: {exc}"})
+            torch.cuda.empty_cache()
+    result["ok"] = not any("error" in r for rows in result["generators"].values() for r in rows)
+    return result
+
+
+def stage_data(work: Path, count: int, resolution: int) -> dict[str, Any]:
+    import numpy as np
+    from PIL import Image
+
+    src, dest = work / "images", work / "shards"
+    src.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):  # smooth random colour fields: cheap, compressible, not constant
+        low = rng.random((8, 8, 3)) * 255
+        img = Image.fromarray(low.astype(np.uint8)).resize((resolution, resolution), Image.BICUBIC)
+        img.save(src / f"img{i:05d}.png")
+    cmd = [
+        sys.executable,
+        "-m",
+        "sg3.data.dataset_tool",
+        "--source",
+        str(src),
+        "--dest",
+        str(dest),
+        "--resolution",
+        str(resolution),
+        "--no-progress",
+        "--overwrite",
+        "--workers",
+        "4",
+    ]
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    index = dest / "dataset.json"
+    return {
+        "ok": proc.returncode == 0 and index.exists(),
+        "index": str(index),
+        "images": count,
+        "output_tail": (proc.stdout + proc.stderr)[-2000:],
+    }
+
+
+def stage_train(
+    cfg: str, index: str, work: Path, out_dir: Path, steps: int, timeout: float, batch: int, extra: list[str]
+) -> dict[str, Any]:
+    """Run sg3.train for `steps` steps (or until `timeout`), then read its per-tick statistics."""
+    runs = work / "runs"
+    name = f"gpu-check-{cfg}"
+    kimg = steps * batch / 1000
+    tick = max(kimg / 8, batch * 10 / 1000)  # ~8 ticks: the first is warm-up, the rest are measured
+    cmd = [
+        sys.executable,
+        "-m",
+        "sg3.train",
+        f"experiment={cfg}-256-1gpu",
+        f"data.urls={index}",
+        f"batch={batch}",
+        f"total_kimg={kimg}",
+        f"kimg_per_tick={tick}",
+        "snap=1000000",
+        "image_snap=1000000",
+        "logger=csv",
+        f"runs_dir={runs}",
+        f"name={name}",
+        "data.num_workers=4",
+        *extra,
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "WANDB_MODE": "offline",
+        "HYDRA_FULL_ERROR": "1",
+    }
+    log_path = out_dir / f"train_{cfg}.log"
+    start = time.monotonic()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=False
+        )
+        try:
+            rc = proc.wait(timeout=max(timeout, 1))
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            rc, timed_out = None, True
+    run_dir = runs / name
+    ticks = lib.read_ticks(run_dir)
+    result: dict[str, Any] = {
+        "cfg": cfg,
+        "command": " ".join(cmd),
+        "returncode": rc,
+        "timed_out": timed_out,
+        "wall_s": round(time.monotonic() - start, 1),
+        "steps_requested": steps,
+        "per_tick": ticks,
+    }
+    result.update(lib.summarize_ticks(ticks))
+    result["peak_gpu_mem_gb"] = lib.read_peak_memory_gb(run_dir)
+    result.update(lib.judge_training(cfg, result))
+    result["log_tail"] = log_path.read_text()[-2500:]
+    result["ok"] = result.get("steady_ticks", 0) > 0 and (rc == 0 or timed_out)
+    return result
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--out", default=os.environ.get("OUT", "gpu_check_out"), help="report folder (default: $OUT)"
+    )
+    p.add_argument("--work", default=None, help="scratch folder for data and runs (default: a temp dir)")
+    p.add_argument("--budget", type=float, default=540, help="wall-clock budget of the whole check, seconds")
+    p.add_argument("--steps", type=int, default=160, help="training steps per config (batch --batch)")
+    p.add_argument("--batch", type=int, default=32, help="training batch size")
+    p.add_argument("--images", type=int, default=512, help="synthetic training images")
+    p.add_argument(
+        "--generators", default="T256,R256,T1024,R1024", help="kernel-timing generators (comma list)"
+    )
+    p.add_argument("--reps", type=int, default=7, help="timed repetitions per kernel measurement")
+    p.add_argument("--skip", default="", help="comma list of stages to skip (e.g. gpu_tests,train_r)")
+    p.add_argument(
+        "--train-arg", action="append", default=[], help="extra Hydra override for both training runs"
+    )
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import tempfile
+
+    import torch
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(args.work or tempfile.mkdtemp(prefix="sg3_gpu_check_"))
+    os.environ.setdefault("SG3_OPS_CACHE", str(work / "ops_cache"))
+    report = lib.new_report(sys.argv if argv is None else argv)
+    deadline = lib.Deadline(args.budget)
+    skip = {s for s in args.skip.split(",") if s}
+    no_gpu = None if torch.cuda.is_available() else "no CUDA device visible to torch"
+
+    def skip_reason(name: str, needs: tuple[str, ...] = ()) -> str | None:
+        if name in skip:
+            return "skipped by --skip"
+        if no_gpu:
+            return no_gpu
+        for dep in needs:
+            if report["stages"].get(dep, {}).get("status") != "ok":
+                return f"stage '{dep}' did not succeed"
+        return None
+
+    def save() -> None:
+        report["finished"] = lib.now_iso()
+        report["wall_s"] = round(time.monotonic() - deadline.start, 1)
+        lib.write_report(report, out)
+
+    lib.run_stage(report, "env", stage_env, skip=skip_reason("env"))
+    lib.run_stage(report, "build", stage_build, skip=skip_reason("build"))
+    save()
+    lib.run_stage(
+        report,
+        "gpu_tests",
+        lambda: stage_gpu_tests(out, deadline.budget(200, reserve=300)),
+        skip=skip_reason("gpu_tests", ("build",)),
+    )
+    save()
+    gens = [g for g in args.generators.split(",") if g]
+    lib.run_stage(
+        report,
+        "kernels",
+        lambda: stage_kernels(deadline.budget(70, reserve=230), gens, 2, args.reps),
+        skip=skip_reason("kernels", ("build",)),
+    )
+    save()
+    lib.run_stage(report, "data", lambda: stage_data(work, args.images, 256), skip=skip_reason("data"))
+    for key, cfg in (("train_t", "stylegan3-t"), ("train_r", "stylegan3-r")):
+        share = deadline.budget(240, reserve=15) / (2 if key == "train_t" else 1)
+        lib.run_stage(
+            report,
+            key,
+            lambda c=cfg, s=share: stage_train(
+                c,
+                report["stages"]["data"]["result"]["index"],
+                work,
+                out,
+                args.steps,
+                s,
+                args.batch,
+                args.train_arg,
+            ),
+            skip=skip_reason(key, ("data",)),
+        )
+        save()
+    save()
+    print("\n".join(lib.summary_lines(report)))
+    return 0 if all(s["status"] != "failed" for s in report["stages"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""Default tier: the parts of scripts/gpu_check.py that need no GPU (tables, parsing, report)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+
+import gpu_check  # noqa: E402
+import gpu_check_lib as lib  # noqa: E402
+
+
+def _out_len(n, up, down, p0, p1, taps):
+    return (n * up + p0 + p1 - (taps - 1) + down - 1) // down
+
+
+@pytest.mark.parametrize("gen", sorted(lib.GENERATORS))
+def test_layer_tables_produce_each_layers_output_size(gen):
+    layers = lib.filtered_lrelu_layers(lib.GENERATORS[gen])
+    assert len(layers) == 15
+    for layer in layers:
+        _, _, h, w = layer["x_shape"]
+        px0, px1, py0, py1 = layer["padding"]
+        taps = layer["up_filter"]["numtaps"] + layer["down_filter"]["numtaps"] - 1
+        assert _out_len(w, layer["up"], layer["down"], px0, px1, taps) == layer["out_size"], layer["name"]
+        assert _out_len(h, layer["up"], layer["down"], py0, py1, taps) == layer["out_size"], layer["name"]
+
+
+def test_t256_table_matches_the_spec():
+    layers = lib.filtered_lrelu_layers(lib.GENERATORS["T256"])
+    names = [layer["name"] for layer in layers]
+    assert (
+        names
+        == (
+            "L0_36_512 L1_36_512 L2_36_512 L3_52_512 L4_52_512 L5_84_512 L6_84_512 L7_148_512 "
+            "L8_148_512 L9_148_362 L10_276_256 L11_276_181 L12_276_128 L13_256_128 L14_256_3"
+        ).split()
+    )
+    assert layers[0]["x_shape"] == [32, 512, 38, 38]  # 36 + conv_kernel - 1
+    assert layers[0]["padding"] == [9, 8, 9, 8]
+    assert (layers[3]["up"], layers[3]["down"], layers[3]["padding"]) == (4, 2, [-6, -9, -6, -9])
+    assert [layer["fp16"] for layer in layers] == [False] * 3 + [True] * 12
+    torgb = layers[-1]
+    assert (torgb["up"], torgb["down"], torgb["gain"], torgb["slope"]) == (1, 1, 1.0, 1.0)
+
+
+def test_r256_table_uses_radial_filters_until_the_critical_layers():
+    layers = lib.filtered_lrelu_layers(lib.GENERATORS["R256"])
+    assert layers[0]["x_shape"] == [32, 1024, 36, 36]  # 1x1 convs
+    assert layers[0]["padding"] == [11, 10, 11, 10]
+    assert [layer["down_filter"]["radial"] for layer in layers] == [True] * 12 + [False] * 3
+    assert layers[9]["name"] == "L9_148_724"  # channel_base 65536 (R doubles the default 32768)
+
+
+def test_t1024_table_matches_the_spec():
+    layers = lib.filtered_lrelu_layers(lib.GENERATORS["T1024"])
+    assert layers[10]["name"] == "L10_1044_81"
+    assert layers[10]["x_shape"] == [4, 81, 534, 534]
+    assert layers[13]["padding"] == [-11, -12, -11, -12]
+
+
+def test_polyphase_flops_scale_with_batch_and_count_radial_taps():
+    layer = lib.filtered_lrelu_layers(lib.GENERATORS["T256"])[0]
+    doubled = {**layer, "x_shape": [64, *layer["x_shape"][1:]]}
+    assert lib.polyphase_flops(doubled) == pytest.approx(2 * lib.polyphase_flops(layer))
+    radial = {**layer, "down_filter": {**layer["down_filter"], "radial": True}}
+    assert lib.polyphase_flops(radial) > lib.polyphase_flops(layer)
+
+
+def test_run_stage_records_ok_failed_and_skipped():
+    report = lib.new_report(["x"])
+    assert lib.run_stage(report, "a", lambda: {"value": 1})
+    assert not lib.run_stage(report, "b", lambda: 1 / 0)
+    assert not lib.run_stage(report, "c", lambda: {"ok": False})
+    assert not lib.run_stage(report, "d", lambda: {}, skip="no GPU")
+    stages = report["stages"]
+    assert stages["a"]["status"] == "ok" and stages["a"]["result"] == {"value": 1}
+    assert stages["b"]["status"] == "failed" and "ZeroDivisionError" in stages["b"]["error"]
+    assert stages["c"]["status"] == "failed"
+    assert stages["d"] == {"status": "skipped", "started": stages["d"]["started"], "reason": "no GPU"}
+
+
+def test_parse_junit(tmp_path):
+    xml = tmp_path / "j.xml"
+    xml.write_text(
+        '<testsuites><testsuite tests="4" failures="1" errors="0" skipped="1">'
+        '<testcase classname="t.m" name="ok"/><testcase classname="t.m" name="bad"><failure/></testcase>'
+        '<testcase classname="t.m" name="s"><skipped/></testcase><testcase classname="t.m" name="ok2"/>'
+        "</testsuite></testsuites>"
+    )
+    counts = lib.parse_junit(xml)
+    assert (counts["tests"], counts["passed"], counts["failures"], counts["skipped"]) == (4, 2, 1, 1)
+    assert counts["failing"] == ["t.m::bad"]
+
+
+def test_ticks_memory_and_judgement(tmp_path):
+    rows = [(0.64, 90.0, 7.1), (1.28, 18.0, 35.5), (1.92, 19.0, 33.7), (2.56, 22.0, 29.1)]
+    with open(tmp_path / "stats.jsonl", "w") as f:
+        for kimg, spk, ips in rows:
+            rec = {
+                "Progress/kimg": {"mean": kimg},
+                "Timing/sec_per_kimg": {"mean": spk},
+                "Timing/img_per_sec": {"mean": ips},
+            }
+            f.write(json.dumps(rec) + "\n")
+        f.write('{"cut off')  # a line a timeout interrupted
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "csv" / "metrics.csv").write_text(
+        "step,Resources/peak_gpu_mem_gb,x\n1,7.5,1\n2,8.25,2\n3,,3\n"
+    )
+    summary = lib.summarize_ticks(lib.read_ticks(tmp_path))
+    assert summary["ticks"] == 4 and summary["steady_ticks"] == 3
+    assert summary["sec_per_kimg"] == 19.0 and summary["img_per_sec"] == 33.7
+    assert summary["first_tick_sec_per_kimg"] == 90.0
+    summary["peak_gpu_mem_gb"] = lib.read_peak_memory_gb(tmp_path)
+    assert summary["peak_gpu_mem_gb"] == 8.25
+    verdict = lib.judge_training("stylegan3-t", summary)
+    assert verdict["meets_speed"] is True and verdict["meets_memory"] is True
+    assert verdict["speedup_vs_official_a100"] == pytest.approx(49.81 / 19.0)
+    assert lib.judge_training("stylegan3-r", {"sec_per_kimg": 30.0})["meets_speed"] is False
+
+
+def test_deadline_budget():
+    d = lib.Deadline(100)
+    assert 0 < d.budget(30, reserve=50) <= 30
+    assert d.budget(30, reserve=200) == 0
+
+
+def test_main_without_gpu_writes_a_report_of_skipped_stages(tmp_path, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    rc = gpu_check.main(["--out", str(tmp_path), "--work", str(tmp_path / "work"), "--budget", "60"])
+    assert rc == 0
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert report["format"] == "sg3-gpu-check" and report["version"] == 1
+    expected = ["env", "build", "gpu_tests", "kernels", "data", "train_t", "train_r"]
+    assert list(report["stages"]) == expected
+    assert {s["status"] for s in report["stages"].values()} == {"skipped"}
+    assert "no CUDA device" in report["stages"]["build"]["reason"]
+    text = (tmp_path / "gpu_check.txt").read_text()
+    assert "train_r" in text and "skipped" in text
