@@ -106,9 +106,12 @@ def _truncate(path: str, keep_fraction: float) -> None:
     open(path, "wb").write(data[: int(len(data) * keep_fraction)])
 
 
-def test_truncated_shard_skipped_counted_and_strict(make_shards, values_of):
+@pytest.mark.parametrize("with_index", [True, False])
+def test_truncated_shard_skipped_counted_and_strict(make_shards, values_of, with_index):
     dest = make_shards(12, shard_size=6)
-    _truncate(os.path.join(dest, "shard-000001.tar"), 0.5)
+    _truncate(os.path.join(dest, "shard-000001.tar"), 0.5)  # cut at a tar block boundary
+    if not with_index:  # then the missing end-of-archive marker gives it away
+        os.remove(os.path.join(dest, "dataset.json"))
     dm = ShardDataModule(dest, batch_size=4, num_workers=2)
     values = values_of(dm.exactly_once_loader(4))
     assert 6 <= len(values) < 12 and len(set(values)) == len(values)

@@ -212,6 +212,13 @@ class ShardList:
     name: str
 
 
+def _seekable(stream) -> bool:
+    try:
+        return bool(stream.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 def _is_remote(url: str) -> bool:
     return "://" in url or url.startswith("pipe:")
 
@@ -334,7 +341,9 @@ def iter_shard_samples(
         return
     pos, key, sample = -1, None, None
     try:
-        with stream, tarfile.open(fileobj=stream, mode="r|*", bufsize=_READ_BUFFER) as tar:
+        seekable = _seekable(stream)
+        mode = "r:*" if seekable else "r|*"  # seekable: read members in place, no stream buffer
+        with stream, tarfile.open(fileobj=stream, mode=mode) as tar:
             for info in tar:
                 if not info.isfile():
                     continue
@@ -354,6 +363,11 @@ def iter_shard_samples(
                     sample[ext] = tar.extractfile(info).read()
             if sample is not None:
                 yield pos, sample
+            if seekable and mode == "r:*" and tar.fileobj is stream:  # a complete tar ends with zero blocks
+                stream.seek(tar.offset)
+                tail = stream.read(1024)
+                if len(tail) < 1024 or tail.strip(b"\0"):
+                    raise EOFError("the end-of-archive marker is missing")
         if expect is not None and pos + 1 < expect:
             raise EOFError(f"shard ended after {pos + 1} of {expect} samples")
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
