@@ -1,6 +1,6 @@
 // Host side of the CUDA extension sg3_ops_cuda: the functions of ops.h for CUDA tensors (argument
 // checks, filter preparation, allocation, stream) and the Python bindings. The kernels live in *.cu and
-// are reached through the plain launchers of cuda_launch.h, so nvcc never parses the PyTorch headers.
+// are reached through the plain launchers of cuda_launch.cuh, so nvcc never parses the PyTorch headers.
 // Copyright 2026 the sg3 authors. Apache-2.0.
 #define SG3_OPS_NAMESPACE sg3cuda
 #include "ops.h"
@@ -10,7 +10,7 @@
 
 #include <algorithm>
 
-#include "cuda_launch.h"
+#include "cuda_launch.cuh"
 
 namespace sg3cuda {
 namespace {

@@ -2,7 +2,7 @@
 //
 // The .cu files include no PyTorch headers (that keeps nvcc fast: it parses them once per target arch);
 // tensors, checks and allocation live in the host file bind_cuda.cpp, which talks to the kernels through
-// the plain structs of cuda_launch.h. Index arithmetic follows Python's floor semantics for negative
+// the plain structs of cuda_launch.cuh. Index arithmetic follows Python's floor semantics for negative
 // numbers, because the padding conventions of the spec (section 2) are written with Python's `//`.
 // Copyright 2026 the sg3 authors. Apache-2.0.
 #pragma once
@@ -13,7 +13,7 @@
 
 #include <cstdint>
 
-#include "cuda_launch.h"
+#include "cuda_launch.cuh"
 
 namespace sg3cuda {
 
