@@ -258,12 +258,15 @@ def _compile(kind: str, name: str, build_dir: Path, arch_list: str, verbose: boo
                 raise RuntimeError("nvcc not found: set CUDA_HOME to the CUDA toolkit (e.g. /usr/local/cuda)")
             os.environ["CUDA_HOME"] = home
             os.environ["TORCH_CUDA_ARCH_LIST"] = arch_list
-            if cpp_extension.CUDA_HOME is None:
-                cpp_extension.CUDA_HOME = home
+            # torch guessed CUDA_HOME at import (from an nvcc on PATH, possibly a shim such as
+            # /usr/local/bin/nvcc -> '/usr/local'); use the toolkit resolved here for nvcc and its headers.
+            cpp_extension.CUDA_HOME = home
             kwargs.update(
-                extra_cflags=["-O3"],
+                # Headers a minimal toolkit lacks (cusparse.h, cublas_v2.h for ATen/cuda) come from the pip
+                # CUDA wheels, for the host compiler only and searched after the toolkit's own include dir
+                # (as -I they would shadow the toolkit's cuda_runtime_api.h in nvcc and break the .cu build).
+                extra_cflags=["-O3", *(arg for p in _cuda_include_paths() for arg in ("-isystem", p))],
                 extra_cuda_cflags=CUDA_CFLAGS,
-                extra_include_paths=_cuda_include_paths(),
                 with_cuda=True,
             )
         cpp_extension.load(name=name, sources=[str(s) for s in sources(kind)], **kwargs)
