@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 
 import lightning as L
 import torch
@@ -15,6 +16,7 @@ __all__ = ["ShardDataModule"]
 
 log = logging.getLogger(__name__)
 _STATE_FORMAT = "sg3-stream"
+_FORK = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
 
 
 def _resolve(urls: str | list[str]) -> ShardList:
@@ -187,6 +189,9 @@ class ShardDataModule(L.LightningDataModule):
             drop_last=drop_last,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=False,
+            # fork starts fast and is the Linux default up to Python 3.13 (3.14 defaults to forkserver);
+            # the stream is correct with any start method (rank/world live in the dataset object).
+            multiprocessing_context=_FORK if self.num_workers > 0 else None,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing import context as mp_context
@@ -38,41 +39,36 @@ _READ_MODES = {1: ImageReadMode.GRAY, 3: ImageReadMode.RGB, 4: ImageReadMode.RGB
 class SkipCounter:
     """Counts skipped samples/shards by kind, shared between the main process and DataLoader workers.
 
-    Pickled while a worker process is being started (spawn/forkserver) it shares the counters; pickled at
-    any other time it becomes a private snapshot.
+    Shared memory without locks (so it passes into fork, spawn and forkserver workers alike): each
+    process adds into its own slot (pid modulo the slot count) and reads sum the slots. Pickled while a
+    worker process is being started it shares the memory; pickled at any other time it becomes a
+    private copy.
     """
 
+    SLOTS = 256
+
     def __init__(self) -> None:
-        self._values = {k: multiprocessing.Value("q", 0) for k in SKIP_KINDS}
+        self._cells = multiprocessing.RawArray("q", self.SLOTS * len(SKIP_KINDS))
 
     def add(self, kind: str) -> None:
         """Adds one to ``kind`` (one of SKIP_KINDS)."""
-        value = self._values[kind]
-        if hasattr(value, "get_lock"):
-            with value.get_lock():
-                value.value += 1
-        else:
-            value.value += 1
+        self._cells[(os.getpid() % self.SLOTS) * len(SKIP_KINDS) + SKIP_KINDS.index(kind)] += 1
 
     def as_dict(self) -> dict[str, int]:
         """Current counts, kind -> int."""
-        return {k: int(v.value) for k, v in self._values.items()}
+        n = len(SKIP_KINDS)
+        return {k: int(sum(self._cells[i::n])) for i, k in enumerate(SKIP_KINDS)}
 
     def __getstate__(self) -> dict:
         if mp_context.get_spawning_popen() is not None:
-            return {"values": self._values}
-        return {"snapshot": self.as_dict()}
+            return {"cells": self._cells}
+        return {"copy": list(self._cells)}
 
     def __setstate__(self, state: dict) -> None:
-        if "values" in state:
-            self._values = state["values"]
+        if "cells" in state:
+            self._cells = state["cells"]
         else:
-            self._values = {k: _Plain(v) for k, v in state["snapshot"].items()}
-
-
-class _Plain:
-    def __init__(self, value: int) -> None:
-        self.value = value
+            self._cells = multiprocessing.RawArray("q", state["copy"])
 
 
 @dataclass
