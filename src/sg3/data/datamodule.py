@@ -131,23 +131,23 @@ class ShardDataModule(L.LightningDataModule):
             return self._probed
         raise ValueError(f"first shard {url} holds no samples")
 
+    def _shape_value(self, i: int, key: str) -> int:
+        """Index value, else the model's expectation, else the first sample's (i: 0 side, 1 channels)."""
+        if self.index is not None:
+            return int(self.index[key])
+        if self._expected[i] is not None:
+            return int(self._expected[i])
+        return (self._probed or self.check_first_sample())[i]
+
     @property
     def resolution(self) -> int:
-        """Image side in pixels (index, else the model's expectation, else the first sample)."""
-        if self.index is not None:
-            return int(self.index["resolution"])
-        if self._expected[0] is not None:
-            return int(self._expected[0])
-        return (self._probed or self.check_first_sample())[0]
+        """Image side in pixels."""
+        return self._shape_value(0, "resolution")
 
     @property
     def num_channels(self) -> int:
-        """Image channels (index, else the model's expectation, else the first sample)."""
-        if self.index is not None:
-            return int(self.index["channels"])
-        if self._expected[1] is not None:
-            return int(self._expected[1])
-        return (self._probed or self.check_first_sample())[1]
+        """Image channels."""
+        return self._shape_value(1, "channels")
 
     # ---- Lightning hooks ------------------------------------------------------------------------
 
