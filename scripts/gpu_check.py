@@ -76,13 +76,14 @@ def stage_build() -> dict[str, Any]:
 
 def stage_gpu_tests(out_dir: Path, timeout: float) -> dict[str, Any]:
     junit = out_dir / "gpu_tests.xml"
+    files = lib.gpu_test_files(REPO / "tests")
     cmd = [
         sys.executable,
         "-m",
         "pytest",
         "-m",
         "gpu",
-        "tests",
+        *files,
         "-q",
         "-p",
         "no:cacheprovider",
@@ -99,6 +100,7 @@ def stage_gpu_tests(out_dir: Path, timeout: float) -> dict[str, Any]:
     result: dict[str, Any] = {"returncode": rc, "output_tail": str(output)[-3000:]}
     if junit.exists():
         result.update(lib.parse_junit(junit))
+    result["files"] = [str(Path(f).relative_to(REPO)) for f in files]
     result["ok"] = rc == 0 and result.get("tests", 0) > 0
     return result
 

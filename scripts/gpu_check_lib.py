@@ -210,6 +210,16 @@ def polyphase_flops(layer: dict[str, Any]) -> float:
     return 2.0 * n * c * (up_macs + down_macs)
 
 
+def gpu_test_files(tests_dir: str | Path) -> list[str]:
+    """Test files under tests_dir that use the `gpu` marker (collecting only these keeps unrelated modules,
+    whose imports may need packages the GPU machine lacks, out of the run)."""
+    files = []
+    for path in sorted(Path(tests_dir).rglob("test_*.py")):
+        if "mark.gpu" in path.read_text(errors="replace"):
+            files.append(str(path))
+    return files
+
+
 def parse_junit(path: str | Path) -> dict[str, Any]:
     """Counts and failing test ids from a pytest --junitxml file."""
     root = ET.parse(path).getroot()

@@ -125,6 +125,16 @@ def test_ticks_memory_and_judgement(tmp_path):
     assert lib.judge_training("stylegan3-r", {"sec_per_kimg": 30.0})["meets_speed"] is False
 
 
+def test_gpu_test_files_finds_the_gpu_tier(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "test_x.py").write_text("import pytest\npytestmark = pytest.mark.gpu\n")
+    (tmp_path / "a" / "test_y.py").write_text("def test_y():\n    pass\n")
+    (tmp_path / "helper_gpu.py").write_text("pytest.mark.gpu\n")
+    assert lib.gpu_test_files(tmp_path) == [str(tmp_path / "a" / "test_x.py")]
+    repo_files = lib.gpu_test_files(SCRIPTS.parent / "tests")
+    assert str(SCRIPTS.parent / "tests" / "gpu" / "test_ops_cuda.py") in repo_files
+
+
 def test_deadline_budget():
     d = lib.Deadline(100)
     assert 0 < d.budget(30, reserve=50) <= 30
