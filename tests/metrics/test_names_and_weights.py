@@ -26,6 +26,8 @@ from sg3.metrics.registry import parse_metric
         ("eqt50k_int", "eqt_int", 50000, False, {}),
         ("eqt2k_frac", "eqt_frac", 2000, False, {}),
         ("eqr1k", "eqr", 1000, False, {}),
+        ("eqt64_int", "eqt_int", 64, False, {}),
+        ("fid100_full", "fid", 100, True, {}),
     ],
 )
 def test_parse_official_families_with_any_count(name, family, num, full, extra):
@@ -37,7 +39,7 @@ def test_parse_official_families_with_any_count(name, family, num, full, extra):
 
 
 @pytest.mark.parametrize(
-    "bad", ["fid", "fid50_full", "eqt1k", "eqr1k_int", "kid1k_fulll", "FID50k_full", "ppl_wend"]
+    "bad", ["fid", "pr50_full", "eqt1k", "eqr1k_int", "kid1k_fulll", "FID50k_full", "ppl_wend"]
 )
 def test_unknown_metric_names_list_the_accepted_ones(bad):
     with pytest.raises(ValueError, match=r"unknown metric .*accepted: fid50k_full"):

@@ -1,6 +1,7 @@
 """Metric names and the single entry point `compute(name, G, ...)`.
 
-Names follow the official families with any sample count `N` (in thousands):
+Names follow the official families with any sample count `N` (in thousands; fid, kid, is and the
+eq metrics also take a plain count without `k`, e.g. `eqt64_int` for 64 samples):
 
 | pattern | metric | result keys |
 |---|---|---|
@@ -41,14 +42,14 @@ EXAMPLES = (
 )
 
 _PATTERNS = [
-    ("fid", re.compile(r"fid(?P<n>\d+)k(?P<full>_full)?")),
-    ("kid", re.compile(r"kid(?P<n>\d+)k(?P<full>_full)?")),
-    ("pr", re.compile(r"pr(?P<n>\d+)k(?P<k>\d+)(?P<full>_full)?")),
-    ("is", re.compile(r"is(?P<n>\d+)k")),
-    ("ppl", re.compile(r"ppl(?:2|(?P<n>\d+)k)_(?P<space>[zw])(?P<sampling>end|full)")),
-    ("eqt_int", re.compile(r"eqt(?P<n>\d+)k_int")),
-    ("eqt_frac", re.compile(r"eqt(?P<n>\d+)k_frac")),
-    ("eqr", re.compile(r"eqr(?P<n>\d+)k")),
+    ("fid", re.compile(r"fid(?P<n>\d+)(?P<unit>k?)(?P<full>_full)?")),
+    ("kid", re.compile(r"kid(?P<n>\d+)(?P<unit>k?)(?P<full>_full)?")),
+    ("pr", re.compile(r"pr(?P<n>\d+)(?P<unit>k)(?P<k>\d+)(?P<full>_full)?")),
+    ("is", re.compile(r"is(?P<n>\d+)(?P<unit>k?)")),
+    ("ppl", re.compile(r"ppl(?:2|(?P<n>\d+)(?P<unit>k))_(?P<space>[zw])(?P<sampling>end|full)")),
+    ("eqt_int", re.compile(r"eqt(?P<n>\d+)(?P<unit>k?)_int")),
+    ("eqt_frac", re.compile(r"eqt(?P<n>\d+)(?P<unit>k?)_frac")),
+    ("eqr", re.compile(r"eqr(?P<n>\d+)(?P<unit>k?)")),
 ]
 
 
@@ -93,9 +94,9 @@ def parse_metric(name: str) -> MetricSpec:
         if m is None:
             continue
         g = m.groupdict()
-        num = int(g["n"]) * 1000 if g.get("n") else 50000
+        num = int(g["n"]) * (1000 if g.get("unit") else 1) if g.get("n") else 50000
         if num < 1:
-            raise ValueError(f"metric {name!r}: the sample count must be at least 1k")
+            raise ValueError(f"metric {name!r}: the sample count must be at least 1")
         return MetricSpec(
             name=name.strip(),
             family=family,
@@ -108,7 +109,8 @@ def parse_metric(name: str) -> MetricSpec:
     raise ValueError(
         f"unknown metric {name!r}; accepted: {', '.join(EXAMPLES)} and the same families with any count "
         f"in thousands (fid10k_full, kid1k_full, pr10k3_full, is10k, ppl10k_wend, eqt1k_int, eqt2k_frac, "
-        f"eqr1k; fid/kid/pr without _full use as many reals as generated images)"
+        f"eqr1k; fid/kid/is/eq* also take plain counts: eqt64_int; fid/kid/pr without _full use as many "
+        f"reals as generated images)"
     )
 
 

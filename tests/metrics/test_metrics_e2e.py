@@ -1,0 +1,98 @@
+"""Every metric end to end on tiny networks, with stand-in detectors and data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import FakeData, PatternGenerator, tiny_generator
+
+from sg3.metrics.feature_metrics import compute_pr
+from sg3.metrics.options import MetricOptions
+from sg3.metrics.ppl import compute_ppl
+from sg3.metrics.registry import compute
+from sg3.modules.stylegan2 import Generator as StyleGAN2Generator
+
+
+def test_eqt_int_is_high_for_stylegan3_and_low_for_a_pixel_locked_net():
+    G = tiny_generator()
+    eq = compute("eqt16_int", G, progress=False)["eqt16_int"]
+    assert eq > 40
+    bad = compute("eqt16_int", PatternGenerator(G), progress=False)["eqt16_int"]
+    assert bad < eq - 20
+    assert torch.equal(G.synthesis.input.transform, torch.eye(3))  # restored afterwards
+
+
+def test_eqt_frac_and_eqr_are_finite_and_deterministic():
+    G = tiny_generator(1)
+    a = compute("eqt8_frac", G, seed=3, progress=False)
+    b = compute("eqt8_frac", G, seed=3, progress=False)
+    assert a == b and 20 < a["eqt8_frac"] < 200
+    r = compute("eqr8", G, seed=3, progress=False)["eqr8"]
+    assert 10 < r < 200 and math.isfinite(r)
+    assert compute("eqr8", G, seed=4, progress=False)["eqr8"] != r
+
+
+def test_eq_metrics_need_an_input_transform():
+    torch.manual_seed(0)
+    G2 = StyleGAN2Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3,
+                            channel_base=64, channel_max=8).eval()  # fmt: skip
+    with pytest.raises(TypeError, match=r"G.synthesis.input.transform"):
+        compute("eqt8_int", G2, progress=False)
+
+
+def test_feature_metrics_end_to_end_with_cached_dataset_statistics(tmp_path, detectors):
+    G, data = tiny_generator(), FakeData()
+    kw = dict(data=data, detectors=detectors, cache_dir=tmp_path, progress=False, batch_size=16)
+    fid = compute("fid48_full", G, **kw)["fid48_full"]
+    assert fid > 0 and data.loads == 1
+    assert compute("fid48_full", G, **kw)["fid48_full"] == pytest.approx(fid, rel=1e-12)
+    assert data.loads == 1  # dataset statistics came from the cache
+    assert len(list(tmp_path.glob("fake48-0-tiny-detector-*.npz"))) == 1
+    kid = compute("kid32_full", G, **kw)["kid32_full"]
+    assert math.isfinite(kid) and data.loads == 2  # features (not moments) are a second cache entry
+    res = compute("is20", G, **kw)
+    assert set(res) == {"is20_mean", "is20_std"} and res["is20_mean"] >= 1.0
+    p, r = compute_pr(40, None, 3, MetricOptions(G=G, **{k: v for k, v in kw.items() if k != "detectors"},
+                                                 detectors=detectors))  # fmt: skip
+    assert 0 <= p <= 1 and 0 <= r <= 1
+
+
+def test_fid_ranks_a_closer_image_set_lower(tmp_path, detectors):
+    G = tiny_generator()
+    kw = dict(detectors=detectors, cache_dir=tmp_path, progress=False, batch_size=16)
+    fid_a = compute("fid32_full", G, data=FakeData(seed=0), **kw)["fid32_full"]
+    G.synthesis.input.transform.copy_(torch.eye(3))
+    real = FakeData(count=32, seed=1)
+    # A data set made of the generator's own images is much closer than the random blocks.
+    with torch.no_grad():
+        z = torch.randn(32, G.z_dim, generator=torch.Generator().manual_seed(5))
+        real.images = (G(z, None) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    real.name = "own"
+    fid_b = compute("fid32_full", G, data=real, **kw)["fid32_full"]
+    assert fid_b < 0.5 * fid_a
+
+
+def test_bad_inputs_give_clear_errors(tmp_path, detectors):
+    G = tiny_generator()
+    with pytest.raises(ValueError, match="compares with real images"):
+        compute("fid1k_full", G, progress=False)
+    with pytest.raises(
+        ValueError, match="data resolution 32 does not match the generator's img_resolution 16"
+    ):
+        compute(
+            "fid8_full", G, data=FakeData(res=32), detectors=detectors, cache_dir=tmp_path, progress=False
+        )
+    with pytest.raises(ValueError, match="unknown metric 'fid_full'"):
+        compute("fid_full", G)
+
+
+def test_ppl_is_positive_and_grows_with_a_rougher_generator(detectors):
+    G = tiny_generator()
+    opts = MetricOptions(G=G, detectors=detectors, progress=False)
+    smooth = compute_ppl(8, "w", "end", opts)
+    assert smooth > 0 and np.isfinite(smooth)
+    assert compute_ppl(8, "w", "end", opts) == smooth
+    assert compute_ppl(8, "z", "full", opts) > 0
