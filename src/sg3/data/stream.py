@@ -14,17 +14,31 @@ out of ``C = world_size * num_workers``. Rank and world size are captured when t
 
 from __future__ import annotations
 
+import io
 import logging
 import multiprocessing
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing import context as mp_context
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
-from torchvision.io import ImageReadMode, decode_image
+
+try:  # libpng/libjpeg-turbo through torchvision: ~1.1x (PNG) to 2x (JPEG) faster than PIL
+    from torchvision.io import ImageReadMode, decode_image
+
+    warnings.filterwarnings(  # torchvision 0.29 deprecates its codecs (one warning per call otherwise)
+        "ignore",
+        message="The image decoding and encoding capabilities of TorchVision",
+        category=DeprecationWarning,
+    )
+    _READ_MODES = {1: ImageReadMode.GRAY, 3: ImageReadMode.RGB, 4: ImageReadMode.RGB_ALPHA}
+except ImportError:  # a torchvision without image codecs: PIL
+    decode_image = None
 
 from sg3.data.shards import iter_shard_samples
 
@@ -33,7 +47,7 @@ __all__ = ["SKIP_KINDS", "SkipCounter", "StreamConfig", "ShardStream", "decode_s
 log = logging.getLogger(__name__)
 SKIP_KINDS = ("corrupt_sample", "wrong_shape", "truncated_shard", "unreadable_shard")
 IMAGE_KEYS = ("png", "jpg", "jpeg", "webp")
-_READ_MODES = {1: ImageReadMode.GRAY, 3: ImageReadMode.RGB, 4: ImageReadMode.RGB_ALPHA}
+_PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
 
 class SkipCounter:
@@ -119,8 +133,18 @@ def decode_sample(sample: dict, channels: int | None = None) -> torch.Tensor:
     ext = next((k for k in IMAGE_KEYS if k in sample), None)
     if ext is None:
         raise ValueError(f"sample has no image (keys {sorted(k for k in sample if not k.startswith('__'))})")
-    data = torch.frombuffer(bytearray(sample[ext]), dtype=torch.uint8)
-    return decode_image(data, mode=_READ_MODES.get(channels, ImageReadMode.UNCHANGED))
+    if decode_image is not None:
+        data = torch.frombuffer(bytearray(sample[ext]), dtype=torch.uint8)
+        return decode_image(data, mode=_READ_MODES.get(channels, ImageReadMode.UNCHANGED))
+    try:
+        img = Image.open(io.BytesIO(sample[ext]))
+        if channels is not None and img.mode != _PIL_MODES[channels]:
+            img = img.convert(_PIL_MODES[channels])
+        arr = np.asarray(img)  # [H, W] or [H, W, C]
+    except (OSError, SyntaxError) as exc:
+        raise ValueError(f"cannot decode {ext}: {exc}") from exc
+    arr = arr[:, :, None] if arr.ndim == 2 else arr
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))  # [C, H, W]
 
 
 def _range_reads(urls, counts, order, lo, hi):
