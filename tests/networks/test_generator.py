@@ -183,3 +183,41 @@ def test_state_dict_round_trip_and_init_kwargs(tiny):
     z, c = torch.randn(2, 8), torch.randn(2, 3)
     with torch.no_grad():
         assert torch.equal(G(z, c, truncation_psi=0.7), G2(z, c, truncation_psi=0.7))
+
+
+def test_synthesis_input_vector():
+    """Spec §11.3: fixed frequencies, phases, weights and affine bias -> known feature values."""
+    from sg3.modules.synthesis import SynthesisInput
+
+    layer = SynthesisInput(w_dim=4, channels=2, size=36, sampling_rate=16, bandwidth=2)
+    with torch.no_grad():
+        layer.freqs.copy_(torch.tensor([[1.5, 0.5], [-0.3, 1.2]]))
+        layer.phases.copy_(torch.tensor([0.1, -0.2]))
+        layer.weight.copy_(torch.tensor([[1.0, 0.5], [-0.5, 1.0]]))
+        layer.affine.weight.zero_()
+        layer.affine.bias.copy_(torch.tensor([2 * np.cos(np.pi / 6), 2 * np.sin(np.pi / 6), 0.2, -0.1]))
+        out = layer(torch.zeros(1, 4))
+        assert out.shape == (1, 2, 36, 36) and out.dtype == torch.float32
+        expected = [-0.0577831, -0.3230556, -0.3654047, -0.1632025, 0.2154203, 0.6369397]
+        torch.testing.assert_close(out[0, 0, 0, :6], torch.tensor(expected), atol=2e-6, rtol=0)
+        got = [out[0, 1, 17, 17], out[0, 1, 0, 35], out[0, 1, 35, 0]]
+        torch.testing.assert_close(
+            torch.stack(got), torch.tensor([-0.4723789, -0.3612333, -0.4785832]), atol=2e-6, rtol=0
+        )
+        layer.transform.copy_(torch.diag(torch.tensor([1.5, 1.5, 1.0])))  # exercises the amplitude damping
+        out = layer(torch.zeros(1, 4))
+    expected = [-0.0393471, 0.5058175, 0.8706814, 0.7377501, 0.1688838, -0.4410765]
+    torch.testing.assert_close(out[0, 0, 0, :6], torch.tensor(expected), atol=2e-6, rtol=0)
+    assert out[0, 1, 17, 17].item() == pytest.approx(-0.4672902, abs=2e-6)
+
+
+@pytest.mark.parametrize("res", [512, 1024])
+def test_large_resolutions_build(res):
+    """Construction only (no forward): sizes, paddings and num_ws at 512 and 1024 with tiny channels."""
+    G = Generator(
+        z_dim=4, c_dim=0, w_dim=4, img_resolution=res, img_channels=3, channel_base=2048, channel_max=2
+    )
+    layers = [getattr(G.synthesis, n) for n in G.synthesis.layer_names]
+    assert G.num_ws == 16 and [int(lay.out_size[0]) for lay in layers[-2:]] == [res, res]
+    assert layers[13].padding == [-11, -12, -11, -12] and layers[14].padding == [0, 0, 0, 0]
+    assert layers[0].up_filter.shape == (12,) and layers[-1].up_filter is None
