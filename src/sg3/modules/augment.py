@@ -360,12 +360,7 @@ class AugmentPipe(torch.nn.Module):
         hu, wu = images.shape[2], images.shape[3]
         g_inv = scale2d(2 / wu, 2 / hu, n, dev, dt) @ g_inv @ scale2d(size[3] / 2, size[2] / 2, n, dev, dt)
         grid = affine_grid(g_inv[:, :2, :], size)  # [N, Ho, Wo, 2]
-        if torch.is_grad_enabled() and images.requires_grad:
-            images = grid_sample_bilinear(images, grid)  # twice differentiable (R1)
-        else:
-            images = torch.nn.functional.grid_sample(
-                images, grid, mode="bilinear", padding_mode="zeros", align_corners=False
-            )
+        images = grid_sample_bilinear(images, grid)  # twice differentiable (R1)
         return downsample2d(images, hz, down=2, padding=-2 * pad, flip_filter=True)  # [N, C, H, W]
 
     def _color_matrix(self, draws: _Draws, p: torch.Tensor, channels: int) -> torch.Tensor:

@@ -4,9 +4,9 @@ The geometric augmentations of ADA (spec section 5.5) are accumulated as per-sam
 matrices that map output pixels to input pixels, and the colour augmentations as per-sample 4x4 matrices
 acting on (r, g, b, 1). This module builds those matrices and executes an affine resampling with
 `affine_grid` + `grid_sample_bilinear`, which follow the conventions of `torch.nn.functional.affine_grid`
-and `grid_sample` (`align_corners=False`, zero padding) but are written with gather/index arithmetic, so
-that autograd can differentiate the sampled image twice with respect to the input image (R1 through the
-augmentation needs the double backward that PyTorch's own grid_sample does not provide).
+and `grid_sample` (`align_corners=False`, zero padding) but let autograd differentiate the sampled image
+twice with respect to the input image (R1 through the augmentation needs the double backward that
+PyTorch's own grid_sample does not provide).
 """
 
 from __future__ import annotations
@@ -135,34 +135,48 @@ def affine_grid(theta: torch.Tensor, size: tuple[int, int, int, int]) -> torch.T
     return torch.einsum("hwk,njk->nhwj", base, theta)  # [N, H, W, 2]
 
 
-def grid_sample_bilinear(images: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """Bilinear sampling with zero padding and `align_corners=False`, differentiable twice w.r.t. images.
+class _GridSample(torch.autograd.Function):
+    """Bilinear sampling whose gradient is `_GridSampleAdjoint`, so it can be differentiated again."""
 
-    Matches `torch.nn.functional.grid_sample(images, grid, mode='bilinear', padding_mode='zeros',
-    align_corners=False)`. It is built from `gather`, whose gradient (a scatter-add) and second gradient
-    (again a gather) autograd knows, so `torch.autograd.grad(..., create_graph=True)` followed by a second
-    backward works. No gradient flows to `grid` through the integer corner indices (only through the
-    interpolation weights), which is all the augmentation needs.
-
-    Args:
-        images: Input images [N, C, H, W], floating point.
-        grid: Normalized (x, y) sampling positions [N, Ho, Wo, 2]; -1/+1 are the outer pixel edges.
-
-    Returns:
-        Sampled images [N, C, Ho, Wo] with the dtype of `images`.
-    """
-    if images.ndim != 4:
-        raise ValueError(f"images must be a 4-D [N, C, H, W] tensor, got shape {list(images.shape)}")
-    n, c, h, w = images.shape
-    if grid.ndim != 4 or grid.shape[0] != n or grid.shape[3] != 2:
-        raise ValueError(
-            f"grid must have shape [{n}, Ho, Wo, 2] for images of shape {list(images.shape)}, "
-            f"got {list(grid.shape)}"
+    @staticmethod
+    def forward(ctx, images: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(images.detach(), grid)
+        return torch.nn.functional.grid_sample(
+            images, grid, mode="bilinear", padding_mode="zeros", align_corners=False
         )
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        images, grid = ctx.saved_tensors
+        grad_images = _GridSampleAdjoint.apply(grad_out, images, grid) if ctx.needs_input_grad[0] else None
+        return grad_images, None
+
+
+class _GridSampleAdjoint(torch.autograd.Function):
+    """The transpose of bilinear sampling (scatters values back onto the image grid); linear in its input,
+    so its own gradient is the sampling again."""
+
+    @staticmethod
+    def forward(ctx, grad_out: torch.Tensor, images: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(grid)
+        # interpolation 0 = bilinear, padding 0 = zeros; `images` only supplies shape/dtype/device.
+        grad_images, _ = torch.ops.aten.grid_sampler_2d_backward(
+            grad_out, images, grid, 0, 0, False, [True, False]
+        )
+        return grad_images
+
+    @staticmethod
+    def backward(ctx, grad2: torch.Tensor):
+        (grid,) = ctx.saved_tensors
+        return (_GridSample.apply(grad2, grid) if ctx.needs_input_grad[0] else None), None, None
+
+
+def _grid_sample_gather(images: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Reference bilinear sampling from gather/index arithmetic (autograd differentiates it repeatedly)."""
+    n, c, h, w = images.shape
     ho, wo = grid.shape[1], grid.shape[2]
-    grid = grid.to(images.dtype)
-    # Unnormalize to continuous pixel coordinates, pixel centres at integers. Clamp far-away positions so that
-    # the integer conversion below stays well defined; anything clamped is outside and gets weight 0 anyway.
+    # Unnormalize to continuous pixel coordinates, pixel centres at integers. Clamp far-away positions so
+    # that the integer conversion stays well defined; anything clamped is outside and gets weight 0 anyway.
     ix = (((grid[..., 0] + 1) * w - 1) / 2).clamp(-2.0, w + 1.0)  # [N, Ho, Wo]
     iy = (((grid[..., 1] + 1) * h - 1) / 2).clamp(-2.0, h + 1.0)
     x0, y0 = ix.floor(), iy.floor()
@@ -180,6 +194,45 @@ def grid_sample_bilinear(images: torch.Tensor, grid: torch.Tensor) -> torch.Tens
             term = flat.gather(2, index.expand(n, c, ho * wo)) * weight  # [N, C, Ho*Wo]
             out = term if out is None else out + term
     return out.reshape(n, c, ho, wo)
+
+
+def grid_sample_bilinear(images: torch.Tensor, grid: torch.Tensor, impl: str = "native") -> torch.Tensor:
+    """Bilinear sampling with zero padding and `align_corners=False`, differentiable twice w.r.t. images.
+
+    Computes `torch.nn.functional.grid_sample(images, grid, mode='bilinear', padding_mode='zeros',
+    align_corners=False)`, but unlike it supports `torch.autograd.grad(..., create_graph=True)` followed by
+    a second backward (R1 through the augmentation). Sampling is linear in the images, so its gradient is
+    its transpose and the transpose's gradient is the sampling again: 'native' wraps PyTorch's own forward
+    and backward kernels as such a pair of autograd functions; 'ref' builds the sampling from `gather`
+    (slower, for cross-checks). No gradient flows to `grid`.
+
+    Args:
+        images: Input images [N, C, H, W], floating point.
+        grid: Normalized (x, y) sampling positions [N, Ho, Wo, 2], no gradient; -1/+1 are the outer
+            pixel edges.
+        impl: 'native' (PyTorch kernels, default) or 'ref' (gather arithmetic).
+
+    Returns:
+        Sampled images [N, C, Ho, Wo] with the dtype of `images`.
+    """
+    if images.ndim != 4:
+        raise ValueError(f"images must be a 4-D [N, C, H, W] tensor, got shape {list(images.shape)}")
+    n = images.shape[0]
+    if grid.ndim != 4 or grid.shape[0] != n or grid.shape[3] != 2:
+        raise ValueError(
+            f"grid must have shape [{n}, Ho, Wo, 2] for images of shape {list(images.shape)}, "
+            f"got {list(grid.shape)}"
+        )
+    if grid.requires_grad and torch.is_grad_enabled():
+        raise ValueError(
+            "grid_sample_bilinear: gradients with respect to grid are not supported; detach the grid"
+        )
+    grid = grid.to(images.dtype)
+    if impl == "native":
+        return _GridSample.apply(images, grid)
+    if impl == "ref":
+        return _grid_sample_gather(images, grid)
+    raise ValueError(f"grid_sample_bilinear: impl must be 'native' or 'ref', got {impl!r}")
 
 
 def reflect_pad(images: torch.Tensor, x0: int, x1: int, y0: int, y1: int) -> torch.Tensor:
