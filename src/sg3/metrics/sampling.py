@@ -70,12 +70,14 @@ def gather_batches(
             raise RuntimeError(f"world_size={world_size} but torch.distributed is not initialized")
         return [t.cpu() for t in local]
     per_rank = math.ceil(num_batches / world_size)
-    if not local:
-        raise ValueError("every rank needs at least one batch; lower world_size or raise the sample count")
+    meta: list = [None] * world_size  # (shape, dtype) of one batch, from ranks that have batches
+    dist.all_gather_object(meta, (tuple(local[0].shape), local[0].dtype) if local else None)
+    shape, dtype = next(m for m in meta if m is not None)
     dev = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
-    stacked = torch.stack(local)  # [n_local, ...]
-    pad = torch.zeros((per_rank - len(local), *stacked.shape[1:]), dtype=stacked.dtype)
-    stacked = torch.cat([stacked.cpu(), pad]).to(dev or "cpu")  # [per_rank, ...]
+    stacked = torch.zeros((per_rank, *shape), dtype=dtype)  # [per_rank, ...], zero rows pad short ranks
+    if local:
+        stacked[: len(local)] = torch.stack([t.cpu() for t in local])
+    stacked = stacked.to(dev or "cpu")
     parts = [torch.empty_like(stacked) for _ in range(world_size)]
     dist.all_gather(parts, stacked)
     return [parts[b % world_size][b // world_size].cpu() for b in range(num_batches)]

@@ -1,0 +1,78 @@
+"""Sharded metric sampling on 2 gloo processes equals a single-process run; the training callback."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from ddp_worker import run_all
+
+from conftest import FakeData, TinyDetector, tiny_generator
+from sg3.metrics.callback import MetricsCallback
+
+HERE = Path(__file__).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_gloo_ranks_match_a_single_process(tmp_path):
+    port = _free_port()
+    out = tmp_path / "ddp.json"
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "WORLD_SIZE", "RANK", "MASTER_PORT")
+    }
+    env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", OMP_NUM_THREADS="1")
+    procs = [
+        subprocess.Popen([sys.executable, str(HERE / "ddp_worker.py"), str(out), str(tmp_path / f"cache{r}")],
+                         env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, stderr=subprocess.PIPE, text=True)
+        for r in range(2)
+    ]  # fmt: skip
+    errs = [p.communicate(timeout=600)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), errs
+    per_rank = json.loads(out.read_text())
+    assert per_rank[0] == per_rank[1]
+    single = run_all(0, 1, str(tmp_path / "single"))
+    assert per_rank[0] == single  # exact equality: same batches, same order, same sums
+
+
+class _Logger:
+    def __init__(self):
+        self.calls = []
+
+    def log_metrics(self, metrics, step):
+        self.calls.append((step, metrics))
+
+
+def test_callback_computes_every_n_kimg_logs_and_appends_jsonl(tmp_path):
+    G = tiny_generator()
+    logger = _Logger()
+    trainer = SimpleNamespace(global_rank=0, world_size=1, loggers=[logger], default_root_dir=str(tmp_path),
+                              datamodule=FakeData(count=16))  # fmt: skip
+    module = SimpleNamespace(G_ema=G, cur_nimg=0, global_step=0)
+    cb = MetricsCallback(["eqt4_int", "fid16_full"], every_kimg=0.008, progress=False, cache_dir=tmp_path,
+                         detectors={"inception": TinyDetector()})  # fmt: skip
+    for nimg, step in [(4, 1), (8, 2), (12, 3), (16, 4)]:
+        module.cur_nimg, module.global_step = nimg, step
+        cb.on_train_batch_end(trainer, module, None, None, step)
+    assert [s for s, _ in logger.calls] == [2, 4]
+    assert set(logger.calls[0][1]) == {"Metrics/eqt4_int", "Metrics/fid16_full"}
+    lines = [json.loads(x) for x in (tmp_path / "metric-eqt4_int.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 and lines[0]["metric"] == "eqt4_int" and lines[1]["kimg"] == pytest.approx(0.016)
+    assert lines[0]["results"]["eqt4_int"] == logger.calls[0][1]["Metrics/eqt4_int"] > 40
+    assert cb.state_dict() == {"done": 2}
+    with pytest.raises(ValueError, match="unknown metric 'fid'"):
+        MetricsCallback(["fid"], every_kimg=1)
+    with pytest.raises(ValueError, match="every_kimg must be a positive"):
+        MetricsCallback(["eqr1k"], every_kimg=None)
+    assert torch.equal(G.synthesis.input.transform, torch.eye(3))
