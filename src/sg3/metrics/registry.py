@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,9 +190,3 @@ def compute(
     finally:
         G.train(was_training)
 
-
-def compute_timed(name: str, G: torch.nn.Module, **kwargs: Any) -> tuple[dict[str, float], float]:
-    """`compute` plus its wall time in seconds."""
-    t0 = time.perf_counter()
-    res = compute(name, G, **kwargs)
-    return res, time.perf_counter() - t0

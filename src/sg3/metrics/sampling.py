@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -136,8 +136,3 @@ def generate_images(
         torch.manual_seed(noise_seed)
         return quantize(G(z, c, **G_kwargs))
 
-
-def iter_chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
-    """(start, stop) pairs covering range(n) in chunks of `size`."""
-    for i in range(0, n, size):
-        yield i, min(i + size, n)

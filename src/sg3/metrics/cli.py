@@ -1,0 +1,78 @@
+"""`sg3-metrics`: compute metrics of a network file from the command line (Hydra).
+
+Example: `sg3-metrics network=net.pt metrics=[eqt1k_int,eqr1k] seed=0` prints one line per result
+(`name value`) and appends a JSON line per metric to `metric-<name>.jsonl` next to the network file
+(or in `out_dir`). Config: `src/sg3/metrics/conf/metrics_cli.yaml`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from sg3.metrics.callback import append_jsonl
+from sg3.metrics.registry import compute, parse_metric
+from sg3.tools.cli_common import CliError, load_network, resolve_device, run_cli
+
+__all__ = ["main", "open_data"]
+
+
+def open_data(path: str, G, batch_size: int = 64, num_workers: int = 2):
+    """A ShardDataModule for the real images, checked against the generator's resolution and labels."""
+    from sg3.data.datamodule import ShardDataModule
+
+    return ShardDataModule(
+        urls=str(path), batch_size=batch_size, num_workers=num_workers, use_labels=G.c_dim > 0,
+        resolution=G.img_resolution, channels=None, shuffle_buffer=0,
+    )  # fmt: skip
+
+
+def run(cfg: DictConfig) -> int:
+    """Compute every configured metric; print and record the results."""
+    names = list(cfg.metrics) if OmegaConf.is_list(cfg.metrics) else [str(cfg.metrics)]
+    specs = [parse_metric(str(n)) for n in names]
+    needs = [s.name for s in specs if s.needs_data]
+    if needs and not cfg.data:
+        raise CliError(f"metrics {needs} compare with real images: add data=<dataset.json or shards folder>")
+    device = resolve_device(cfg.device)
+    G = load_network(cfg.network, device)
+    data = open_data(cfg.data, G, num_workers=int(cfg.num_workers)) if cfg.data else None
+    out_dir = Path(cfg.out_dir) if cfg.out_dir else Path(cfg.network).expanduser().resolve().parent
+    for spec in specs:
+        t0 = time.perf_counter()
+        res = compute(
+            spec.name, G, data=data, device=device, seed=int(cfg.seed), batch_size=int(cfg.batch_size),
+            progress=bool(cfg.progress), cache_dir=cfg.cache_dir, weights_dir=cfg.weights_dir,
+            download=cfg.download,
+        )  # fmt: skip
+        seconds = time.perf_counter() - t0
+        for k, v in res.items():
+            print(f"{k} {v:.6g}", flush=True)
+        append_jsonl(out_dir, spec.name, res, seconds, network=str(cfg.network), seed=int(cfg.seed))
+    return 0
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="metrics_cli")
+def _hydra_main(cfg: DictConfig) -> None:
+    code = run_cli(lambda: run(cfg), "sg3-metrics")
+    if code:
+        sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point; `argv` are Hydra overrides (`network=... metrics=[...]`)."""
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+    try:
+        _hydra_main()
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

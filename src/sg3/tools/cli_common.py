@@ -1,0 +1,147 @@
+"""Command-line plumbing shared by the sg3 tools and sg3-metrics: network loading, seeds, devices, latents."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "CliError",
+    "load_network",
+    "parse_seeds",
+    "parse_pair",
+    "resolve_device",
+    "seed_latent",
+    "class_labels",
+    "set_user_transform",
+    "to_uint8",
+    "run_cli",
+]
+
+_SEEDS = re.compile(r"^\d+(-\d+)?$")
+
+
+class CliError(ValueError):
+    """A bad command-line argument; the message names the argument, the value and what is accepted."""
+
+
+def load_network(path: str | os.PathLike, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """Load G_ema from an sg3 checkpoint (.ckpt), exported generator (.pt) or official pickle (.pkl).
+
+    Raises:
+        CliError: the file does not exist.
+    """
+    from sg3.io import load_generator
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise CliError(
+            f"network file not found: {str(path)!r} (expected an sg3 checkpoint .ckpt, an exported "
+            f"generator .pt or an official StyleGAN2/3 pickle .pkl)"
+        )
+    return load_generator(p, device=device)
+
+
+def parse_seeds(text: str | int | list) -> list[int]:
+    """Parse seeds like '0,1,4-6' (ranges inclusive) into `[0, 1, 4, 5, 6]`.
+
+    Raises:
+        CliError: malformed item or a descending range.
+    """
+    if isinstance(text, int):
+        return [text]
+    items = text if isinstance(text, list) else str(text).split(",")
+    seeds: list[int] = []
+    for item in (str(i).strip() for i in items):
+        if not _SEEDS.match(item):
+            raise CliError(
+                f"--seeds: malformed item {item!r} in {text!r}; use numbers and ranges like 0,1,4-6"
+            )
+        lo, _, hi = item.partition("-")
+        a, b = int(lo), int(hi or lo)
+        if b < a:
+            raise CliError(f"--seeds: range {item!r} is descending; write it as {b}-{a}")
+        seeds.extend(range(a, b + 1))
+    return seeds
+
+
+def parse_pair(text: str, name: str) -> tuple[float, float]:
+    """Parse 'a,b' into two floats (e.g. --translate 0.1,-0.2)."""
+    parts = str(text).split(",")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        return float(parts[0]), float(parts[1])
+    except ValueError:
+        raise CliError(f"{name}: expected two comma-separated numbers like 0.1,-0.2, got {text!r}") from None
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """'auto'/None -> cuda if available else cpu; otherwise the named device."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_latent(seed: int, z_dim: int) -> torch.Tensor:
+    """The official per-seed latent: `RandomState(seed).randn(1, z_dim)` (float64 -> float32)."""
+    return torch.from_numpy(np.random.RandomState(seed).randn(1, z_dim)).float()
+
+
+def class_labels(G: torch.nn.Module, class_idx: int | None, n: int = 1) -> torch.Tensor:
+    """One-hot labels `[n, c_dim]` for a conditional net (class required), zeros `[n, 0]` otherwise."""
+    if G.c_dim == 0:
+        if class_idx is not None:
+            raise CliError(f"--class {class_idx}: the network is unconditional; leave --class out")
+        return torch.zeros(n, 0)
+    if class_idx is None or not 0 <= class_idx < G.c_dim:
+        raise CliError(
+            f"--class: the network is conditional with {G.c_dim} classes; pass --class 0..{G.c_dim - 1}"
+        )
+    c = torch.zeros(n, G.c_dim)
+    c[:, class_idx] = 1
+    return c
+
+
+def set_user_transform(
+    G: torch.nn.Module, translate: tuple[float, float] = (0, 0), rotate: float = 0
+) -> None:
+    """Write the inverse of `[[cos a, sin a, tx], [-sin a, cos a, ty], [0, 0, 1]]` into the input transform.
+
+    Args:
+        G: A StyleGAN3 generator (translate/rotate need `G.synthesis.input.transform`).
+        translate: (tx, ty) in image units (the image spans [-0.5, 0.5]).
+        rotate: Rotation in degrees.
+    """
+    from sg3.metrics.equivariance import input_transform
+
+    if translate == (0, 0) and rotate == 0 and not hasattr(getattr(G, "synthesis", None), "input"):
+        return  # nothing to do; StyleGAN2 is fine without a transform
+    t = input_transform(G)
+    a = math.radians(rotate)
+    m = np.array(
+        [[math.cos(a), math.sin(a), translate[0]], [-math.sin(a), math.cos(a), translate[1]], [0, 0, 1]]
+    )
+    t.copy_(torch.from_numpy(np.linalg.inv(m)).to(t))
+
+
+def to_uint8(img: torch.Tensor) -> np.ndarray:
+    """`[N, C, H, W]` in [-1, 1] to HWC uint8 arrays `[N, H, W, C]` (`uint8(clamp(x*127.5 + 128))`)."""
+    x = (img * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def run_cli(fn: Callable[[], int | None], prog: str) -> int:
+    """Run a CLI body; argument and file errors become one 'prog: error: ...' line and exit code 2."""
+    try:
+        return int(fn() or 0)
+    except (CliError, FileNotFoundError, ValueError, TypeError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2

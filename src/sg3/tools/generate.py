@@ -1,0 +1,150 @@
+"""`sg3-generate`: images from a network, one PNG per seed or a single grid.
+
+Example: `sg3-generate --network net.pt --seeds 0-7 --trunc 0.7 --outdir out` writes
+`out/seed0000.png` ...; `--grid 4x2 --output grid.png` writes one grid instead. Seeds are deterministic
+as in the official tool: `z = RandomState(seed).randn(1, z_dim)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import torch
+from tqdm.auto import tqdm
+
+from sg3.tools.cli_common import (
+    CliError,
+    class_labels,
+    load_network,
+    parse_pair,
+    parse_seeds,
+    resolve_device,
+    run_cli,
+    seed_latent,
+    set_user_transform,
+    to_uint8,
+)
+
+__all__ = ["main", "generate", "make_grid", "parse_grid"]
+
+
+def parse_grid(text: str) -> tuple[int, int]:
+    """'WxH' -> (W, H)."""
+    try:
+        w, h = (int(v) for v in str(text).lower().split("x"))
+        if w < 1 or h < 1:
+            raise ValueError
+        return w, h
+    except ValueError:
+        raise CliError(f"--grid: expected WxH with positive integers like 4x2, got {text!r}") from None
+
+
+def make_grid(images: np.ndarray, gw: int, gh: int) -> np.ndarray:
+    """Tile `[N, H, W, C]` uint8 images into a `gh x gw` grid (missing cells black)."""
+    n, h, w, c = images.shape
+    grid = np.zeros((gh * h, gw * w, c), dtype=np.uint8)
+    for i in range(min(n, gw * gh)):
+        y, x = divmod(i, gw)
+        grid[y * h : (y + 1) * h, x * w : (x + 1) * w] = images[i]
+    return grid
+
+
+def to_pil(img: np.ndarray) -> PIL.Image.Image:
+    """HWC uint8 (C = 1, 3 or 4) to a PIL image."""
+    return PIL.Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img)
+
+
+@torch.no_grad()
+def generate(
+    G: torch.nn.Module,
+    seeds: list[int],
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+    class_idx: int | None = None,
+    noise_mode: str = "const",
+    translate: tuple[float, float] = (0.0, 0.0),
+    rotate: float = 0.0,
+    progress: bool = True,
+) -> np.ndarray:
+    """Images `[len(seeds), H, W, C]` uint8, one per seed.
+
+    Args:
+        G: Generator (StyleGAN3 or StyleGAN2).
+        seeds: Seeds; each gives `RandomState(seed).randn(1, z_dim)`.
+        truncation_psi: Truncation strength (1 = none).
+        truncation_cutoff: Truncate only the first this many ws (None = all).
+        class_idx: Class of a conditional network (required there; None otherwise).
+        noise_mode: StyleGAN2 noise: 'const', 'random' or 'none' (ignored by StyleGAN3).
+        translate: Input-transform translation (x, y) in image units (StyleGAN3 only).
+        rotate: Input-transform rotation in degrees (StyleGAN3 only).
+        progress: Show a progress bar.
+    """
+    if noise_mode not in ("const", "random", "none"):
+        raise CliError(f"--noise-mode: expected const, random or none, got {noise_mode!r}")
+    dev = next(G.parameters()).device
+    set_user_transform(G, translate, rotate)
+    c = class_labels(G, class_idx).to(dev)
+    out = []
+    for seed in tqdm(seeds, desc="generate", disable=not progress, leave=False):
+        z = seed_latent(seed, G.z_dim).to(dev)
+        img = G(
+            z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, noise_mode=noise_mode
+        )
+        out.append(to_uint8(img)[0])
+    return np.stack(out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sg3-generate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--network", required=True, help="sg3 .ckpt, exported .pt or official .pkl")
+    p.add_argument("--seeds", required=True, help="seeds, e.g. 0,1,4-6")
+    p.add_argument("--trunc", type=float, default=1.0, help="truncation psi (1 = none)")
+    p.add_argument("--trunc-cutoff", type=int, default=None, help="truncate only the first N ws")
+    p.add_argument("--class", dest="class_idx", type=int, default=None, help="class label (conditional nets)")
+    p.add_argument("--noise-mode", default="const", help="StyleGAN2 noise: const, random, none")
+    p.add_argument("--translate", default="0,0", help="input translation x,y in image units (StyleGAN3)")
+    p.add_argument("--rotate", type=float, default=0.0, help="input rotation in degrees (StyleGAN3)")
+    p.add_argument("--outdir", default=None, help="folder for seedNNNN.png files")
+    p.add_argument("--grid", default=None, help="write one WxH grid image instead (needs --output)")
+    p.add_argument("--output", default=None, help="grid image path (with --grid)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    seeds = parse_seeds(args.seeds)
+    grid = parse_grid(args.grid) if args.grid else None
+    if grid is None and not args.outdir:
+        raise CliError("pass --outdir DIR (one PNG per seed) or --grid WxH --output FILE")
+    if grid is not None and not args.output:
+        raise CliError("--grid needs --output FILE.png")
+    translate = parse_pair(args.translate, "--translate")
+    G = load_network(args.network, resolve_device(args.device))
+    images = generate(
+        G, seeds, args.trunc, args.trunc_cutoff, args.class_idx, args.noise_mode, translate, args.rotate
+    )
+    if grid is not None:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        to_pil(make_grid(images, *grid)).save(args.output)
+        print(f"wrote {args.output}")
+    else:
+        out = Path(args.outdir)
+        out.mkdir(parents=True, exist_ok=True)
+        for seed, img in zip(seeds, images):
+            to_pil(img).save(out / f"seed{seed:04d}.png")
+        print(f"wrote {len(seeds)} images to {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point."""
+    args = build_parser().parse_args(argv)
+    return run_cli(lambda: _run(args), "sg3-generate")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
