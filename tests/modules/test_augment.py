@@ -146,6 +146,14 @@ def test_defaults_and_init_kwargs_round_trip():
     assert len(kw) == 28
     clone = AugmentPipe(**json.loads(json.dumps(kw)))
     assert clone.init_kwargs == kw
+    # Numbers from numpy and Hydra/OmegaConf lists (as configs and pickles deliver them) are accepted.
+    from omegaconf import OmegaConf
+
+    other = AugmentPipe(
+        xflip=np.int64(1), scale_std=np.float32(0.25), imgfilter_bands=OmegaConf.create([1, 0, 1, 1])
+    )
+    assert other.init_kwargs["xflip"] == 1.0 and other.init_kwargs["imgfilter_bands"] == [1.0, 0.0, 1.0, 1.0]
+    assert type(other.init_kwargs["scale_std"]) is float
     clone.load_state_dict(pipe.state_dict())
     x = smooth_images()
     torch.testing.assert_close(
@@ -160,6 +168,9 @@ def test_defaults_and_init_kwargs_round_trip():
         (dict(xflip=-1), "xflip"),
         (dict(scale_std=float("nan")), "scale_std"),
         (dict(hue="1"), "hue"),
+        (dict(xflip=True), "xflip"),
+        (dict(cutout_size=math.inf), "cutout_size"),
+        (dict(imgfilter_bands="1111"), "imgfilter_bands"),
         (dict(imgfilter_bands=[1, 1, 1]), "imgfilter_bands"),
         (dict(imgfilter_bands=[1, 1, -1, 1]), "imgfilter_bands"),
     ],

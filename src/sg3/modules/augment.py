@@ -13,6 +13,8 @@ and is deterministic under `torch.manual_seed` or an explicit `torch.Generator`.
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -207,21 +209,16 @@ class AugmentPipe(torch.nn.Module):
         brightness: float = 0, contrast: float = 0, lumaflip: float = 0, hue: float = 0,
         saturation: float = 0, brightness_std: float = 0.2, contrast_std: float = 0.5, hue_max: float = 1,
         saturation_std: float = 1, imgfilter: float = 0,
-        imgfilter_bands: list[float] | tuple[float, ...] = (1, 1, 1, 1), imgfilter_std: float = 1,
+        imgfilter_bands: Sequence[float] = (1, 1, 1, 1), imgfilter_std: float = 1,
         noise: float = 0, cutout: float = 0, noise_std: float = 0.1, cutout_size: float = 0.5,
     ):  # fmt: skip
         super().__init__()
         kwargs = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         bands = kwargs.pop("imgfilter_bands")
-        if not isinstance(bands, (list, tuple)) or len(bands) != 4:
+        if isinstance(bands, str) or not isinstance(bands, Sequence) or len(bands) != 4:
             raise ValueError(f"AugmentPipe: imgfilter_bands must be a list of 4 numbers, got {bands!r}")
         for name, value in [*kwargs.items(), *(("imgfilter_bands", b) for b in bands)]:
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not value >= 0
-                or value == math.inf
-            ):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < math.inf:
                 raise ValueError(f"AugmentPipe: {name} must be a finite number >= 0, got {value!r}")
         self.init_kwargs = {
             **{k: float(v) for k, v in kwargs.items()},
