@@ -121,6 +121,9 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     except ValueError as e:
         raise ConfigError(str(e)) from e
     run_id = (read_sg3_section(ckpt_path).get("wandb_run_id") if ckpt_path else None) or new_run_id()
+    group, run_name = sweep_identity(hc)
+    group = plain["logger"].get("group") or group
+    plain["run"] = {"dir": run_dir, "name": run_name, "group": group, "wandb_run_id": run_id}
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     if _is_rank_zero():
         OmegaConf.save(OmegaConf.create(plain), Path(run_dir) / "config.yaml")
@@ -131,8 +134,6 @@ def build(cfg: DictConfig) -> dict[str, Any]:
             load_init_weights({"G": model.G, "D": model.D, "G_ema": model.G_ema}, plain["init_from"])
         except ValueError as e:
             raise ConfigError(str(e)) from e
-    group, run_name = sweep_identity(hc)
-    group = plain["logger"].get("group") or group
     loggers = build_loggers(plain["logger"], run_dir, name=run_name, run_id=run_id, group=group, config=plain)
     grids = cb.ImageGrids(run_dir, **plain["grid"])
     snaps = cb.Snapshots(
@@ -174,9 +175,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from sg3.training.callbacks import format_summary
 
     parts = build(cfg)
+    if cfg.dry_run:
+        print(f"sg3-train: dry run OK; resolved config in {parts['run_dir']}/config.yaml", flush=True)
+        return {"run_dir": parts["run_dir"], "dry_run": True}
     ckpt = parts["ckpt_path"]
     parts["trainer"].fit(
-        parts["model"], datamodule=parts["datamodule"], ckpt_path=str(ckpt) if ckpt else None
+        parts["model"],
+        datamodule=parts["datamodule"],
+        ckpt_path=str(ckpt) if ckpt else None,
+        weights_only=True,
     )
     info = parts["summary"].info
     if _is_rank_zero():

@@ -133,7 +133,8 @@ class ImageGrids(Callback):
         array = self.fakes(pl_module)
         path = self.folder / name
         save_png(array, path)
-        self.files.append(path)
+        if path not in self.files:
+            self.files.append(path)
         log_image(trainer.loggers, key, array, pl_module.batch_idx, f"kimg {pl_module.kimg:.1f}")
 
     def on_train_start(self, trainer, pl_module) -> None:
@@ -187,7 +188,7 @@ class Snapshots(Callback):
     def save_checkpoint(self, trainer, pl_module) -> Path:
         """Write the full-state checkpoint for the current step (every rank calls this)."""
         path = checkpoint_path(self.run_dir, pl_module.cur_nimg)
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)
         if trainer.is_global_zero:
             prune_checkpoints(self.run_dir, self.keep)
         self.last_checkpoint = path

@@ -17,6 +17,8 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
+from sg3.io import atomic_write, load_networks
+
 log = logging.getLogger(__name__)
 
 CKPT_DIR = "checkpoints"
@@ -54,34 +56,15 @@ def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> list[Path]:
     return doomed
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """`torch.save` to `path.tmp-<pid>` in the same folder, fsync, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning checkpoint IO that never leaves a half-written checkpoint behind and loads weights-only."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError(f"storage_options={storage_options!r} is not supported: pass None")
-        atomic_torch_save(checkpoint, path)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as f:
+            torch.save(checkpoint, f)
 
     def load_checkpoint(
         self, path, map_location: Any = None, weights_only: bool | None = None
@@ -128,22 +111,10 @@ def resolve_resume(resume: str | None, run_dir: str | os.PathLike) -> Path | Non
 
 def _source_state_dicts(path: str | os.PathLike) -> dict[str, dict[str, torch.Tensor]]:
     """name (G, D, G_ema) -> state_dict from an sg3 .ckpt, an exported generator or an official pickle."""
-    p = Path(path)
-    if p.suffix == ".ckpt":
-        state = torch.load(p, map_location="cpu", weights_only=True).get("state_dict", {})
-        out: dict[str, dict[str, torch.Tensor]] = {}
-        for key, value in state.items():
-            prefix, _, rest = key.partition(".")
-            if prefix in ("G", "D", "G_ema"):
-                out.setdefault(prefix, {})[rest] = value
-        return out
-    from sg3.io import load_networks
-
-    nets = load_networks(str(p))
-    out = {
-        k: v.state_dict() for k, v in nets.items() if k in ("G", "D", "G_ema") and isinstance(v, nn.Module)
-    }
-    if "G" not in out and "G_ema" in out:
+    nets = load_networks(path)
+    wanted = ("G", "D", "G_ema")
+    out = {k: v.state_dict() for k, v in nets.items() if k in wanted and isinstance(v, nn.Module)}
+    if "G" not in out and "G_ema" in out:  # exported generators hold G_ema only: start G from it too
         out["G"] = out["G_ema"]
     return out
 

@@ -111,7 +111,16 @@ class StyleGAN3Module(LightningModule):
         opt_D = torch.optim.Adam(self.D.parameters(), **d["D_opt"])
         return [opt_G, opt_D]
 
+    def setup(self, stage: str) -> None:
+        # DistributedDataParallel refuses to wrap a module without trainable parameters. The phases switch
+        # requires_grad themselves (and `_finish_grads` averages the gradients), so G and D are trainable
+        # only while the strategy wraps the module; `on_fit_start` (after the wrap) switches them off again.
+        self.G.requires_grad_(True)
+        self.D.requires_grad_(True)
+
     def on_fit_start(self) -> None:
+        self.G.requires_grad_(False)
+        self.D.requires_grad_(False)
         rank, world = self.global_rank, self.trainer.world_size
         seed = self.derived["seed"] * world + rank
         if self._restored_rng is not None and rank == 0:

@@ -1,0 +1,129 @@
+"""Hydra configs: every experiment composes and builds; the spec 5.2 table; bad configs fail early."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from training_helpers import compose_plain
+
+from sg3.modules.registry import build_network
+from sg3.train import CONF_DIR
+
+EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
+GAMMA = {128: 0.5, 256: 2, 512: 8, 1024: 32}  # spec 5.2, T and R, batch 32
+
+
+def spec_batch_gpu(cfg: str, res: int, gpus: int) -> int:
+    """batch_gpu of the spec's table (batch / gpus unless the table lowers it)."""
+    small = {
+        (128, "stylegan3-t"): (1, 16), (128, "stylegan3-r"): (1, 16),
+        (256, "stylegan3-t"): (1, 16), (256, "stylegan3-r"): (2, 8),
+        (512, "stylegan3-t"): (2, 8), (512, "stylegan3-r"): (4, 4),
+        (1024, "stylegan3-t"): (4, 4), (1024, "stylegan3-r"): (4, 4),
+    }  # fmt: skip
+    max_gpus, value = small[(res, cfg)]
+    return value if gpus <= max_gpus else 32 // gpus
+
+
+def overrides_for(name: str) -> list[str]:
+    extra = ["data.urls=unused", "logger=none"]
+    if name.startswith("finetune"):
+        extra += (
+            ["init_from=/pretrained.pkl", "loss.r1_gamma=2"] if name == "finetune" else ["init_from=/p.pkl"]
+        )
+    return [f"experiment={name}", *extra]
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_composes_derives_and_builds(name):
+    raw = yaml.safe_load((Path(CONF_DIR) / "experiment" / f"{name}.yaml").read_text())
+    res = (raw.get("model") or {}).get("resolution") or 32
+    plain = compose_plain(overrides_for(name), resolution=res, num_gpus=plain_gpus(raw))
+    d = plain["derived"]
+    with torch.device("meta"):  # checks every kwarg is accepted, without allocating weights
+        G = build_network(d["G_kind"], d["G_kwargs"])
+        D = build_network("discriminator", d["D_kwargs"])
+        if d["augment_kwargs"] is not None:
+            build_network("augment_pipe", d["augment_kwargs"])
+    assert G.img_resolution == res and D.img_resolution == res
+    assert plain["name"] == name
+
+
+def plain_gpus(raw: dict) -> int:
+    return int((raw.get("trainer") or {}).get("devices", 1))
+
+
+@pytest.mark.parametrize("cfg", ["stylegan3-t", "stylegan3-r"])
+@pytest.mark.parametrize("res", [128, 256, 512, 1024])
+@pytest.mark.parametrize("gpus", [1, 2, 4, 8])
+def test_recommended_table_by_name(cfg, res, gpus):
+    raw = yaml.safe_load((Path(CONF_DIR) / "experiment" / f"{cfg}-{res}-{gpus}gpu.yaml").read_text())
+    assert raw["batch"] == 32 and raw["loss"]["r1_gamma"] == GAMMA[res]
+    assert (raw["batch_gpu"] or 32 // gpus) == spec_batch_gpu(cfg, res, gpus)
+    snap = {(128, 1): 10, (128, 2): 20, (1024, 1): 5, (1024, 2): 10, (1024, 4): 20}.get((res, gpus), 50)
+    assert raw["snap"] == snap and raw["data"]["mirror"] is True and raw["trainer"]["devices"] == gpus
+    assert raw["model"]["resolution"] == res and raw["defaults"][0] == {"override /model": cfg}
+
+
+def test_finetune_and_paper_presets():
+    p = compose_plain(overrides_for("finetune-stylegan3-t-metfacesu-1024"), resolution=1024, num_gpus=8)
+    assert p["loss"]["r1_gamma"] == 16.4 and p["total_kimg"] == 5000 and p["snap"] == 10
+    assert p["derived"]["ada"]["kimg"] == 100 and p["derived"]["ema_rampup"] is None
+    assert (
+        compose_plain(overrides_for("finetune-stylegan3-r-metfaces-1024"), 1024, num_gpus=8)["loss"][
+            "r1_gamma"
+        ]
+        == 3.3
+    )
+    a = compose_plain(overrides_for("stylegan3-t-256-ablation"), resolution=256, num_gpus=8)
+    assert (a["batch"], a["model"]["cbase"], a["optim"]["dlr"], a["augment"]["mode"]) == (
+        64,
+        16384,
+        0.0025,
+        "none",
+    )
+    s = compose_plain(overrides_for("stylegan2-ffhq-1024"), resolution=1024, num_gpus=8)
+    assert s["derived"]["G_kind"] == "stylegan2" and s["loss"]["r1_gamma"] == 10
+
+
+def sg3_train(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "1"}
+    cmd = [sys.executable, "-m", "sg3.train", *args]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["experiment=demo", "no_such_key=1"], "Key 'no_such_key' is not in struct"),
+        (["data=demo", "batch=8"], "loss.r1_gamma: the R1 weight"),
+        (["model=tiny", "data.urls=/nowhere/dataset.json", "batch=8", "loss.r1_gamma=1"], "data:"),
+        (["experiment=demo", "model.resolution=48"], "48"),
+        (["experiment=demo", "loss.r1_gamma=-1"], "loss.r1_gamma=-1.0 is not valid"),
+        (["experiment=demo", "model.resolution=64"], "64x64"),
+    ],
+)
+def test_bad_config_fails_before_training_with_a_clear_message(tmp_path, args, message):
+    proc = sg3_train([*args, f"runs_dir={tmp_path}", "logger=none"], tmp_path)
+    assert proc.returncode != 0
+    assert message in proc.stderr + proc.stdout
+    assert not list(tmp_path.rglob("*.ckpt")) and "tick 0" not in proc.stderr + proc.stdout
+
+
+def test_multirun_sweep_names_runs_after_swept_values_and_shares_a_group(tmp_path):
+    proc = sg3_train(
+        ["--multirun", "experiment=demo", "loss.r1_gamma=1,2", "dry_run=true", f"runs_dir={tmp_path}"],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    configs = sorted(tmp_path.rglob("config.yaml"))
+    runs = [yaml.safe_load(p.read_text())["run"] for p in configs if p.parent.name != ".hydra"]
+    assert sorted(r["name"] for r in runs) == ["loss.r1_gamma=1", "loss.r1_gamma=2"]
+    assert len({r["group"] for r in runs}) == 1 and runs[0]["group"].endswith("-sweep")
+    assert len({r["wandb_run_id"] for r in runs}) == 2
