@@ -7,8 +7,8 @@ import pytest
 import sg3.ops
 
 # Small channel counts keep the CPU tests fast; schedule/name tests use the spec's real kwargs.
-TINY_T = dict(channel_base=1024, channel_max=32)
-TINY_R = dict(channel_base=2048, channel_max=64, conv_kernel=1, use_radial_filters=True)
+TINY_T = dict(channel_base=512, channel_max=16)
+TINY_R = dict(channel_base=1024, channel_max=32, conv_kernel=1, use_radial_filters=True)
 TINY_SG2 = dict(channel_base=512, channel_max=32)
 TINY_D = dict(channel_base=512, channel_max=32)
 
