@@ -236,3 +236,16 @@ def test_pil_decoder_matches_torchvision(make_shards, monkeypatch):
         assert (stream.decode_sample(s, 1).int() - gray.int()).abs().max() <= 1  # gray weights may round
     with pytest.raises(ValueError, match="cannot decode png"):
         stream.decode_sample({"png": b"\x89PNG\r\n\x1a\nbroken"})
+
+
+def test_training_stream_without_index(make_shards):
+    dest = make_shards(12, shard_size=5)
+    os.remove(os.path.join(dest, "dataset.json"))
+    sl = resolve_urls(os.path.join(dest, "*.tar"))
+    assert sl.counts is None and len(sl.urls) == 3
+    base = dict(urls=sl.urls, counts=None, mode="train", world_size=2, shuffle_buffer=0, seed=1)
+    r0, r1 = (_train_values(StreamConfig(rank=r, **base), 24) for r in (0, 1))
+    assert not set(r0[:2]) & set(r1[:2])  # epoch 0: disjoint whole shards per rank
+    assert set(r0) | set(r1) == set(ALL_12)
+    single = _train_values(StreamConfig(**{**base, "world_size": 1}), 36)  # 3 epochs of 12
+    assert all(sorted(single[i : i + 12]) == ALL_12 for i in (0, 12, 24))

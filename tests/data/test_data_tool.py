@@ -213,3 +213,14 @@ def test_parse_size():
     assert parse_size("512M") == 512 << 20 and parse_size("1G") == 1 << 30 and parse_size("1e6") == 10**6
     with pytest.raises(ValueError, match="not a number"):
         parse_size("lots")
+
+
+def test_max_images_is_a_seeded_subset(make_folder, tmp_path):
+    items = open_source(make_folder(10))
+    a = convert(items, str(tmp_path / "a"), _opts(resolution=8, transform="center-crop", max_images=4))
+    b = convert(
+        items, str(tmp_path / "b"), _opts(resolution=8, transform="center-crop", max_images=4, seed=9)
+    )
+    assert a.index["count"] == 4 and b.index["count"] == 4
+    names = [{json.loads(s["json"])["source"] for s in _samples(str(tmp_path / d))} for d in "ab"]
+    assert len(names[0]) == 4 and names[0] != names[1]
