@@ -62,7 +62,20 @@ def design_lowpass_filter(
 
 
 @dataclass(frozen=True)
-class LayerSpec:
+class Resampling:
+    """Up/down factors, filter lengths and padding of one synthesis layer (spec §1.6)."""
+
+    tmp_sampling_rate: float
+    up_factor: int
+    down_factor: int
+    up_taps: int
+    down_taps: int
+    down_radial: bool
+    padding: tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class LayerSpec(Resampling):
     """Everything the schedule fixes for one synthesis layer (spec §1.4/§1.6; sizes/rates per axis equal)."""
 
     index: int
@@ -81,26 +94,6 @@ class LayerSpec:
     in_half_width: float
     out_half_width: float
     out_stopband: float
-    tmp_sampling_rate: float
-    up_factor: int
-    down_factor: int
-    up_taps: int
-    down_taps: int
-    down_radial: bool
-    padding: tuple[int, int, int, int]
-
-
-@dataclass(frozen=True)
-class Resampling:
-    """Up/down factors, filter lengths and padding of one synthesis layer (spec §1.6)."""
-
-    tmp_sampling_rate: float
-    up_factor: int
-    down_factor: int
-    up_taps: int
-    down_taps: int
-    down_radial: bool
-    padding: tuple[int, int, int, int]
 
 
 def layer_resampling(
