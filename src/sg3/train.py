@@ -76,6 +76,7 @@ def sweep_identity(hc) -> tuple[str | None, str]:
 def build(cfg: DictConfig) -> dict[str, Any]:
     """Validate, derive and instantiate everything for one run (no training yet)."""
     from hydra.utils import instantiate
+    from lightning.pytorch import seed_everything
 
     from sg3.modules.augment import AUGPIPE_SPECS
     from sg3.training import callbacks as cb
@@ -127,6 +128,9 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     if _is_rank_zero():
         OmegaConf.save(OmegaConf.create(plain), Path(run_dir) / "config.yaml")
+    # The same seed on every rank: identical initial networks, including the random buffers (the Fourier
+    # features' freqs and phases) that DDP does not broadcast with broadcast_buffers=false.
+    seed_everything(plain["seed"], verbose=False)
     model = StyleGAN3Module(plain)
     model.wandb_run_id = run_id
     if plain["init_from"] and ckpt_path is None:
