@@ -98,15 +98,17 @@ def main(argv: list[str] | None = None) -> int:
         "## train",
         "",
         f"Measured {datetime.date.today().isoformat()} on {platform.platform()}, {os.cpu_count()} CPU cores "
-        f"shared with other jobs (load average {os.getloadavg()[0]:.1f} at the end), torch {torch.__version__}, "
+        f"shared with other jobs (load average {os.getloadavg()[0]:.1f} at the end), "
+        f"torch {torch.__version__}, "
         f"{torch.get_num_threads()} torch threads.",
         "",
         "Full training step of `StyleGAN3Module` on random reals (no data loading): G main + D main + G_ema, "
         f"plus one lazy R1 phase (through ADA) amortised over its 16-step interval; {args.steps} timed steps "
-        "after a warm-up. `compiled` = the default ops (`impl='auto'`: compiled CPU kernels when they build), "
-        "`ref` = pure-PyTorch reference ops.",
+        "after a warm-up. `compiled` = the default ops (`impl='auto'`: compiled CPU kernels when they "
+        "build), `ref` = pure-PyTorch reference ops.",
         "",
-        "| config | batch | G+D params | compiled img/s | ref img/s | compiled / ref | main step s | R1 phase s |",
+        "| config | batch | G+D params | compiled img/s | ref img/s | compiled / ref | main step s "
+        "| R1 phase s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, batch, params, r in rows:

@@ -24,9 +24,11 @@ BASE = {
     "loss": {"r1_gamma": 2.0},
     "optim": {"glr": None, "dlr": 0.002, "betas": [0.0, 0.99], "eps": 1e-8, "G_reg_interval": "auto",
               "D_reg_interval": 16},
-    "augment": {"mode": "ada", "preset": "bgc", "p": 0.0, "target": 0.6, "interval": 4, "kimg": None, "kwargs": {}},
-    "batch": 32, "batch_gpu": None, "total_kimg": 25000, "kimg_per_tick": 4, "snap": 50, "image_snap": None,
-    "checkpoint_kimg": None, "init_from": None, "freeze_d": 0, "ema_kimg": None, "ema_rampup": 0.05, "seed": 0,
+    "augment": {"mode": "ada", "preset": "bgc", "p": 0.0, "target": 0.6, "interval": 4, "kimg": None,
+                "kwargs": {}},
+    "batch": 32, "batch_gpu": None, "total_kimg": 25000, "kimg_per_tick": 4, "snap": 50,
+    "image_snap": None, "checkpoint_kimg": None, "init_from": None, "freeze_d": 0, "ema_kimg": None,
+    "ema_rampup": 0.05, "seed": 0,
 }  # fmt: skip
 
 

@@ -87,3 +87,4 @@ def test_ada_state_round_trips_through_state_dict():
     other = AdaController(0.6, 4, 0.01)
     other.load_state_dict(ada.state_dict())
     assert torch.equal(other.stats, torch.tensor([3.0, 3.0], dtype=torch.float64))
+    assert "_extra_state" in ada.state_dict() and not list(ada.buffers())  # DDP must not broadcast them

@@ -23,8 +23,10 @@ class AdaController(nn.Module):
         interval: Steps between adjustments.
         adjust: Size of one adjustment of p (see `sg3.training.derive.ada_adjust`); 0 freezes p.
 
-    The running sums live in the buffer `stats` = `[sum of signs, count]` so they travel with the
-    checkpoint; `last_rt` holds the most recent r_t (NaN before the first adjustment).
+    The running sums `stats` = `[sum of signs, count]` and the latest r_t `last_rt` (NaN before the
+    first adjustment) travel with the checkpoint as the module's extra state. They are deliberately not
+    buffers: DDP broadcasts buffers from rank 0 at every forward, which would replace each rank's own
+    sums with rank 0's.
     """
 
     def __init__(self, target: float = 0.6, interval: int = 4, adjust: float = 0.0) -> None:
@@ -36,15 +38,24 @@ class AdaController(nn.Module):
         self.target = float(target)
         self.interval = int(interval)
         self.adjust = float(adjust)
-        self.register_buffer("stats", torch.zeros([2], dtype=torch.float64))
-        self.register_buffer("last_rt", torch.full([], float("nan"), dtype=torch.float64))
+        self.stats = torch.zeros([2], dtype=torch.float64)
+        self.last_rt = torch.full([], float("nan"), dtype=torch.float64)
+
+    def get_extra_state(self) -> dict:
+        return {"stats": self.stats.cpu(), "last_rt": float(self.last_rt)}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.stats = state["stats"].to(torch.float64).to(self.stats.device)
+        self.last_rt = torch.tensor(float(state["last_rt"]), dtype=torch.float64)
 
     @torch.no_grad()
     def accumulate(self, real_logits: torch.Tensor) -> None:
         """Add the signs of D's logits on real images (any shape) to the running sums."""
         signs = real_logits.detach().sign().to(torch.float64)
+        if self.stats.device != signs.device:
+            self.stats = self.stats.to(signs.device)
         self.stats += torch.stack([signs.sum(), torch.tensor(float(signs.numel()), dtype=torch.float64)]).to(
-            self.stats.device
+            signs.device
         )
 
     @torch.no_grad()
@@ -73,7 +84,7 @@ class AdaController(nn.Module):
         if stats[1] <= 0:
             return False
         rt = stats[0] / stats[1]
-        self.last_rt.copy_(rt)
+        self.last_rt = rt.detach().cpu()
         direction = torch.sign(rt - self.target)
         p.copy_((p + direction.to(p.dtype) * self.adjust).clamp(min=0))
         return True

@@ -2,7 +2,8 @@
 
 A checkpoint is Lightning's `.ckpt` (weights_only-loadable) plus `ckpt['sg3']` (docs/internals.md).
 Files are named `ckpt-{cur_nimg:09d}.ckpt` inside `<run dir>/checkpoints`, so the newest one is the
-one with the most images seen.
+one with the most images seen. On SLURM, Lightning's auto-requeue (SIGUSR1) also writes
+`<run dir>/hpc_ckpt_<N>.ckpt` before requeueing the job; resuming considers those too.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 CKPT_DIR = "checkpoints"
 _CKPT_RE = re.compile(r"^ckpt-(\d{9,})\.ckpt$")
+_HPC_RE = re.compile(r"^hpc_ckpt_(\d+)\.ckpt$")
 
 
 def checkpoint_path(run_dir: str | os.PathLike, cur_nimg: int) -> Path:
@@ -43,6 +45,15 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     """The newest complete checkpoint of `run_dir`, or None."""
     found = list_checkpoints(run_dir)
     return found[-1] if found else None
+
+
+def latest_hpc_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """Lightning's newest requeue checkpoint `<run_dir>/hpc_ckpt_<N>.ckpt` (SLURM auto-requeue), or None."""
+    folder = Path(run_dir)
+    if not folder.is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _HPC_RE.match(p.name)) and p.is_file()]
+    return max(found)[1] if found else None
 
 
 def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> list[Path]:
@@ -90,10 +101,15 @@ def read_sg3_section(path: str | os.PathLike) -> dict[str, Any]:
 def resolve_resume(resume: str | None, run_dir: str | os.PathLike) -> Path | None:
     """Checkpoint to resume from: None (fresh run), 'auto' (latest in run_dir, if any) or a path.
 
+    'auto' picks the most recently written of the newest `checkpoints/ckpt-*.ckpt` and Lightning's newest
+    `hpc_ckpt_<N>.ckpt`. A run directory holding an `hpc_ckpt` belongs to a SLURM job that Lightning
+    requeued, so resume=None continues it like 'auto' (same counters, ADA p and W&B run).
+
     Raises:
         ValueError: for a missing path, or a fresh run in a run directory that already holds checkpoints.
     """
-    if resume is None:
+    hpc = latest_hpc_checkpoint(run_dir)
+    if resume is None and hpc is None:
         existing = latest_checkpoint(run_dir)
         if existing is not None:
             raise ValueError(
@@ -101,8 +117,9 @@ def resolve_resume(resume: str | None, run_dir: str | os.PathLike) -> Path | Non
                 "pass resume=auto to continue that run, or name=<new name> to start another one"
             )
         return None
-    if resume == "auto":
-        return latest_checkpoint(run_dir)
+    if resume is None or resume == "auto":
+        found = [p for p in (latest_checkpoint(run_dir), hpc) if p is not None]
+        return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
     path = Path(resume).expanduser()
     if not path.is_file():
         raise ValueError(f"resume={resume!r}: no such checkpoint file (pass resume=auto or a .ckpt path)")

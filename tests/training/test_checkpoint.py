@@ -1,0 +1,86 @@
+"""Checkpoint content (weights-only loadable), file handling, resume resolution and init_from."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from training_helpers import reals, tiny_module
+
+from sg3.io import load_generator, save_generator
+from sg3.training.checkpoint import (
+    AtomicCheckpointIO,
+    latest_checkpoint,
+    list_checkpoints,
+    load_init_weights,
+    prune_checkpoints,
+    resolve_resume,
+)
+
+
+def test_checkpoint_state_is_plain_data_and_restores_counters():
+    module = tiny_module()
+    module.cur_nimg, module.cur_tick, module.batch_idx = 123456, 7, 3858
+    module.augment_pipe.p.fill_(0.25)
+    ckpt = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(ckpt)
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=True)  # no OmegaConf objects, no pickled classes
+    sg3 = loaded["sg3"]
+    assert sg3["format"] == "sg3-checkpoint" and sg3["networks"]["D"]["kind"] == "discriminator"
+    assert sg3["networks"]["G"]["init_kwargs"]["img_resolution"] == 16
+    assert sg3["config"]["derived"]["batch"] == 4
+    fresh = tiny_module(seed=1)
+    fresh.load_state_dict(loaded["state_dict"])
+    fresh.on_load_checkpoint(loaded)
+    assert (fresh.cur_nimg, fresh.cur_tick, fresh.batch_idx) == (123456, 7, 3858)
+    assert float(fresh.augment_pipe.p) == 0.25 and "rng" in sg3 and "ada._extra_state" in loaded["state_dict"]
+    with pytest.raises(ValueError, match="no 'sg3' section"):
+        fresh.on_load_checkpoint({"state_dict": {}})
+
+
+def test_atomic_io_and_latest_ignore_partial_files(tmp_path):
+    folder = tmp_path / "checkpoints"
+    for nimg in (8, 16, 24):
+        AtomicCheckpointIO().save_checkpoint({"n": nimg}, folder / f"ckpt-{nimg:09d}.ckpt")
+    (folder / "ckpt-000000032.ckpt.tmp-999").write_bytes(b"half")  # an interrupted write
+    assert [p.name for p in list_checkpoints(tmp_path)] == [f"ckpt-{n:09d}.ckpt" for n in (8, 16, 24)]
+    assert AtomicCheckpointIO().load_checkpoint(latest_checkpoint(tmp_path)) == {"n": 24}
+    assert [p.name for p in prune_checkpoints(tmp_path, keep=2)] == ["ckpt-000000008.ckpt"]
+    assert resolve_resume("auto", tmp_path).name == "ckpt-000000024.ckpt"
+    assert resolve_resume("auto", tmp_path / "elsewhere") is None
+    with pytest.raises(ValueError, match="already holds checkpoints"):
+        resolve_resume(None, tmp_path)
+    with pytest.raises(ValueError, match="no such checkpoint file"):
+        resolve_resume(str(tmp_path / "missing.ckpt"), tmp_path)
+
+
+def test_exported_generator_loads_and_initialises_a_new_run(tmp_path):
+    src = tiny_module()
+    src.training_step(reals(), 0)
+    path = tmp_path / "network-snapshot-000000.pt"
+    save_generator(str(path), src.G_ema)
+    z = torch.randn(2, 32)
+    G = load_generator(str(path))
+    assert torch.allclose(G(z, torch.zeros(2, 0)), src.G_ema(z, torch.zeros(2, 0)), atol=1e-6)
+    dst = tiny_module(seed=5)
+    copied = load_init_weights({"G": dst.G, "D": dst.D, "G_ema": dst.G_ema}, path)
+    assert copied["G"] == copied["G_ema"] > 0 and "D" not in copied
+    for k, v in src.G_ema.state_dict().items():
+        assert torch.equal(dst.G.state_dict()[k], v) and torch.equal(dst.G_ema.state_dict()[k], v)
+
+
+def test_init_from_architecture_mismatch_lists_the_shapes(tmp_path):
+    path = tmp_path / "g.pt"
+    save_generator(str(path), tiny_module().G_ema)
+    other = tiny_module(["model.w_dim=16"])
+    with pytest.raises(
+        ValueError,
+        match=r"does not fit the model.*\n  G\.mapping\.fc0\.weight: file \[32, 32\] vs model \[16, 32\]",
+    ):
+        load_init_weights({"G": other.G, "G_ema": other.G_ema}, path)
+    with pytest.raises(ValueError, match="no such file"):
+        load_init_weights({"G": other.G}, tmp_path / "nope.pkl")
