@@ -1,0 +1,52 @@
+"""sg3-metrics (Hydra) on a tiny exported generator: output lines, JSON lines, clear errors."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import torch
+
+from conftest import tiny_generator
+from sg3.io import save_generator
+from sg3.metrics.cli import main
+
+
+def _net(tmp_path):
+    path = tmp_path / "net.pt"
+    save_generator(path, tiny_generator())
+    return path
+
+
+def test_cli_prints_and_appends_jsonl(tmp_path, capsys):
+    net = _net(tmp_path)
+    assert main([f"network={net}", "metrics=[eqt8_int]", "seed=1", "progress=false"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("eqt8_int ") and float(out[0].split()[1]) > 40
+    line = json.loads((tmp_path / "metric-eqt8_int.jsonl").read_text())
+    assert line["metric"] == "eqt8_int" and line["seed"] == 1 and line["network"] == str(net)
+    assert line["results"]["eqt8_int"] == float(out[0].split()[1]) or abs(
+        line["results"]["eqt8_int"] - float(out[0].split()[1])) < 1e-3  # fmt: skip
+
+
+def test_cli_errors_name_the_problem(tmp_path, capsys, monkeypatch):
+    net = _net(tmp_path)
+    assert main([f"network={net}", "metrics=[eqt8_nope]"]) == 2
+    assert "unknown metric 'eqt8_nope'" in capsys.readouterr().err
+    assert main([f"network={tmp_path / 'missing.pt'}", "metrics=[eqr4]"]) == 2
+    assert "network file not found" in capsys.readouterr().err
+    assert main([f"network={net}", "metrics=[fid1k_full]"]) == 2
+    assert "add data=" in capsys.readouterr().err
+    # Real data but no detector weights and no internet: fails fast and says what to put where.
+    from sg3.data.demo import ensure_demo_dataset
+
+    data = ensure_demo_dataset(root=str(tmp_path / "demo"), resolution=16, count=8)
+    monkeypatch.setenv("SG3_METRICS_OFFLINE", "1")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    t0 = time.perf_counter()
+    code = main([f"network={net}", "metrics=[fid1k_full]", f"data={data}", f"weights_dir={tmp_path / 'w'}",
+                 f"cache_dir={tmp_path / 'c'}"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and time.perf_counter() - t0 < 30
+    assert "weights-inception-2015-12-05-6726825d.pth" in err and str(tmp_path / "w") in err
+    assert "https://github.com/toshas/torch-fidelity/releases" in err
