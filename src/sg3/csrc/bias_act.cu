@@ -111,7 +111,8 @@ cudaError_t launch_bias_act(const BiasActArgs& a, cudaStream_t stream) {
   if (a.grad < 0 || a.grad > 2 || a.act < kLinear || a.act > kSwish) return cudaErrorInvalidValue;
   return dispatch_dtype(a.dtype, [&](auto tag) {
     using scalar_t = decltype(tag);
-    bias_act_kernel<scalar_t><<<grid_blocks(a.numel, 256, 65535LL * 4), 256, 0, stream>>>(a);
+    const auto kernel = &bias_act_kernel<scalar_t>;
+    SG3_LAUNCH(kernel, grid_blocks(a.numel, 256, 65535LL * 4), 256, 0, stream, a);
     return cudaGetLastError();
   });
 }

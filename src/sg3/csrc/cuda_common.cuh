@@ -15,6 +15,15 @@
 
 #include "cuda_launch.cuh"
 
+// Kernel launches and dynamic shared memory go through these two macros so that the kernels' source can
+// also run on the host under tests/ops/cuda_emu (which defines them before this header is read).
+#ifndef SG3_LAUNCH
+#define SG3_LAUNCH(kernel, grid, block, smem, stream, ...) kernel<<<grid, block, smem, stream>>>(__VA_ARGS__)
+#endif
+#ifndef SG3_DYNAMIC_SMEM
+#define SG3_DYNAMIC_SMEM(name) extern __shared__ unsigned char name[]
+#endif
+
 namespace sg3cuda {
 
 // ------------------------------------------------------------------------------------------------

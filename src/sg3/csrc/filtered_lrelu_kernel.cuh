@@ -97,7 +97,7 @@ template <typename scalar_t, int UP, int DOWN, int MAXTU, int MAXTD>
 __global__ void __launch_bounds__(256)
     filtered_lrelu_fused_kernel(FusedParams<typename AccType<scalar_t>::type> p) {
   using A = typename AccType<scalar_t>::type;
-  extern __shared__ unsigned char smem_raw[];
+  SG3_DYNAMIC_SMEM(smem_raw);
   A* buf_a = reinterpret_cast<A*>(smem_raw);
   A* buf_b = buf_a + p.buf_a;
 
@@ -349,7 +349,8 @@ cudaError_t launch_instance(const FusedArgs& a, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((a.OW + tile.w - 1) / tile.w), tiles_y,
                   static_cast<unsigned>(planes < 65535 ? planes : 65535));
   const size_t smem = sizeof(A) * (static_cast<size_t>(tile.buf_a) + tile.buf_b);
-  filtered_lrelu_fused_kernel<scalar_t, UP, DOWN, MAXTU, MAXTD><<<grid, 256, smem, stream>>>(p);
+  const auto kernel = &filtered_lrelu_fused_kernel<scalar_t, UP, DOWN, MAXTU, MAXTD>;
+  SG3_LAUNCH(kernel, grid, 256, smem, stream, p);
   return cudaGetLastError();
 }
 

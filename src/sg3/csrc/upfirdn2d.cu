@@ -41,7 +41,7 @@ __host__ __device__ __forceinline__ void input_range(int o0, int n, int down, in
 template <typename in_t, typename out_t>
 __global__ void upfirdn2d_tiled_kernel(UpfirdnParams<typename AccType<in_t>::type> p) {
   using A = typename AccType<in_t>::type;
-  extern __shared__ unsigned char smem_raw[];
+  SG3_DYNAMIC_SMEM(smem_raw);
   A* s_g = reinterpret_cast<A*>(smem_raw);  // [fh * fw]
   A* s_x = s_g + p.fh * p.fw;               // [rh, rw] staged input region
 
@@ -181,10 +181,12 @@ cudaError_t launch_typed(const UpfirdnArgs& a, cudaStream_t stream) {
     if (tiles_y > 65535) return cudaErrorInvalidConfiguration;
     const dim3 grid(static_cast<unsigned>((a.OW + p.tile_w - 1) / p.tile_w), tiles_y,
                     static_cast<unsigned>(planes < 65535 ? planes : 65535));
-    upfirdn2d_tiled_kernel<in_t, out_t><<<grid, 256, smem, stream>>>(p);
+    const auto kernel = &upfirdn2d_tiled_kernel<in_t, out_t>;
+    SG3_LAUNCH(kernel, grid, 256, smem, stream, p);
   } else {
     const int64_t total = static_cast<int64_t>(a.N) * a.C * a.OH * a.OW;
-    upfirdn2d_direct_kernel<in_t, out_t><<<grid_blocks(total, 256), 256, 0, stream>>>(p);
+    const auto kernel = &upfirdn2d_direct_kernel<in_t, out_t>;
+    SG3_LAUNCH(kernel, grid_blocks(total, 256), 256, 0, stream, p);
   }
   return cudaGetLastError();
 }
