@@ -128,8 +128,8 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     if _is_rank_zero():
         OmegaConf.save(OmegaConf.create(plain), Path(run_dir) / "config.yaml")
-    # The same seed on every rank: identical initial networks, including the random buffers (the Fourier
-    # features' freqs and phases) that DDP does not broadcast with broadcast_buffers=false.
+    # The same seed on every rank: the initial networks (also the random Fourier-feature buffers) are the
+    # same on all ranks and in every run with this seed; each rank reseeds with seed * world + rank later.
     seed_everything(plain["seed"], verbose=False)
     model = StyleGAN3Module(plain)
     model.wandb_run_id = run_id
