@@ -11,11 +11,10 @@ import math
 
 import pytest
 import torch
+from gpu_helpers import assert_close
 
 import sg3.ops as ops
 from sg3.modules.filters import design_lowpass_filter
-
-from .conftest import assert_close
 
 pytestmark = pytest.mark.gpu
 
