@@ -17,11 +17,11 @@ import sg3.ops  # noqa: E402
 from conftest import FakeData, TinyDetector, tiny_generator  # noqa: E402
 from sg3.metrics.registry import compute  # noqa: E402
 
-NAMES = ("eqt8_int", "eqr4", "fid24_full", "kid24_full")
+NAMES = ("eqt8_int", "eqr4", "fid16_full", "kid16_full")
 
 
 def run_all(rank: int, world_size: int, cache_dir: str) -> dict[str, float]:
-    G, data = tiny_generator(), FakeData(count=24)
+    G, data = tiny_generator(), FakeData(count=16)
     out: dict[str, float] = {}
     for name in NAMES:
         out.update(

@@ -18,21 +18,21 @@ from sg3.modules.stylegan2 import Generator as StyleGAN2Generator
 
 def test_eqt_int_is_high_for_stylegan3_and_low_for_a_pixel_locked_net():
     G = tiny_generator()
-    eq = compute("eqt16_int", G, progress=False)["eqt16_int"]
+    eq = compute("eqt8_int", G, progress=False)["eqt8_int"]
     assert eq > 40
-    bad = compute("eqt16_int", PatternGenerator(G), progress=False)["eqt16_int"]
+    bad = compute("eqt8_int", PatternGenerator(G), progress=False)["eqt8_int"]
     assert bad < eq - 20
     assert torch.equal(G.synthesis.input.transform, torch.eye(3))  # restored afterwards
 
 
 def test_eqt_frac_and_eqr_are_finite_and_deterministic():
     G = tiny_generator(1)
-    a = compute("eqt8_frac", G, seed=3, progress=False)
-    b = compute("eqt8_frac", G, seed=3, progress=False)
-    assert a == b and 20 < a["eqt8_frac"] < 200
-    r = compute("eqr8", G, seed=3, progress=False)["eqr8"]
+    a = compute("eqt4_frac", G, seed=3, progress=False)
+    b = compute("eqt4_frac", G, seed=3, progress=False)
+    assert a == b and 20 < a["eqt4_frac"] < 200
+    r = compute("eqr4", G, seed=3, progress=False)["eqr4"]
     assert 10 < r < 200 and math.isfinite(r)
-    assert compute("eqr8", G, seed=4, progress=False)["eqr8"] != r
+    assert compute("eqr4", G, seed=4, progress=False)["eqr4"] != r
 
 
 def test_eq_metrics_need_an_input_transform():
@@ -45,33 +45,33 @@ def test_eq_metrics_need_an_input_transform():
 
 def test_feature_metrics_end_to_end_with_cached_dataset_statistics(tmp_path, detectors):
     G, data = tiny_generator(), FakeData()
-    kw = dict(data=data, detectors=detectors, cache_dir=tmp_path, progress=False, batch_size=16)
-    fid = compute("fid48_full", G, **kw)["fid48_full"]
+    kw = dict(data=data, detectors=detectors, cache_dir=tmp_path, progress=False, batch_size=8)
+    fid = compute("fid24_full", G, **kw)["fid24_full"]
     assert fid > 0 and data.loads == 1
-    assert compute("fid48_full", G, **kw)["fid48_full"] == pytest.approx(fid, rel=1e-12)
+    assert compute("fid24_full", G, **kw)["fid24_full"] == pytest.approx(fid, rel=1e-12)
     assert data.loads == 1  # dataset statistics came from the cache
     assert len(list(tmp_path.glob("fake48-0-tiny-detector-*.npz"))) == 1
-    kid = compute("kid32_full", G, **kw)["kid32_full"]
+    kid = compute("kid16_full", G, **kw)["kid16_full"]
     assert math.isfinite(kid) and data.loads == 2  # features (not moments) are a second cache entry
-    res = compute("is20", G, **kw)
-    assert set(res) == {"is20_mean", "is20_std"} and res["is20_mean"] >= 1.0
-    p, r = compute_pr(40, None, 3, MetricOptions(G=G, **{k: v for k, v in kw.items() if k != "detectors"},
+    res = compute("is10", G, **kw)
+    assert set(res) == {"is10_mean", "is10_std"} and res["is10_mean"] >= 1.0
+    p, r = compute_pr(16, None, 3, MetricOptions(G=G, **{k: v for k, v in kw.items() if k != "detectors"},
                                                  detectors=detectors))  # fmt: skip
     assert 0 <= p <= 1 and 0 <= r <= 1
 
 
 def test_fid_ranks_a_closer_image_set_lower(tmp_path, detectors):
     G = tiny_generator()
-    kw = dict(detectors=detectors, cache_dir=tmp_path, progress=False, batch_size=16)
-    fid_a = compute("fid32_full", G, data=FakeData(seed=0), **kw)["fid32_full"]
+    kw = dict(detectors=detectors, cache_dir=tmp_path, progress=False, batch_size=8)
+    fid_a = compute("fid16_full", G, data=FakeData(seed=0), **kw)["fid16_full"]
     G.synthesis.input.transform.copy_(torch.eye(3))
-    real = FakeData(count=32, seed=1)
+    real = FakeData(count=16, seed=1)
     # A data set made of the generator's own images is much closer than the random blocks.
     with torch.no_grad():
-        z = torch.randn(32, G.z_dim, generator=torch.Generator().manual_seed(5))
+        z = torch.randn(16, G.z_dim, generator=torch.Generator().manual_seed(5))
         real.images = (G(z, None) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
     real.name = "own"
-    fid_b = compute("fid32_full", G, data=real, **kw)["fid32_full"]
+    fid_b = compute("fid16_full", G, data=real, **kw)["fid16_full"]
     assert fid_b < 0.5 * fid_a
 
 
@@ -92,7 +92,7 @@ def test_bad_inputs_give_clear_errors(tmp_path, detectors):
 def test_ppl_is_positive_and_grows_with_a_rougher_generator(detectors):
     G = tiny_generator()
     opts = MetricOptions(G=G, detectors=detectors, progress=False)
-    smooth = compute_ppl(8, "w", "end", opts)
+    smooth = compute_ppl(4, "w", "end", opts)
     assert smooth > 0 and np.isfinite(smooth)
-    assert compute_ppl(8, "w", "end", opts) == smooth
-    assert compute_ppl(8, "z", "full", opts) > 0
+    assert compute_ppl(4, "w", "end", opts) == smooth
+    assert compute_ppl(4, "z", "full", opts) > 0
