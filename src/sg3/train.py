@@ -89,6 +89,7 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     from sg3.training.derive import derive
     from sg3.training.loggers import build_loggers, new_run_id
     from sg3.training.module import StyleGAN3Module
+    from sg3.training.slurm import SlurmRequeue
 
     check_required(cfg)
     hc = HydraConfig.get()
@@ -145,6 +146,7 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     )
     summary = cb.Summary(run_dir, grids, snaps)
     callbacks = [snaps, cb.TickLogger(run_dir), grids, cb.KimgProgress(sys.stderr.isatty()), summary]
+    callbacks.append(SlurmRequeue())  # SLURM preemption/time limit: checkpoint + requeue (inert elsewhere)
     if plain["metrics"].get("_target_"):
         every = plain["metrics"].get("every_kimg") or plain["derived"]["snapshot_kimg"]
         callbacks.append(instantiate(cfg.metrics, every_kimg=every))

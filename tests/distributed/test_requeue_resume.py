@@ -7,6 +7,7 @@ import os
 import pytest
 
 from sg3.training.checkpoint import checkpoint_path, latest_hpc_checkpoint, resolve_resume
+from sg3.training.slurm import next_hpc_checkpoint, slurm_job_id
 
 
 def touch(path, mtime: int):
@@ -36,3 +37,21 @@ def test_requeued_run_resumes_from_the_newer_of_hpc_and_regular_checkpoints(tmp_
     assert resolve_resume("auto", tmp_path) == final
     assert resolve_resume(None, tmp_path) == final
     assert resolve_resume(str(tick0), tmp_path) == tick0
+
+
+def test_next_hpc_checkpoint_follows_lightnings_numbering(tmp_path):
+    assert next_hpc_checkpoint(tmp_path).name == "hpc_ckpt_1.ckpt"
+    touch(tmp_path / "hpc_ckpt_1.ckpt", 1)
+    assert next_hpc_checkpoint(tmp_path).name == "hpc_ckpt_2.ckpt"
+
+
+def test_slurm_job_id_names_the_array_task(monkeypatch):
+    for key in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(RuntimeError, match="SLURM_JOB_ID"):
+        slurm_job_id()
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    assert slurm_job_id() == "42"
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "40")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
+    assert slurm_job_id() == "40_2"
