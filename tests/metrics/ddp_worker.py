@@ -13,8 +13,9 @@ import torch
 import torch.distributed as dist
 
 sys.path.insert(0, os.path.dirname(__file__))
+from metrics_testkit import FakeData, TinyDetector, tiny_generator  # noqa: E402
+
 import sg3.ops  # noqa: E402
-from conftest import FakeData, TinyDetector, tiny_generator  # noqa: E402
 from sg3.metrics.registry import compute  # noqa: E402
 
 NAMES = ("eqt8_int", "eqr4", "fid16_full", "kid16_full")

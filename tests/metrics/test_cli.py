@@ -6,8 +6,8 @@ import json
 import time
 
 import torch
+from metrics_testkit import tiny_generator
 
-from conftest import tiny_generator
 from sg3.io import save_generator
 from sg3.metrics.cli import main
 

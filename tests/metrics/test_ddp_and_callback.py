@@ -13,8 +13,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 from ddp_worker import run_all
+from metrics_testkit import FakeData, TinyDetector, tiny_generator
 
-from conftest import FakeData, TinyDetector, tiny_generator
 from sg3.metrics.callback import MetricsCallback
 
 HERE = Path(__file__).parent

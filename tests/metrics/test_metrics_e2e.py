@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from metrics_testkit import FakeData, PatternGenerator, tiny_generator
 
-from conftest import FakeData, PatternGenerator, tiny_generator
 from sg3.metrics.feature_metrics import compute_pr
 from sg3.metrics.options import MetricOptions
 from sg3.metrics.ppl import compute_ppl
