@@ -96,3 +96,19 @@ def test_ppl_is_positive_and_grows_with_a_rougher_generator(detectors):
     assert smooth > 0 and np.isfinite(smooth)
     assert compute_ppl(4, "w", "end", opts) == smooth
     assert compute_ppl(4, "z", "full", opts) > 0
+
+
+def test_fid_on_a_real_shard_dataset_reads_it_once_and_caches_by_index(tmp_path, detectors):
+    from sg3.data.datamodule import ShardDataModule
+    from sg3.data.demo import ensure_demo_dataset
+
+    path = ensure_demo_dataset(root=str(tmp_path / "demo"), resolution=16, count=12)
+    dm = ShardDataModule(urls=path, batch_size=4, num_workers=0, resolution=16)
+    G = tiny_generator()
+    kw = dict(data=dm, detectors=detectors, cache_dir=tmp_path / "c", progress=False, batch_size=4)
+    fid = compute("fid8_full", G, **kw)["fid8_full"]
+    assert fid > 0 and math.isfinite(fid)
+    (cached,) = (tmp_path / "c").glob("*.npz")
+    with np.load(cached) as f:
+        assert f["mu"].shape == (16,) and f["sigma"].shape == (16, 16)
+    assert compute("fid8_full", G, **kw)["fid8_full"] == pytest.approx(fid, rel=1e-12)

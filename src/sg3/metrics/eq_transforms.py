@@ -143,7 +143,7 @@ def bandlimit_filter(
     Returns:
         float32 filter `[2*amax*up - 1, 2*amax*up - 1]`.
     """
-    m = np.asarray(mat, dtype=np.float64)
+    m = mat.detach().cpu().double().numpy() if isinstance(mat, torch.Tensor) else np.asarray(mat, np.float64)
     if m.shape not in ((3, 3), (2, 2)):
         raise ValueError(f"mat must be 3x3 or 2x2, got shape {m.shape}")
     if not (isinstance(up, int) and up >= 1 and amax <= aflt):
@@ -197,7 +197,7 @@ def fractional_rotation(
     border = 2 * p + 1
     m = torch.zeros_like(y)
     m[:, :, border:-border, border:-border] = 1
-    theta = torch.linalg.inv(torch.as_tensor(mat, dtype=torch.float64))[:2].clone()  # [2, 3]
+    theta = torch.linalg.inv(torch.as_tensor(mat, dtype=torch.float64).cpu())[:2].clone()  # [2, 3]
     theta[0, 2] = 2 * theta[0, 2] + 1 / (up * w)
     theta[1, 2] = 2 * theta[1, 2] + 1 / (up * h)
     theta[0, :] *= w / (w + 2 * p / up)
