@@ -87,6 +87,13 @@ def test_spectra_writes_arrays_heatmaps_and_slices(sg3_file, tmp_path):
         assert f["spectrum"].shape == (32, 32) and int(f["image_size"]) == 16
         assert np.all(f["spectrum"] >= 0) and f["spectrum"].sum() > 0
     assert (out / "tiny-sg3t-heatmap.png").stat().st_size > 0 and (out / "slices.png").stat().st_size > 0
+    from sg3.data.demo import ensure_demo_dataset
+
+    data = ensure_demo_dataset(root=str(tmp_path / "demo"), resolution=16, count=6)
+    assert spectra.main(["--source", data, "--num", "4", "--interp", "2", "--outdir", str(out / "d")]) == 0
+    (npz,) = (out / "d").glob("*-spectrum.npz")
+    with np.load(npz) as f:
+        assert f["spectrum"].shape == (32, 32) and f["spectrum"].sum() > 0
     sl = spectra.slices(np.ones((32, 32)), 16)
     assert np.allclose(sl["0deg"][1], 0) and sl["0deg"][0][0] == 0
 
