@@ -7,14 +7,8 @@ it, so when apt or SLURM is unavailable the tier FAILS with the reason; it is ne
 
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
-
 import pytest
 from local_cluster import ClusterError, LocalCluster, ensure_installed
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -33,20 +27,3 @@ def slurm_cluster(tmp_path_factory):
         yield cluster
     finally:
         cluster.stop()
-
-
-@pytest.fixture
-def job_env(slurm_cluster, tmp_path):
-    """Environment for sbatch/srun: this cluster, the venv's programs first, hermetic W&B and op cache."""
-    env = slurm_cluster.env()
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
-    env["MASTER_ADDR"] = "127.0.0.1"  # the fake node names n1/n2 do not resolve
-    env["WANDB_MODE"] = "offline"
-    env["WANDB_SILENT"] = "true"
-    env["WANDB_DISABLE_GIT"] = "true"
-    env["WANDB_CACHE_DIR"] = str(tmp_path / "wandb-cache")
-    env["WANDB_CONFIG_DIR"] = str(tmp_path / "wandb-config")
-    env["HYDRA_FULL_ERROR"] = "1"
-    for leftover in ("MASTER_PORT", "LOCAL_RANK", "WORLD_SIZE", "RANK", "NODE_RANK"):
-        env.pop(leftover, None)
-    return env

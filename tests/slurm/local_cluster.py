@@ -307,8 +307,11 @@ def main(argv: list[str] | None = None) -> int:
     Path(argv[0]).mkdir(parents=True, exist_ok=True)
     ensure_installed(Path(argv[0]) / "apt.log")
     cluster = LocalCluster(argv[0])
+    # Stop cleanly on Ctrl-C and on SIGTERM (SIGINT is ignored when started in the background by a shell).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     cluster.start()
-    print(f"export SLURM_CONF={cluster.conf_path}   # Ctrl-C stops the cluster")
+    print(f"export SLURM_CONF={cluster.conf_path}   # Ctrl-C or SIGTERM stops the cluster", flush=True)
     try:
         signal.pause()
     except KeyboardInterrupt:
