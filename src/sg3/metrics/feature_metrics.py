@@ -105,7 +105,7 @@ def compute_pr(
     det = get_detector("vgg16", opts)
     real = _reals(opts, det, max_real, moments=False)["features"]
     gen = generated_features(det, num_gen, opts, "pr")
-    return precision_recall(gen.astype(np.float16), real.astype(np.float16), k=k)
+    return precision_recall(gen.astype(np.float16), real.astype(np.float16), k=k, device=opts.device)
 
 
 def compute_is(num_gen: int, opts: MetricOptions) -> tuple[float, float]:

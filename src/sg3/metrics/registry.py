@@ -189,4 +189,3 @@ def compute(
         return _run(spec, opts)
     finally:
         G.train(was_training)
-

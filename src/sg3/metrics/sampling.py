@@ -135,4 +135,3 @@ def generate_images(
     with torch.random.fork_rng(devices=devices), torch.no_grad():
         torch.manual_seed(noise_seed)
         return quantize(G(z, c, **G_kwargs))
-

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
+import torch
 
 __all__ = [
     "feature_moments",
@@ -95,33 +96,33 @@ def kernel_inception_distance(
     return float(t / num_subsets / m)
 
 
-def _radii(x: np.ndarray, k: int, block: int) -> np.ndarray:
-    out = np.empty(x.shape[0], dtype=np.float64)
+def _radii(x: torch.Tensor, k: int, block: int) -> torch.Tensor:
+    out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
     for i in range(0, x.shape[0], block):
         d = _cdist(x[i : i + block], x, block)
-        out[i : i + block] = np.partition(d, k, axis=1)[:, k]  # (k+1)-th smallest, self included
+        out[i : i + block] = d.kthvalue(k + 1, dim=1).values  # (k+1)-th smallest, self included
     return out
 
 
-def _cdist(a: np.ndarray, b: np.ndarray, block: int) -> np.ndarray:
+def _cdist(a: torch.Tensor, b: torch.Tensor, block: int) -> torch.Tensor:
     parts = []
     for j in range(0, b.shape[0], block):
         bb = b[j : j + block]
         d2 = (a * a).sum(1)[:, None] + (bb * bb).sum(1)[None, :] - 2 * a @ bb.T
-        parts.append(np.sqrt(np.maximum(d2, 0)))
-    return np.concatenate(parts, axis=1)
+        parts.append(d2.clamp_min(0).sqrt())
+    return torch.cat(parts, dim=1)
 
 
-def _coverage(probe: np.ndarray, manifold: np.ndarray, radii: np.ndarray, block: int) -> float:
+def _coverage(probe: torch.Tensor, manifold: torch.Tensor, radii: torch.Tensor, block: int) -> float:
     hits = 0
     for i in range(0, probe.shape[0], block):
         d = _cdist(probe[i : i + block], manifold, block)
-        hits += int((d <= radii[None, :]).any(axis=1).sum())
+        hits += int((d <= radii[None, :]).any(dim=1).sum())
     return hits / probe.shape[0]
 
 
 def precision_recall(
-    gen: np.ndarray, real: np.ndarray, k: int = 3, block: int = 10000
+    gen: np.ndarray, real: np.ndarray, k: int = 3, block: int = 10000, device: torch.device | str = "cpu"
 ) -> tuple[float, float]:
     """Improved precision and recall (Kynkaanniemi et al.) with k-NN manifolds.
 
@@ -130,6 +131,7 @@ def precision_recall(
         real: Real-image features `[Nr, D]`.
         k: Neighbourhood size: each point's radius is the distance to its k-th nearest other point.
         block: Row/column block size of the pairwise distance computation.
+        device: Where the distances are computed (float64 on CPU, float32 on GPUs).
 
     Returns:
         `(precision, recall)`: the fraction of generated points inside the real manifold and of real
@@ -139,8 +141,11 @@ def precision_recall(
     real = _as_features(real, "real").astype(np.float64)
     if min(gen.shape[0], real.shape[0]) <= k:
         raise ValueError(f"precision/recall with k={k} needs more than {k} samples per set")
-    precision = _coverage(gen, real, _radii(real, k, block), block)
-    recall = _coverage(real, gen, _radii(gen, k, block), block)
+    dev = torch.device(device)
+    dtype = torch.float64 if dev.type == "cpu" else torch.float32
+    g, r = (torch.as_tensor(a, dtype=dtype, device=dev) for a in (gen, real))
+    precision = _coverage(g, r, _radii(r, k, block), block)
+    recall = _coverage(r, g, _radii(g, k, block), block)
     return precision, recall
 
 
