@@ -81,6 +81,10 @@ def latent_frames(
     gw, gh = grid
     cells = gw * gh
     k = max(len(seeds) // cells, 2 if not loop else 1)
+    if kind == "cubic" and not loop and k < 4:
+        raise CliError(
+            f"--kind cubic with --no-loop needs >= 4 keyframes per cell, got {k}; add seeds or use linear"
+        )
     all_seeds = [seeds[i % len(seeds)] for i in range(k * cells)]
     dev = next(G.parameters()).device
     z = torch.cat([seed_latent(s, G.z_dim) for s in all_seeds]).to(dev)
