@@ -10,6 +10,7 @@ Examples:
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Build and train; returns the run summary (also the Hydra job's return value under --multirun)."""
     from sg3.training.callbacks import format_summary
 
+    # G_ema (and the AugmentPipe in some modes) stay in eval mode on purpose.
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     parts = build(cfg)
     if cfg.dry_run:
         print(f"sg3-train: dry run OK; resolved config in {parts['run_dir']}/config.yaml", flush=True)

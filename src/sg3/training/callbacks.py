@@ -169,21 +169,27 @@ class Snapshots(Callback):
         self.last_export: Path | None = None
         self.stopped_by_signal: str | None = None
         self._signal: str | None = None
-        self._old_sigint: Any = None
+        self._old_handlers: dict[int, Any] = {}
 
-    def _on_sigint(self, signum, frame) -> None:
-        self._signal = "SIGINT"
-        signal.signal(signal.SIGINT, self._old_sigint)  # a second Ctrl+C interrupts at once
-        log.warning("Ctrl+C: saving a checkpoint at the end of this step (press again to abort)")
+    def _on_signal(self, signum, frame) -> None:
+        self._signal = signal.Signals(signum).name
+        if signum == signal.SIGINT:  # a second Ctrl+C interrupts at once
+            signal.signal(signal.SIGINT, self._old_handlers.get(signal.SIGINT, signal.default_int_handler))
+        log.warning("%s: saving a checkpoint at the end of this step, then stopping", self._signal)
 
     def on_train_start(self, trainer, pl_module) -> None:
+        # Replaces Lightning's SIGTERM handler, which would stop without a checkpoint when the signal
+        # lands after this callback's check in a step; ours is acted on at the next step boundary.
         if threading.current_thread() is threading.main_thread():
-            self._old_sigint = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._on_sigint)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old_handlers[sig] = signal.getsignal(sig)
+                signal.signal(sig, self._on_signal)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        if self._old_sigint is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, self._old_sigint)
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in self._old_handlers.items():
+                signal.signal(sig, handler)
+        self._old_handlers = {}
 
     def save_checkpoint(self, trainer, pl_module) -> Path:
         """Write the full-state checkpoint for the current step (every rank calls this)."""
@@ -219,7 +225,7 @@ class Snapshots(Callback):
             self.save_checkpoint(trainer, pl_module)
         if stop and not pl_module.done:
             self.stopped_by_signal = self._signal or "SIGTERM"
-            log.warning("%s: saved %s; stopping", self.stopped_by_signal, self.last_checkpoint)
+            log.warning("%s: saved %s; stopped", self.stopped_by_signal, self.last_checkpoint)
             trainer.should_stop = True
 
 
