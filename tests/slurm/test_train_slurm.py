@@ -193,6 +193,7 @@ def test_hydra_sweep_on_slurm_collects_both_results(slurm_cluster, tmp_path, dat
         "total_kimg=0.016",  # 2 steps per point
         "loss.r1_gamma=1,2",
         f"hydra.sweep.dir={sweep_dir}",
+        "hydra.sweep.subdir=gamma_${loss.r1_gamma}",  # the default names it after every override
         "hydra.launcher.partition=debug",
         "hydra.launcher.gpus_per_node=0",
         "hydra.launcher.cpus_per_task=1",
@@ -218,7 +219,7 @@ def test_hydra_sweep_on_slurm_collects_both_results(slurm_cluster, tmp_path, dat
         for summary in summaries:
             assert summary["done"] and summary["kimg"] == pytest.approx(0.016), (gamma, summary)
         run_dir = Path(summaries[0]["run_dir"])
-        assert run_dir.parent == sweep_dir and f"r1_gamma={gamma}" in run_dir.name
+        assert run_dir == sweep_dir / f"gamma_{gamma}"
         sg3 = final_checkpoint(run_dir)["sg3"]
         assert sg3["config"]["loss"]["r1_gamma"] == gamma
         assert sg3["config"]["derived"]["batch_per_gpu"] == 4
