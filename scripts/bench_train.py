@@ -31,8 +31,15 @@ CONFIGS = (
     ("tiny 16x16 (tests)", ["model=tiny", "batch=8"], 16),
     ("demo T 32x32", ["experiment=demo"], 32),
     (
-        "T 64x64 (cbase 4096, cmax 128)",
-        ["model.cbase=4096", "model.cmax=128", "model.z_dim=128", "model.w_dim=128", "batch=8"],
+        "T 64x64 (cbase 2048, cmax 32, 6 layers)",
+        [
+            "model.cbase=2048",
+            "model.cmax=32",
+            "model.z_dim=64",
+            "model.w_dim=64",
+            "batch=8",
+            "+model.G_kwargs.num_layers=6",
+        ],
         64,
     ),
 )
@@ -78,7 +85,7 @@ def time_step(module: StyleGAN3Module, steps: int) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="docs/bench/train.md", help="Markdown file to write")
-    parser.add_argument("--steps", type=int, default=4, help="timed steps per config and ops implementation")
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per config and ops implementation")
     args = parser.parse_args(argv)
     rows = []
     for label, overrides, res in CONFIGS:

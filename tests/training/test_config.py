@@ -158,3 +158,10 @@ def test_multirun_sweep_names_runs_after_swept_values_and_shares_a_group(tmp_pat
     assert sorted(r["name"] for r in runs) == ["loss.r1_gamma=1", "loss.r1_gamma=2"]
     assert len({r["group"] for r in runs}) == 1 and runs[0]["group"].endswith("-sweep")
     assert len({r["wandb_run_id"] for r in runs}) == 2
+
+
+def test_metrics_group_adds_the_metrics_callback_by_target(tmp_path):
+    parts = build_in_process(["experiment=demo", "metrics=fid50k_full"], tmp_path)
+    found = [cb for cb in parts["trainer"].callbacks if type(cb).__name__ == "MetricsCallback"]
+    assert len(found) == 1
+    assert parts["model"].derived["snapshot_kimg"] == pytest.approx(0.2)  # demo: snap 2 x 0.1 kimg
