@@ -70,7 +70,9 @@ def sources(kind: str) -> list[Path]:
     """Sources of `kind`: 'cpp' = csrc/*_cpu.cpp + bind_cpu.cpp, 'cuda' = csrc/*.cu + bind_cuda.cpp."""
     _check_kind(kind)
     if kind == "cpp":
-        files = sorted(CSRC.glob("*_cpu.cpp")) + [CSRC / "bind_cpu.cpp"]
+        files = sorted(f for f in CSRC.glob("*_cpu.cpp") if f.name != "bind_cpu.cpp") + [
+            CSRC / "bind_cpu.cpp"
+        ]
     else:
         files = sorted(CSRC.glob("*.cu")) + [CSRC / "bind_cuda.cpp"]
     missing = [str(f) for f in files if not f.is_file()]
@@ -149,7 +151,9 @@ def build_key(kind: str, arch_list: str | None = None) -> str:
     """Hash of what makes builds differ: sources, headers, torch/CUDA, compiler, flags, CPU, arch list."""
     _check_kind(kind)
     h = hashlib.sha256()
-    files = sources(kind) + sorted(CSRC.glob("*.h")) + sorted(CSRC.glob("*.cuh"))
+    headers = ["ops.h", *(f.name for f in CSRC.glob("*_cpu.h"))] if kind == "cpp" else ["ops.h"]
+    headers += [f.name for f in CSRC.glob("*.cuh")] if kind == "cuda" else []
+    files = sources(kind) + [CSRC / h for h in sorted(headers) if (CSRC / h).is_file()]
     for f in files:
         h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
     parts = [

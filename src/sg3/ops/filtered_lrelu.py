@@ -51,7 +51,7 @@ class _FilteredLreluCompiled(torch.autograd.Function):
         fd_k = compiled_filter(fd, x)
         xk = kernel_input(x)
         bk = b.to(xk.dtype) if b is not None else torch.empty([0], dtype=xk.dtype, device=x.device)
-        write_signs = torch.is_grad_enabled() and (x.requires_grad or (b is not None and b.requires_grad))
+        write_signs = bool(ctx.needs_input_grad[0] or ctx.needs_input_grad[3])  # codes only if needed
         y, signs = ext.filtered_lrelu_fwd(
             xk, fu_k, fd_k, bk, up, down, *padding, gain, slope, -1.0 if clamp is None else clamp,
             flip_filter, write_signs,

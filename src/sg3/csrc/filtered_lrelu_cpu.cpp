@@ -1,0 +1,408 @@
+// filtered_lrelu on CPU (spec 2.3; contract in ops.h), fused forward and backward.
+// Copyright 2026 the sg3 authors. Apache-2.0.
+//
+// Along x, rows are kept phase-major (polyphase_cpu.h) with Lx = lcm(up, down) phases on the "z grid"
+// (the upsampled samples the downsampler reads), so the upsampling pass never multiplies inserted zeros,
+// the downsampling pass computes only kept samples, and every inner loop is a unit-stride multiply-add.
+// Along y, output rows are weighted sums of whole rows. One task = one (n, c) plane x one band of output
+// rows (bands sized so the band's z rows stay in L2); at::parallel_for runs the tasks.
+//
+// Forward per band: bias + deinterleave input rows -> horizontal up pass -> vertical up pass (z rows)
+// -> lrelu * gain, clamp, record codes -> vertical down pass -> horizontal down pass -> output row.
+// Backward per band of dx rows: the transposed passes in reverse order, with the recorded codes applied
+// on the z grid (gain, gain * slope or 0). Separable filters use 1-D passes on both axes; a 2-D filter
+// (e.g. the radial down filter of config R) runs one horizontal pass per filter row.
+// Codes (one byte per z-grid sample, phase-major rows of Lx * nbz bytes): 0 = z >= 0, 1 = z < 0,
+// 2 = clamped.
+#define SG3_OPS_NAMESPACE sg3cpu
+#include <ATen/Parallel.h>
+
+#include <vector>
+
+#include "ops.h"
+#include "polyphase_cpu.h"
+
+namespace sg3cpu {
+namespace {
+
+template <typename T>
+struct FlPlan {
+  Filter2<T> fu, fd;                    // correlation taps (fu with gain up^2)
+  int64_t N, C, H, W, OH, OW, up, down, px0, py0;
+  int64_t L, nbz, Hz;                   // phases, z-grid row length in a, z-grid rows
+  PhasedLayout lx, lz, ly;              // forward: input row, z row, output row
+  PhasedLayout ldy, ldz, ldx;           // backward: dy row, dz row (with zero halo), dx row
+  std::vector<Pass1D<T>> up_h, down_h;  // forward horizontal passes, per filter row
+  std::vector<Pass1D<T>> bup_h, bdown_h;  // backward horizontal passes, per filter row
+  T gain, slope, clamp;
+  int64_t band;  // output rows (forward) or dx rows (backward) per task
+};
+
+template <typename T>
+std::vector<T> reversed(const T* w, int64_t n) {
+  return std::vector<T>(std::make_reverse_iterator(w + n), std::make_reverse_iterator(w));
+}
+
+template <typename T>
+void range_of(const std::vector<Pass1D<T>>& passes, int64_t& qmin, int64_t& qmax) {
+  qmin = passes[0].qmin, qmax = passes[0].qmax;
+  for (const auto& p : passes) qmin = std::min(qmin, p.qmin), qmax = std::max(qmax, p.qmax);
+}
+
+template <typename T>
+void plan_axes(FlPlan<T>& P) {
+  const int64_t L = P.L = lcm64(P.up, P.down);
+  const int64_t tuw = P.fu.tw, tdw = P.fd.tw;
+  int64_t qmin, qmax;
+  // Forward down pass: output phases L / down, input = z grid with L phases.
+  const int64_t nbo = round_up8(ceildiv(P.OW, L / P.down));
+  for (int64_t r = 0; r < P.fd.nrows_h(); ++r) P.down_h.push_back(Pass1D<T>::build(P.fd.hrow(r), tdw, 1, P.down, 0, L / P.down));
+  range_of(P.down_h, qmin, qmax);
+  P.nbz = round_up8(nbo + qmax);  // z samples read by all computed outputs: a in [0, nbo - 1 + qmax]
+  P.ly = {L / P.down, 0, nbo};
+  P.lz = {L, 0, P.nbz};
+  // Forward up pass: z grid (L phases) from the input (L / up phases).
+  for (int64_t r = 0; r < P.fu.nrows_h(); ++r) P.up_h.push_back(Pass1D<T>::build(P.fu.hrow(r), tuw, P.up, 1, -P.px0, L));
+  range_of(P.up_h, qmin, qmax);
+  P.lx = {L / P.up, qmin, P.nbz - 1 + qmax - qmin + 1};
+  // Backward up pass (transpose of the down pass): z grid from dy (L / down phases).
+  for (int64_t r = 0; r < P.fd.nrows_h(); ++r) {
+    const auto w = reversed(P.fd.hrow(r), tdw);
+    P.bup_h.push_back(Pass1D<T>::build(w.data(), tdw, P.down, 1, -(tdw - 1), L));
+  }
+  range_of(P.bup_h, qmin, qmax);
+  P.ldy = {L / P.down, qmin, P.nbz - 1 + qmax - qmin + 1};
+  // Backward down pass (transpose of the up pass): dx (L / up phases) from the z grid.
+  const int64_t nbi = round_up8(ceildiv(P.W, L / P.up));
+  for (int64_t r = 0; r < P.fu.nrows_h(); ++r) {
+    const auto w = reversed(P.fu.hrow(r), tuw);
+    P.bdown_h.push_back(Pass1D<T>::build(w.data(), tuw, 1, P.up, P.px0 - tuw + 1, L / P.up));
+  }
+  range_of(P.bdown_h, qmin, qmax);
+  P.ldx = {L / P.up, 0, nbi};
+  const int64_t a0 = std::min<int64_t>(0, qmin);
+  P.ldz = {L, a0, round_up8(std::max(P.nbz, nbi + qmax) - a0)};
+}
+
+// Rows of a band: bands hold about 160 KiB of z rows, and there are enough tasks for every thread.
+inline int64_t choose_band(int64_t rows, int64_t planes, int64_t bytes_per_row) {
+  int64_t band = std::max<int64_t>(1, (160 << 10) / std::max<int64_t>(1, bytes_per_row));
+  const int64_t min_tasks = 4 * at::get_num_threads();
+  if (planes * ceildiv(rows, band) < min_tasks) band = std::max<int64_t>(1, rows / ceildiv(min_tasks, planes));
+  return std::min(band, rows);
+}
+
+// a = gain * lrelu(z, slope), clamped; code = (z < 0) + 2 * clamped. Written branch-free so it vectorizes.
+template <typename T, bool WRITE, bool CLAMP>
+void activate(T* __restrict z, uint8_t* __restrict codes, int64_t n, T gain, T slope, T clamp) {
+  const T gs = gain * slope;
+  for (int64_t i = 0; i < n; ++i) {
+    const T v = z[i];
+    const T a = v * (v < T(0) ? gs : gain);
+    T c = a;
+    if constexpr (CLAMP) {
+      c = c > clamp ? clamp : c;
+      c = c < -clamp ? -clamp : c;
+    }
+    z[i] = c;
+    if constexpr (WRITE) codes[i] = static_cast<uint8_t>(int(v < T(0)) + 2 * int(c != a));
+  }
+}
+
+// dz *= gain, gain * slope or 0 according to the codes.
+template <typename T>
+void apply_codes(T* __restrict d, const uint8_t* __restrict codes, int64_t n, T m0, T m1) {
+  for (int64_t a = 0; a < n; ++a) {
+    const int c = codes[a];
+    d[a] *= c == 0 ? m0 : (c == 1 ? m1 : T(0));
+  }
+}
+
+template <typename T>
+void activate_any(T* z, uint8_t* codes, int64_t n, const FlPlan<T>& P) {
+  const bool cl = P.clamp >= T(0);
+  if (codes && cl) activate<T, true, true>(z, codes, n, P.gain, P.slope, P.clamp);
+  else if (codes) activate<T, true, false>(z, codes, n, P.gain, P.slope, P.clamp);
+  else if (cl) activate<T, false, true>(z, codes, n, P.gain, P.slope, P.clamp);
+  else activate<T, false, false>(z, codes, n, P.gain, P.slope, P.clamp);
+}
+
+// Forward for output rows [j0, j1) of one plane.
+template <typename T>
+void forward_band(const FlPlan<T>& P, const T* xp, T bias, T* yp, uint8_t* sp, int64_t j0, int64_t j1,
+                  std::vector<T>& ws) {
+  const bool last = j1 == P.OH;
+  const int64_t z_lo = j0 * P.down;
+  const int64_t own_hi = last ? P.Hz : j1 * P.down;  // code rows this band writes
+  const int64_t z_hi = std::max((j1 - 1) * P.down + P.fd.th, own_hi);
+  const int64_t i_lo = std::max<int64_t>(0, ceildiv(z_lo - P.py0, P.up));
+  const int64_t i_hi = std::min<int64_t>(P.H, floordiv(z_hi - 1 + P.fu.th - 1 - P.py0, P.up) + 1);
+  const int64_t nin = std::max<int64_t>(0, i_hi - i_lo);
+  const int64_t in_row = P.fu.separable ? P.lz.size() : P.lx.size();
+  const int64_t zs = P.lz.size();
+  ws.resize(P.lx.size() + nin * in_row + (z_hi - z_lo) * zs + zs + P.ly.size());
+  T* xrow = ws.data();
+  T* inb = xrow + P.lx.size();
+  T* zb = inb + nin * in_row;
+  T* rrow = zb + (z_hi - z_lo) * zs;
+  T* orow = rrow + zs;
+  for (int64_t i = i_lo; i < i_hi; ++i) {
+    T* dst = inb + (i - i_lo) * in_row;
+    if (P.fu.separable) {
+      deinterleave(xp + i * P.W, P.W, bias, xrow, P.lx);
+      P.up_h[0].apply(xrow, P.lx, dst, P.lz, false);
+    } else {
+      deinterleave(xp + i * P.W, P.W, bias, dst, P.lx);
+    }
+  }
+  const T* srcs[Pass1D<T>::kMaxTaps];
+  T wts[Pass1D<T>::kMaxTaps];
+  for (int64_t Y = z_lo; Y < z_hi; ++Y) {
+    T* z = zb + (Y - z_lo) * zs;
+    int nt = 0;
+    bool any = false;
+    for (int64_t k = 0; k < P.fu.th; ++k) {
+      const int64_t m = Y + k - P.py0;
+      if (posmod(m, P.up) != 0) continue;
+      const int64_t i = floordiv(m, P.up);
+      if (i < 0 || i >= P.H) continue;
+      const T* row = inb + (i - i_lo) * in_row;
+      if (P.fu.separable) {
+        srcs[nt] = row;
+        wts[nt++] = P.fu.gy[k];
+      } else {
+        P.up_h[k].apply(row, P.lx, z, P.lz, any);
+        any = true;
+      }
+    }
+    if (P.fu.separable) wsum_any(false, z, zs, srcs, wts, nt);
+    else if (!any) std::fill(z, z + zs, T(0));
+    const bool own = Y < own_hi && sp != nullptr;
+    activate_any(z, own ? sp + Y * zs : nullptr, zs, P);
+  }
+  for (int64_t j = j0; j < j1; ++j) {
+    const T* zj = zb + (j * P.down - z_lo) * zs;
+    if (P.fd.separable) {
+      for (int64_t k = 0; k < P.fd.th; ++k) srcs[k] = zj + k * zs;
+      wsum_any(false, rrow, zs, srcs, P.fd.gy.data(), static_cast<int>(P.fd.th));
+      P.down_h[0].apply(rrow, P.lz, orow, P.ly, false);
+    } else {
+      for (int64_t k = 0; k < P.fd.th; ++k) P.down_h[k].apply(zj + k * zs, P.lz, orow, P.ly, k > 0);
+    }
+    interleave(orow, P.ly, yp + j * P.OW, P.OW);
+  }
+}
+
+// Zero the parts of a dz-layout row outside the z grid a in [0, nbz).
+template <typename T>
+void zero_halo(T* row, const FlPlan<T>& P) {
+  for (int64_t c = 0; c < P.L; ++c) {
+    T* r = row + c * P.ldz.len;
+    std::fill(r, r - P.ldz.a0, T(0));
+    std::fill(r + P.nbz - P.ldz.a0, r + P.ldz.len, T(0));
+  }
+}
+
+// Backward for dx rows [i0, i1) of one plane.
+template <typename T>
+void backward_band(const FlPlan<T>& P, const T* dyp, const uint8_t* sp, T* dxp, int64_t i0, int64_t i1,
+                   std::vector<T>& ws) {
+  const int64_t tuh = P.fu.th, tdh = P.fd.th;
+  const int64_t z_lo = std::max<int64_t>(0, i0 * P.up + P.py0 - tuh + 1);
+  const int64_t z_hi = std::min<int64_t>(P.Hz, (i1 - 1) * P.up + P.py0 + 1);
+  const int64_t nz = std::max<int64_t>(0, z_hi - z_lo);
+  const int64_t j_lo = std::max<int64_t>(0, ceildiv(z_lo - tdh + 1, P.down));
+  const int64_t j_hi = std::min<int64_t>(P.OH, floordiv(z_hi - 1, P.down) + 1);
+  const int64_t ndy = std::max<int64_t>(0, j_hi - j_lo);
+  const int64_t dzs = P.ldz.size();
+  const int64_t dy_row = P.fd.separable ? dzs : P.ldy.size();
+  ws.resize(P.ldy.size() + ndy * dy_row + nz * dzs + dzs + P.ldx.size());
+  T* dyrow = ws.data();
+  T* dyb = dyrow + P.ldy.size();
+  T* dzb = dyb + ndy * dy_row;
+  T* rrow = dzb + nz * dzs;
+  T* orow = rrow + dzs;
+  for (int64_t j = j_lo; j < j_hi; ++j) {  // dy rows: deinterleaved (2-D fd) or up-passed along x
+    T* dst = dyb + (j - j_lo) * dy_row;
+    if (P.fd.separable) {
+      deinterleave(dyp + j * P.OW, P.OW, T(0), dyrow, P.ldy);
+      P.bup_h[0].apply_range(dyrow, P.ldy, dst, P.ldz, 0, P.nbz, false);
+      zero_halo(dst, P);
+    } else {
+      deinterleave(dyp + j * P.OW, P.OW, T(0), dst, P.ldy);
+    }
+  }
+  const T* srcs[Pass1D<T>::kMaxTaps];
+  T wts[Pass1D<T>::kMaxTaps];
+  const T m0 = P.gain, m1 = P.gain * P.slope;
+  for (int64_t Y = z_lo; Y < z_hi; ++Y) {  // dz rows: transposed down pass, then the recorded codes
+    T* dz = dzb + (Y - z_lo) * dzs;
+    int nt = 0;
+    bool any = false;
+    for (int64_t k = 0; k < tdh; ++k) {  // forward: y[j] += fd[k] * a[j*down + k]
+      const int64_t m = Y - k;
+      if (posmod(m, P.down) != 0) continue;
+      const int64_t j = floordiv(m, P.down);
+      if (j < 0 || j >= P.OH) continue;
+      const T* row = dyb + (j - j_lo) * dy_row;
+      if (P.fd.separable) {
+        srcs[nt] = row;
+        wts[nt++] = P.fd.gy[k];
+      } else {
+        P.bup_h[k].apply_range(row, P.ldy, dz, P.ldz, 0, P.nbz, any);
+        any = true;
+      }
+    }
+    if (P.fd.separable) {
+      wsum_any(false, dz, dzs, srcs, wts, nt);
+    } else {
+      if (!any) std::fill(dz, dz + dzs, T(0));
+      zero_halo(dz, P);
+    }
+    const uint8_t* code = sp + Y * P.lz.size();
+    for (int64_t c = 0; c < P.L; ++c) apply_codes(dz + c * P.ldz.len - P.ldz.a0, code + c * P.nbz, P.nbz, m0, m1);
+  }
+  for (int64_t i = i0; i < i1; ++i) {  // dx rows: transposed up pass
+    int nt = 0;
+    bool any = false;
+    for (int64_t k = 0; k < tuh; ++k) {  // forward: z[Y] += fu[k] * u[Y + k], u[i*up + py0] = x[i]
+      const int64_t Y = i * P.up + P.py0 - k;
+      if (Y < z_lo || Y >= z_hi) continue;
+      const T* row = dzb + (Y - z_lo) * dzs;
+      if (P.fu.separable) {
+        srcs[nt] = row;
+        wts[nt++] = P.fu.gy[k];
+      } else {
+        P.bdown_h[k].apply(row, P.ldz, orow, P.ldx, any);
+        any = true;
+      }
+    }
+    if (P.fu.separable) {
+      wsum_any(false, rrow, dzs, srcs, wts, nt);
+      P.bdown_h[0].apply(rrow, P.ldz, orow, P.ldx, false);
+    } else if (!any) {
+      std::fill(orow, orow + P.ldx.size(), T(0));
+    }
+    interleave(orow, P.ldx, dxp + i * P.W, P.W);
+  }
+}
+
+void check_filter(const at::Tensor& f, const at::Tensor& x, const char* name) {
+  TORCH_CHECK(f.device().is_cpu() && (f.dim() == 1 || f.dim() == 2) && f.numel() >= 1 && f.size(0) <= 256 &&
+                  f.size(-1) <= 256,
+              "sg3_ops_cpu.filtered_lrelu: ", name, " must be a CPU 1-D [taps] or 2-D [th, tw] filter with 1..256 "
+              "taps per axis, got shape ", f.sizes());
+  TORCH_CHECK(f.scalar_type() == x.scalar_type(), "sg3_ops_cpu.filtered_lrelu: ", name, " must have dtype ",
+              x.scalar_type(), ", got ", f.scalar_type());
+}
+
+template <typename T>
+Filter2<T> make_filter(const at::Tensor& f, bool flip, double gain_sep, double gain2) {
+  const auto fc = f.contiguous();
+  const int64_t th = f.dim() == 2 ? f.size(0) : f.size(0), tw = f.size(-1);
+  return Filter2<T>::make(fc.data_ptr<T>(), f.dim(), th, tw, flip, gain_sep, gain2);
+}
+
+template <typename T>
+FlPlan<T> make_plan(const at::Tensor& fu, const at::Tensor& fd, int64_t N, int64_t C, int64_t H, int64_t W,
+                    int64_t up, int64_t down, int64_t px0, int64_t px1, int64_t py0, int64_t py1, double gain,
+                    double slope, double clamp, bool flip) {
+  FlPlan<T> P;
+  P.fu = make_filter<T>(fu, flip, double(up), double(up * up));
+  P.fd = make_filter<T>(fd, flip, 1.0, 1.0);
+  P.N = N, P.C = C, P.H = H, P.W = W, P.up = up, P.down = down, P.px0 = px0, P.py0 = py0;
+  P.OH = floordiv(H * up + py0 + py1 - (P.fu.th - 1) - (P.fd.th - 1) + down - 1, down);
+  P.OW = floordiv(W * up + px0 + px1 - (P.fu.tw - 1) - (P.fd.tw - 1) + down - 1, down);
+  TORCH_CHECK(P.OH >= 1 && P.OW >= 1, "sg3_ops_cpu.filtered_lrelu: padding (", px0, ", ", px1, ", ", py0, ", ", py1,
+              ") leaves no output for input ", H, "x", W, " with up ", up, ", down ", down);
+  P.Hz = (P.OH - 1) * down + P.fd.th;
+  P.gain = T(gain), P.slope = T(slope), P.clamp = T(clamp);
+  plan_axes(P);
+  return P;
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> filtered_lrelu_fwd(const at::Tensor& x, const at::Tensor& fu, const at::Tensor& fd,
+                                                      const at::Tensor& b, int64_t up, int64_t down, int64_t padx0,
+                                                      int64_t padx1, int64_t pady0, int64_t pady1, double gain,
+                                                      double slope, double clamp, bool flip, bool write_signs) {
+  TORCH_CHECK(x.device().is_cpu() && x.dim() == 4, "sg3_ops_cpu.filtered_lrelu: x must be a CPU [N, C, H, W] tensor, "
+              "got shape ", x.sizes(), " on ", x.device());
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
+              "sg3_ops_cpu.filtered_lrelu: x must be float32 or float64, got ", x.scalar_type());
+  TORCH_CHECK(up >= 1 && down >= 1, "sg3_ops_cpu.filtered_lrelu: up and down must be >= 1, got ", up, ", ", down);
+  check_filter(fu, x, "fu");
+  check_filter(fd, x, "fd");
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  TORCH_CHECK(b.numel() == 0 || (b.dim() == 1 && b.numel() == C && b.scalar_type() == x.scalar_type()),
+              "sg3_ops_cpu.filtered_lrelu: b must be empty or [", C, "] of dtype ", x.scalar_type(), ", got shape ",
+              b.sizes(), " dtype ", b.scalar_type());
+  const auto xc = x.contiguous();
+  const auto bc = b.contiguous();
+  at::Tensor y, si;
+  AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "sg3_filtered_lrelu_fwd_cpu", [&] {
+    using T = scalar_t;
+    const auto P = make_plan<T>(fu, fd, N, C, H, W, up, down, padx0, padx1, pady0, pady1, gain, slope, clamp, flip);
+    y = at::empty({N, C, P.OH, P.OW}, xc.options());
+    si = write_signs ? at::empty({N, C, P.Hz, P.lz.size()}, xc.options().dtype(at::kByte))
+                     : at::empty({0}, xc.options().dtype(at::kByte));
+    const int64_t band = choose_band(P.OH, N * C, P.lz.size() * sizeof(T) * down);
+    const int64_t nbands = ceildiv(P.OH, band);
+    const T* xp = xc.data_ptr<T>();
+    const T* bp = bc.numel() ? bc.data_ptr<T>() : nullptr;
+    T* yp = y.data_ptr<T>();
+    uint8_t* sp = write_signs ? si.data_ptr<uint8_t>() : nullptr;
+    at::parallel_for(0, N * C * nbands, 1, [&](int64_t t0, int64_t t1) {
+      std::vector<T> ws;
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t plane = t / nbands, k = t % nbands;
+        forward_band(P, xp + plane * H * W, bp ? bp[plane % C] : T(0), yp + plane * P.OH * P.OW,
+                     sp ? sp + plane * P.Hz * P.lz.size() : nullptr, k * band, std::min(P.OH, (k + 1) * band), ws);
+      }
+    });
+  });
+  return {y, si};
+}
+
+at::Tensor filtered_lrelu_bwd(const at::Tensor& dy, const at::Tensor& fu, const at::Tensor& fd, const at::Tensor& si,
+                              int64_t up, int64_t down, int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1,
+                              int64_t in_h, int64_t in_w, double gain, double slope, bool flip) {
+  TORCH_CHECK(dy.device().is_cpu() && dy.dim() == 4, "sg3_ops_cpu.filtered_lrelu_bwd: dy must be a CPU [N, C, OH, OW] "
+              "tensor, got shape ", dy.sizes());
+  TORCH_CHECK(dy.scalar_type() == at::kFloat || dy.scalar_type() == at::kDouble,
+              "sg3_ops_cpu.filtered_lrelu_bwd: dy must be float32 or float64, got ", dy.scalar_type());
+  TORCH_CHECK(up >= 1 && down >= 1, "sg3_ops_cpu.filtered_lrelu_bwd: up and down must be >= 1, got ", up, ", ", down);
+  check_filter(fu, dy, "fu");
+  check_filter(fd, dy, "fd");
+  const int64_t N = dy.size(0), C = dy.size(1);
+  const auto dyc = dy.contiguous();
+  at::Tensor dx;
+  AT_DISPATCH_FLOATING_TYPES(dyc.scalar_type(), "sg3_filtered_lrelu_bwd_cpu", [&] {
+    using T = scalar_t;
+    const auto P = make_plan<T>(fu, fd, N, C, in_h, in_w, up, down, padx0, padx1, pady0, pady1, gain, slope, -1.0, flip);
+    TORCH_CHECK(dy.size(2) == P.OH && dy.size(3) == P.OW, "sg3_ops_cpu.filtered_lrelu_bwd: dy must be [", N, ", ", C,
+                ", ", P.OH, ", ", P.OW, "] for this configuration, got ", dy.sizes());
+    TORCH_CHECK(si.scalar_type() == at::kByte && si.dim() == 4 && si.size(0) == N && si.size(1) == C &&
+                    si.size(2) == P.Hz && si.size(3) == P.lz.size() && si.is_contiguous(),
+                "sg3_ops_cpu.filtered_lrelu_bwd: si must be the forward's contiguous uint8 sign tensor [", N, ", ", C,
+                ", ", P.Hz, ", ", P.lz.size(), "], got shape ", si.sizes(), " dtype ", si.scalar_type());
+    dx = at::empty({N, C, in_h, in_w}, dyc.options());
+    const int64_t band = choose_band(in_h, N * C, P.ldz.size() * sizeof(T) * up);
+    const int64_t nbands = ceildiv(in_h, band);
+    const T* dyp = dyc.data_ptr<T>();
+    const uint8_t* sp = si.data_ptr<uint8_t>();
+    T* dxp = dx.data_ptr<T>();
+    at::parallel_for(0, N * C * nbands, 1, [&](int64_t t0, int64_t t1) {
+      std::vector<T> ws;
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t plane = t / nbands, k = t % nbands;
+        backward_band(P, dyp + plane * P.OH * P.OW, sp + plane * P.Hz * P.lz.size(), dxp + plane * in_h * in_w,
+                      k * band, std::min(in_h, (k + 1) * band), ws);
+      }
+    });
+  });
+  return dx;
+}
+
+}  // namespace sg3cpu

@@ -1,0 +1,273 @@
+"""Tier `cpp`: the compiled CPU ops (sg3_ops_cpu) match the reference over a sampled configuration grid.
+
+Forward, first-order gradients (x and bias), double backward for upfirdn2d and bias_act, float32 and
+float64, float16 through the CPU path, non-contiguous and channels_last inputs, the spec §11.3 vectors.
+The extension is built once per session (into the user's cache, reused across runs).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from opsgrid import make_filter, upfirdn_grid
+
+from sg3 import ops
+from sg3.ops import _build
+
+pytestmark = pytest.mark.cpp
+F64 = torch.float64
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cpu_extension():
+    """Build (or load from the cache) sg3_ops_cpu once for the whole session."""
+    return _build.build_extension("cpp")
+
+
+def _pair(fn_ref, fn_cpp, inputs, rtol, atol, grad=True, gradgrad=False):
+    """Compare forward, gradients and (optionally) double-backward gradients of two implementations."""
+    leaves_r = [t.detach().clone().requires_grad_(t.requires_grad) for t in inputs]
+    leaves_c = [t.detach().clone().requires_grad_(t.requires_grad) for t in inputs]
+    y_r, y_c = fn_ref(*leaves_r), fn_cpp(*leaves_c)
+    torch.testing.assert_close(y_c, y_r, rtol=rtol, atol=atol)
+    if not grad:
+        return
+    dy = torch.randn_like(y_r)
+    need = [t for t in leaves_r if t.requires_grad]
+    g_r = torch.autograd.grad(y_r, need, dy, create_graph=gradgrad)
+    g_c = torch.autograd.grad(y_c, [t for t in leaves_c if t.requires_grad], dy, create_graph=gradgrad)
+    for a, b in zip(g_c, g_r):
+        torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
+    if gradgrad:
+        w = [torch.randn_like(g) for g in g_r]
+        s_r = sum((g * v).sum() for g, v in zip(g_r, w))
+        s_c = sum((g * v).sum() for g, v in zip(g_c, w))
+        gg_r = torch.autograd.grad(s_r, need, allow_unused=True)
+        gg_c = torch.autograd.grad(s_c, [t for t in leaves_c if t.requires_grad], allow_unused=True)
+        for a, b in zip(gg_c, gg_r):
+            if b is None:
+                assert a is None or a.abs().max() == 0
+            else:
+                torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize(
+    "case", upfirdn_grid(36), ids=lambda c: f"up{c['up']}-down{c['down']}-f{c['ndim']}d{c['taps']}"
+)
+def test_upfirdn2d_parity_grid(case):
+    g = torch.Generator().manual_seed(hash(str(case)) % 2**31)
+    dtype = F64
+    h, w = case["size"]
+    x = torch.randn(2, 3, h, w, dtype=dtype, generator=g, requires_grad=True)
+    f = make_filter(case["ndim"], case["taps"], g, dtype)
+    kw = {k: case[k] for k in ("up", "down", "padding", "flip_filter", "gain")}
+    try:
+        ops.upfirdn2d(x, f, impl="ref", **kw)
+    except ValueError as exc:  # this sampled padding crops everything: both impls must refuse it alike
+        with pytest.raises(ValueError, match="output would be empty"):
+            ops.upfirdn2d(x, f, impl="cpp", **kw)
+        assert "output would be empty" in str(exc)
+        return
+    _pair(
+        lambda t: ops.upfirdn2d(t, f, impl="ref", **kw),
+        lambda t: ops.upfirdn2d(t, f, impl="cpp", **kw),
+        [x],
+        rtol=1e-10,
+        atol=1e-10,
+        gradgrad=True,
+    )
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "sliced", "float32", "float16"])
+def test_upfirdn2d_layouts_and_dtypes(layout):
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 4, 11, 10, generator=g)
+    f = ops.setup_filter([1, 3, 3, 1])
+    tol = dict(rtol=1e-5, atol=1e-5)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    elif layout == "sliced":
+        x = x[:, ::2, 1:, ::2]
+    elif layout == "float16":
+        x = x.half()
+        tol = dict(rtol=2e-3, atol=2e-3)
+    x.requires_grad_(True)
+    _pair(
+        lambda t: ops.upfirdn2d(t, f, down=2, padding=1, impl="ref"),
+        lambda t: ops.upfirdn2d(t, f, down=2, padding=1, impl="cpp"),
+        [x],
+        **tol,
+    )
+
+
+@pytest.mark.parametrize("act", list(ops.ACTIVATIONS))
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_bias_act_parity(act, dtype):
+    g = torch.Generator().manual_seed(11)
+    x = (torch.randn(3, 5, 4, 6, generator=g) * 3).to(dtype).requires_grad_(True)
+    b = torch.randn(5, generator=g).to(dtype).requires_grad_(True)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-11, atol=1e-11)
+    for kw in (dict(), dict(clamp=1.7, gain=0.8), dict(alpha=0.1)):
+        _pair(
+            lambda t, bb, kw=kw: ops.bias_act(t, bb, act=act, impl="ref", **kw),
+            lambda t, bb, kw=kw: ops.bias_act(t, bb, act=act, impl="cpp", **kw),
+            [x, b],
+            gradgrad=True,
+            **tol,
+        )
+
+
+@pytest.mark.parametrize(
+    "dim,layout", [(0, "plain"), (2, "plain"), (1, "channels_last"), (1, "2d"), (-1, "sliced")]
+)
+def test_bias_act_dims_and_layouts(dim, layout):
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(4, 6, 5, 3, generator=g, dtype=F64)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    elif layout == "2d":
+        x = x[:, :, 0, 0].contiguous()
+    elif layout == "sliced":
+        x = x[..., ::2, :]
+    x.requires_grad_(True)
+    b = torch.randn(x.shape[dim], generator=g, dtype=F64, requires_grad=True)
+    _pair(
+        lambda t, bb: ops.bias_act(t, bb, dim=dim, act="lrelu", clamp=1.0, impl="ref"),
+        lambda t, bb: ops.bias_act(t, bb, dim=dim, act="lrelu", clamp=1.0, impl="cpp"),
+        [x, b],
+        rtol=1e-12,
+        atol=1e-12,
+        gradgrad=True,
+    )
+
+
+def test_bias_act_float16_and_no_bias():
+    x = torch.randn(2, 3, 4, 4).half().requires_grad_(True)
+    _pair(
+        lambda t: ops.bias_act(t, act="swish", impl="ref"),
+        lambda t: ops.bias_act(t, act="swish", impl="cpp"),
+        [x],
+        rtol=2e-3,
+        atol=2e-3,
+    )
+
+
+FL_CASES = [
+    # up, down, fu (ndim, taps), fd (ndim, taps), padding, size, clamp, slope, gain, flip
+    (2, 2, (1, 12), (1, 12), [9, 8, 9, 8], (12, 12), 256.0, 0.2, math.sqrt(2), False),
+    (4, 2, (1, 24), (1, 12), [-6, -9, -6, -9], (14, 13), 0.5, 0.2, math.sqrt(2), False),
+    (
+        2,
+        2,
+        (1, 12),
+        (2, 12),
+        [11, 10, 11, 10],
+        (9, 10),
+        256.0,
+        0.2,
+        math.sqrt(2),
+        False,
+    ),  # config R radial fd
+    (4, 2, (1, 24), (2, 12), [-2, -5, -2, -5], (10, 9), None, 0.2, math.sqrt(2), False),
+    (2, 2, (1, 12), (1, 12), [-11, -12, -11, -12], (16, 15), 1.0, 0.2, math.sqrt(2), False),  # cropping (L13)
+    (1, 1, None, None, 0, (7, 9), 0.3, 1.0, 1.0, False),  # ToRGB: bias + clamp only
+    (1, 2, None, (1, 4), [1, 2], (9, 8), None, 0.1, 2.0, True),
+    (2, 1, (1, 3), None, 1, (6, 7), 0.7, 0.3, 1.0, True),
+    (4, 4, (1, 8), (1, 5), [3, 2, 4, 1], (7, 8), 0.9, 0.25, 1.5, False),
+    (2, 4, (2, 5), (2, 3), [2, 3, 1, 2], (8, 9), None, 0.2, 1.0, True),  # 2-D fu
+    (1, 4, (1, 1), (1, 24), [12, 11], (13, 10), 2.0, 0.2, 1.0, False),
+]
+
+
+@pytest.mark.parametrize("case", FL_CASES, ids=lambda c: f"up{c[0]}-down{c[1]}-fu{c[2]}-fd{c[3]}")
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_filtered_lrelu_parity(case, dtype):
+    up, down, fu_spec, fd_spec, padding, (h, w), clamp, slope, gain, flip = case
+    g = torch.Generator().manual_seed(hash(str(case)) % 2**31)
+    fu = make_filter(*fu_spec, g, dtype) if fu_spec else None
+    fd = make_filter(*fd_spec, g, dtype) if fd_spec else None
+    if fu is not None:
+        fu = fu / fu.sum()
+    if fd is not None:
+        fd = fd / fd.sum()
+    x = torch.randn(2, 3, h, w, generator=g, dtype=F64).to(dtype).requires_grad_(True)
+    b = torch.randn(3, generator=g, dtype=F64).to(dtype).requires_grad_(True)
+    kw = dict(up=up, down=down, padding=padding, gain=gain, slope=slope, clamp=clamp, flip_filter=flip)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-11, atol=1e-11)
+    _pair(
+        lambda t, bb: ops.filtered_lrelu(t, fu, fd, bb, impl="ref", **kw),
+        lambda t, bb: ops.filtered_lrelu(t, fu, fd, bb, impl="cpp", **kw),
+        [x, b],
+        **tol,
+    )
+
+
+def test_filtered_lrelu_spec_vectors_cpp(spec_filters, spec_input):
+    b = torch.tensor([0.1, -0.3])
+    f = spec_filters["l0"]
+    y = ops.filtered_lrelu(spec_input(8), f, f, b, up=2, down=2, padding=[9, 8, 9, 8], clamp=256, impl="cpp")
+    assert y.shape == (1, 2, 6, 6)
+    assert y.sum().item() == pytest.approx(10.25981, abs=2e-5)
+    row = torch.tensor([0.8576723, 0.8926805, 0.6267111, 0.2388392, -0.0312557, -0.1246599])
+    torch.testing.assert_close(y[0, 0, 0], row, atol=2e-6, rtol=0)
+    fu, fd = spec_filters["l2_up"], spec_filters["l2_down"]
+    y = ops.filtered_lrelu(
+        spec_input(16), fu, fd, b, up=4, down=2, padding=[-6, -9, -6, -9], clamp=0.5, impl="cpp"
+    )
+    assert y.sum().item() == pytest.approx(21.26865, abs=2e-5)
+    assert y[0, 1, 7, 0].item() == pytest.approx(-0.0743178, abs=2e-6)
+
+
+def test_filtered_lrelu_layouts_and_float16(spec_filters):
+    f = spec_filters["l0"]
+    g = torch.Generator().manual_seed(5)
+    base = torch.randn(2, 4, 10, 10, generator=g)
+    b = torch.randn(4, generator=g)
+    for x, tol in (
+        (base.contiguous(memory_format=torch.channels_last), 1e-5),
+        (base[:, :, ::2, :], 1e-5),
+        (base.half(), 5e-3),
+    ):
+        xx = x.detach().requires_grad_(True)
+        bb = b.to(x.dtype)
+        kw = dict(up=2, down=2, padding=[9, 8, 9, 8], clamp=2.0)
+        _pair(
+            lambda t, bb=bb, kw=kw: ops.filtered_lrelu(t, f, f, bb, impl="ref", **kw),
+            lambda t, bb=bb, kw=kw: ops.filtered_lrelu(t, f, f, bb, impl="cpp", **kw),
+            [xx],
+            rtol=tol,
+            atol=tol,
+        )
+
+
+def test_filtered_lrelu_no_grad_skips_signs_and_backward_needs_them(spec_filters):
+    f = spec_filters["l0"]
+    x = torch.randn(1, 2, 8, 8)
+    with torch.no_grad():
+        y = ops.filtered_lrelu(x, f, f, up=2, down=2, padding=[9, 8, 9, 8], impl="cpp")
+    torch.testing.assert_close(y, ops.filtered_lrelu(x, f, f, up=2, down=2, padding=[9, 8, 9, 8], impl="ref"))
+    ext = _build.load_extension("cpp")
+    with pytest.raises(RuntimeError, match="si must be the forward's"):
+        ext.filtered_lrelu_bwd(
+            y, f, f, torch.empty(0, dtype=torch.uint8), 2, 2, 9, 8, 9, 8, 8, 8, 1.0, 0.2, False
+        )
+
+
+def test_conv2d_resample_uses_compiled_path_consistently():
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(2, 3, 12, 12, generator=g, dtype=F64, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, generator=g, dtype=F64)
+    f = ops.setup_filter([1, 3, 3, 1]).to(F64)
+    with ops.use_impl("ref"):
+        y_r = ops.conv2d_resample(x, w, f, down=2, padding=1)
+        (gx_r,) = torch.autograd.grad(y_r.square().sum(), x, create_graph=True)
+        (ggx_r,) = torch.autograd.grad(gx_r.square().sum(), x)
+    with ops.use_impl("cpp"):
+        y_c = ops.conv2d_resample(x, w, f, down=2, padding=1)
+        (gx_c,) = torch.autograd.grad(y_c.square().sum(), x, create_graph=True)
+        (ggx_c,) = torch.autograd.grad(gx_c.square().sum(), x)
+    torch.testing.assert_close(y_c, y_r)
+    torch.testing.assert_close(gx_c, gx_r)
+    torch.testing.assert_close(ggx_c, ggx_r)

@@ -1,0 +1,223 @@
+"""The pure-PyTorch reference ops: spec vectors, conventions, float64 gradcheck, bad input, impl selection."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sg3 import ops
+from sg3.ops import _dispatch
+
+F64 = torch.float64
+
+
+def test_filtered_lrelu_spec_vector_a(spec_filters, spec_input):
+    x, b = spec_input(8), torch.tensor([0.1, -0.3])
+    f = spec_filters["l0"]
+    y = ops.filtered_lrelu(x, f, f, b, up=2, down=2, padding=[9, 8, 9, 8], clamp=256, impl="ref")
+    assert y.shape == (1, 2, 6, 6)
+    expect_row = [0.8576723, 0.8926805, 0.6267111, 0.2388392, -0.0312557, -0.1246599]
+    expect_col = [0.8576723, 0.9774170, 0.9773285, 0.8915771, 0.7415945, 0.5456005]
+    expect_c1 = [0.4350489, 0.3196744, 0.0905097, -0.0639220, -0.0950503, -0.0831859]
+    torch.testing.assert_close(y[0, 0, 0], torch.tensor(expect_row), atol=2e-6, rtol=0)
+    torch.testing.assert_close(y[0, 0, :, 0], torch.tensor(expect_col), atol=2e-6, rtol=0)
+    torch.testing.assert_close(y[0, 1, 0], torch.tensor(expect_c1), atol=2e-6, rtol=0)
+    assert y.sum().item() == pytest.approx(10.25981, abs=2e-5)
+
+
+def test_filtered_lrelu_spec_vector_b(spec_filters, spec_input):
+    x, b = spec_input(16), torch.tensor([0.1, -0.3])
+    fu, fd = spec_filters["l2_up"], spec_filters["l2_down"]
+    y = ops.filtered_lrelu(x, fu, fd, b, up=4, down=2, padding=[-6, -9, -6, -9], clamp=0.5, impl="ref")
+    assert y.shape == (1, 2, 8, 8)
+    row = [-0.0651485, 0.0775654, 0.2795766, 0.4357540, 0.4922481, 0.4997894, 0.4999995, 0.4998081]
+    col = [-0.1098035, -0.1074973, -0.1037830, -0.0988919, -0.0931277, -0.0868492, -0.0804464, -0.0743178]
+    torch.testing.assert_close(y[0, 0, 0], torch.tensor(row), atol=2e-6, rtol=0)
+    torch.testing.assert_close(y[0, 1, :, 0], torch.tensor(col), atol=2e-6, rtol=0)
+    assert y.sum().item() == pytest.approx(21.26865, abs=2e-5)
+
+
+def test_spec_filter_values(spec_filters):
+    expect = [0.0007919021, 0.010018318, 0.038949523, 0.09241279, 0.15652561, 0.20130186]
+    torch.testing.assert_close(spec_filters["l0"][:6], torch.tensor(expect), atol=1e-8, rtol=1e-6)
+    f = ops.setup_filter([1, 3, 3, 1])
+    assert f.shape == (4, 4) and f.dtype == torch.float32
+    torch.testing.assert_close(f[0], torch.tensor([0.015625, 0.046875, 0.046875, 0.015625]))
+    torch.testing.assert_close(f[1], torch.tensor([0.046875, 0.140625, 0.140625, 0.046875]))
+
+
+def test_setup_filter_options():
+    assert ops.setup_filter(None).shape == (1, 1)
+    long = ops.setup_filter(torch.arange(1.0, 9.0))
+    assert long.shape == (8,) and long.sum().item() == pytest.approx(1.0)
+    assert ops.setup_filter([1, 2], separable=True).shape == (2,)
+    torch.testing.assert_close(ops.setup_filter([1, 3], flip_filter=True), ops.setup_filter([3, 1]))
+    assert ops.setup_filter([1, 3, 3, 1], gain=4).sum().item() == pytest.approx(4.0)
+    assert ops.setup_filter(torch.ones(10), gain=4).sum().item() == pytest.approx(2.0)  # sqrt per axis
+    with pytest.raises(ValueError, match="normalize=False"):
+        ops.setup_filter([1, -1])
+
+
+def test_upfirdn2d_semantics_1d():
+    """Zero insertion after each sample, padding relative to the upsampled signal, true convolution."""
+    x = torch.tensor([1.0, 2.0, 3.0]).reshape(1, 1, 1, 3)
+    f = torch.tensor([1.0, 10.0])
+    y = ops.upfirdn2d(x, f.reshape(1, 2), up=[2, 1], padding=[1, 0, 0, 0], impl="ref")
+    # upsampled + padded: [0, 1, 0, 2, 0, 3, 0]; convolution with [1, 10] (valid) -> correlation with [10, 1].
+    assert y.flatten().tolist() == [1.0, 10.0, 2.0, 20.0, 3.0, 30.0]
+    y = ops.upfirdn2d(x, f.reshape(1, 2), up=[2, 1], padding=[1, 0, 0, 0], flip_filter=True, impl="ref")
+    assert y.flatten().tolist() == [10.0, 1.0, 20.0, 2.0, 30.0, 3.0]
+    y = ops.upfirdn2d(x, f.reshape(1, 2), up=[2, 1], down=[2, 1], padding=[1, 0, 0, 0], gain=2, impl="ref")
+    assert y.flatten().tolist() == [2.0, 4.0, 6.0]
+
+
+@pytest.mark.parametrize("h,w", [(8, 8), (9, 7)])
+def test_resample_helpers_sizes(h, w):
+    x = torch.randn(1, 2, h, w)
+    f = ops.setup_filter([1, 3, 3, 1])
+    assert ops.upsample2d(x, f, impl="ref").shape == (1, 2, 2 * h, 2 * w)
+    assert ops.downsample2d(x, f, impl="ref").shape == (1, 2, h // 2, w // 2)
+    assert ops.filter2d(x, f, impl="ref").shape == (1, 2, h, w)
+    assert ops.filter2d(x, f, padding=1, impl="ref").shape == (1, 2, h + 2, w + 2)
+    # upsample2d keeps a constant signal's level (gain up**2 on the zero-inserted signal).
+    ones = torch.ones(1, 1, h, w)
+    assert ops.upsample2d(ones, f, impl="ref")[0, 0, 3:-3, 3:-3].allclose(torch.ones(1))
+
+
+def test_conv2d_resample_shapes_and_down_path():
+    x = torch.randn(2, 3, 16, 16, dtype=F64)
+    w = torch.randn(4, 3, 3, 3, dtype=F64)
+    f = ops.setup_filter([1, 3, 3, 1]).to(F64)
+    y = ops.conv2d_resample(x, w, f, down=2, padding=1)
+    assert y.shape == (2, 4, 8, 8)
+    expect = torch.nn.functional.conv2d(ops.upfirdn2d(x, f, padding=2, impl="ref"), w, stride=2)
+    torch.testing.assert_close(y, expect)
+    skip = ops.conv2d_resample(x, w[:, :, :1, :1].contiguous(), f, down=2)
+    assert skip.shape == (2, 4, 8, 8)
+    up = ops.conv2d_resample(x, w, f, up=2, padding=1, flip_weight=False)
+    assert up.shape == (2, 4, 32, 32)
+    plain = ops.conv2d_resample(x, w, padding=1)
+    torch.testing.assert_close(plain, torch.nn.functional.conv2d(x, w, padding=1))
+
+
+@pytest.mark.parametrize(
+    "up,down,padding,ndim,order2",
+    [
+        (1, 1, 1, 2, True),
+        (2, 1, [2, 1], 1, False),
+        (1, 2, [1, 2, 0, 1], 2, False),
+        ([2, 1], [1, 2], [-1, 2, 1, 0], 1, True),
+    ],
+)
+def test_upfirdn2d_ref_gradcheck(up, down, padding, ndim, order2):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(1, 1, 4, 5, dtype=F64, generator=g, requires_grad=True)
+    f = torch.rand([3] if ndim == 1 else [3, 2], dtype=F64, generator=g)
+    fn = lambda t: ops.upfirdn2d(t, f, up=up, down=down, padding=padding, gain=1.5, impl="ref")
+    assert torch.autograd.gradcheck(fn, (x,))
+    if order2:
+        assert torch.autograd.gradgradcheck(fn, (x,))
+
+
+@pytest.mark.parametrize("act", list(ops.ACTIVATIONS))
+def test_bias_act_ref_gradcheck(act):
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, 4, dtype=F64, generator=g, requires_grad=True)
+    b = torch.randn(3, dtype=F64, generator=g, requires_grad=True)
+    fn = lambda t, bb: ops.bias_act(t, bb, act=act, clamp=1.3, impl="ref")
+    assert torch.autograd.gradcheck(fn, (x, b))
+    assert torch.autograd.gradgradcheck(fn, (x, b))
+
+
+def test_bias_act_values():
+    x = torch.tensor([[-2.0, 0.5], [3.0, -0.1]])
+    b = torch.tensor([0.5, -1.0])
+    y = ops.bias_act(x, b, dim=1, act="lrelu", impl="ref")
+    expect = torch.nn.functional.leaky_relu(x + b, 0.2) * math.sqrt(2)
+    torch.testing.assert_close(y, expect)
+    y = ops.bias_act(x, act="relu", gain=1, clamp=2, impl="ref")
+    assert y.tolist() == [[0.0, 0.5], [2.0, 0.0]]
+    y = ops.bias_act(x, torch.tensor([1.0, 2.0]), dim=0, impl="ref")
+    torch.testing.assert_close(y, torch.tensor([[-1.0, 1.5], [5.0, 1.9]]))
+
+
+def test_filtered_lrelu_ref_gradcheck():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 2, 4, 4, dtype=F64, generator=g, requires_grad=True)
+    b = torch.randn(2, dtype=F64, generator=g, requires_grad=True)
+    fu = torch.rand(4, dtype=F64, generator=g)
+    fd = torch.rand(3, 3, dtype=F64, generator=g)
+    fn = lambda t, bb: ops.filtered_lrelu(
+        t, fu, fd, bb, up=2, down=2, padding=[2, 1, 1, 2], clamp=0.8, impl="ref"
+    )
+    assert torch.autograd.gradcheck(fn, (x, b))
+
+
+def test_filtered_lrelu_identity_case_is_bias_act():
+    x = torch.randn(2, 3, 6, 5)
+    b = torch.randn(3)
+    y = ops.filtered_lrelu(x, b=b, gain=1, slope=1, clamp=0.5, impl="ref")
+    torch.testing.assert_close(y, (x + b[:, None, None]).clamp(-0.5, 0.5))
+
+
+@pytest.mark.parametrize(
+    "call,error,match",
+    [
+        (lambda x, f: ops.upfirdn2d(x[0], f), ValueError, "x must have rank 4"),
+        (lambda x, f: ops.upfirdn2d(x, torch.ones(2, 2, 2)), ValueError, "f must be None, 1-D"),
+        (lambda x, f: ops.upfirdn2d(x, f, up=-1), ValueError, "up must be >= 1"),
+        (lambda x, f: ops.upfirdn2d(x, f, down=0), ValueError, "down must be >= 1"),
+        (lambda x, f: ops.upfirdn2d(x, f, up=1.5), TypeError, "up must be an int"),
+        (lambda x, f: ops.upfirdn2d(x, f, padding=[1, 2, 3]), TypeError, "padding must be"),
+        (lambda x, f: ops.upfirdn2d(x, f, padding=-5), ValueError, "output would be empty"),
+        (lambda x, f: ops.upfirdn2d(x.long(), f), TypeError, "x must be a floating-point"),
+        (lambda x, f: ops.upfirdn2d(x, f, impl="fast"), ValueError, "impl must be one of"),
+        (lambda x, f: ops.bias_act(x, torch.ones(3)), ValueError, "b must be 1-D of length"),
+        (lambda x, f: ops.bias_act(x, torch.ones(2, dtype=F64)), TypeError, "same dtype"),
+        (lambda x, f: ops.bias_act(x, act="gelu"), ValueError, "act must be one of"),
+        (lambda x, f: ops.bias_act(x, dim=4), ValueError, "dim must be an int"),
+        (lambda x, f: ops.bias_act(x, clamp=-1), ValueError, "clamp must be >= 0"),
+        (lambda x, f: ops.filtered_lrelu(x, f, f, up=0), ValueError, "up must be an int >= 1"),
+        (lambda x, f: ops.filtered_lrelu(x, f, f, b=torch.ones(5)), ValueError, "b must be 1-D of length"),
+        (lambda x, f: ops.filtered_lrelu(x, f, f, b=torch.ones(2, dtype=F64)), TypeError, "same dtype"),
+        (lambda x, f: ops.filtered_lrelu(x, torch.ones(1, 2, 3)), ValueError, "fu must be None, 1-D"),
+        (lambda x, f: ops.filtered_lrelu(x, "f"), TypeError, "fu must be None or a torch.Tensor"),
+        (lambda x, f: ops.conv2d_resample(x, torch.ones(4, 3, 3, 3)), ValueError, "groups must be"),
+        (
+            lambda x, f: ops.conv2d_resample(x, torch.ones(4, 2, 3, 3), f, up=2, down=2),
+            ValueError,
+            "cannot both",
+        ),
+    ],
+)
+def test_bad_input(call, error, match):
+    x = torch.randn(1, 2, 8, 8)
+    f = ops.setup_filter([1, 3, 3, 1])
+    with pytest.raises(error, match=match):
+        call(x, f)
+
+
+def test_use_impl_and_default():
+    assert ops.get_default_impl() == "auto"
+    with ops.use_impl("ref"):
+        assert ops.get_default_impl() == "ref"
+        assert _dispatch.resolve("auto", torch.zeros(1)) == ("ref", None)
+    assert ops.get_default_impl() == "auto"
+    ops.set_default_impl("ref")
+    try:
+        assert ops.get_default_impl() == "ref"
+    finally:
+        ops.set_default_impl("auto")
+    with pytest.raises(ValueError, match="name must be one of"):
+        ops.set_default_impl("gpu")
+    with pytest.raises(ValueError, match="cannot run on a tensor on device cpu"):
+        _dispatch.resolve("cuda", torch.zeros(1))
+
+
+def test_firwin_helper_matches_spec_l3(spec_filters):
+    f = spec_filters["t256_l3_up"]
+    torch.testing.assert_close(
+        f[:3], torch.tensor([-0.00163828, -0.00305529, -0.00371516]), atol=1e-8, rtol=0
+    )
