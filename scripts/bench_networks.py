@@ -80,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="docs/bench/networks.md", help="Markdown file to write")
     parser.add_argument("--batch", type=int, default=4, help="images per step")
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per cell (median)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch intra-op threads (1: robust on a shared CPU)"
+    )
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     nets = {f"G {name}": Generator(64, 0, 64, RES, 3, **kw) for name, kw in CONFIGS.items()}
@@ -111,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Forward + backward time per image, batch {args.batch}, median of {args.repeats} steps after a "
         f"warm-up, {RES}x{RES}: StyleGAN3-T G (channel_base 4096, channel_max 64), StyleGAN3-R G "
         "(8192/128, 1x1 convs, radial filters), discriminator (4096/64). Same networks and inputs; only "
-        "the op implementation differs.",
+        "the op implementation differs. The modulated convolutions (grouped conv2d) and their backward are "
+        "plain PyTorch in both columns; only upfirdn2d, bias_act and filtered_lrelu change.",
         "",
         "| network | ref ops (ms/img) | compiled C++ ops (ms/img) | speed-up |",
         "| --- | ---: | ---: | ---: |",
