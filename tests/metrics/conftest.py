@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from metrics_testkit import TinyDetector, TinyLpips, TinyProbs
 
 
@@ -18,8 +19,13 @@ def detectors():
 
 @pytest.fixture(autouse=True)
 def _reference_ops():
-    """Pure-PyTorch ops: no extension build inside the metric tests."""
+    """Pure-PyTorch ops (no extension build here) on one torch thread (the 2 cores are shared)."""
     import sg3.ops
 
-    with sg3.ops.use_impl("ref"):
-        yield
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with sg3.ops.use_impl("ref"):
+            yield
+    finally:
+        torch.set_num_threads(threads)

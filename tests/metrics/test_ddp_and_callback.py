@@ -12,7 +12,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from ddp_worker import run_all
 from metrics_testkit import FakeData, TinyDetector, tiny_generator
 
 from sg3.metrics.callback import MetricsCallback
@@ -26,24 +25,33 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_gloo_ranks_match_a_single_process(tmp_path):
-    port = _free_port()
-    out = tmp_path / "ddp.json"
+def _launch(world_size: int, out: Path, cache: Path) -> list:
+    """Run ddp_worker.py on `world_size` gloo processes; returns the per-rank results."""
     env = {
         k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "WORLD_SIZE", "RANK", "MASTER_PORT")
     }
-    env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", OMP_NUM_THREADS="1")
+    env.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(_free_port()),
+        WORLD_SIZE=str(world_size),
+        OMP_NUM_THREADS="1",
+    )
     procs = [
-        subprocess.Popen([sys.executable, str(HERE / "ddp_worker.py"), str(out), str(tmp_path / f"cache{r}")],
+        subprocess.Popen([sys.executable, str(HERE / "ddp_worker.py"), str(out), str(cache)],
                          env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, stderr=subprocess.PIPE, text=True)
-        for r in range(2)
+        for r in range(world_size)
     ]  # fmt: skip
     errs = [p.communicate(timeout=600)[1] for p in procs]
     assert all(p.returncode == 0 for p in procs), errs
-    per_rank = json.loads(out.read_text())
-    assert per_rank[0] == per_rank[1]
-    single = run_all(0, 1, str(tmp_path / "single"))
-    assert per_rank[0] == single  # exact equality: same batches, same order, same sums
+    return json.loads(out.read_text())
+
+
+def test_two_gloo_ranks_match_a_single_process(tmp_path):
+    two = _launch(2, tmp_path / "two.json", tmp_path / "cache2")
+    assert two[0] == two[1]  # every rank ends with the same numbers
+    (one,) = _launch(1, tmp_path / "one.json", tmp_path / "cache1")
+    assert two[0] == one  # exact equality: same batches, same order, same sums
+    assert one["eqt8_int"] > 40 and one["fid16_full"] > 0
 
 
 class _Logger:

@@ -14,10 +14,16 @@ SMALL = dict(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3)
 
 @pytest.fixture(autouse=True)
 def _reference_ops():
+    """Pure-PyTorch ops (no extension build here) on one torch thread (the 2 cores are shared)."""
     import sg3.ops
 
-    with sg3.ops.use_impl("ref"):
-        yield
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with sg3.ops.use_impl("ref"):
+            yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
