@@ -77,10 +77,8 @@ def test_init_from_architecture_mismatch_lists_the_shapes(tmp_path):
     path = tmp_path / "g.pt"
     save_generator(str(path), tiny_module().G_ema)
     other = tiny_module(["model.w_dim=16"])
-    with pytest.raises(
-        ValueError,
-        match=r"does not fit the model.*\n  G\.mapping\.fc0\.weight: file \[32, 32\] vs model \[16, 32\]",
-    ):
+    with pytest.raises(ValueError, match=r"does not fit the model \(22 tensors differ") as err:
         load_init_weights({"G": other.G, "G_ema": other.G_ema}, path)
+    assert "\n  G.mapping.fc0.weight: file [32, 32] vs model [16, 32]" in str(err.value)
     with pytest.raises(ValueError, match="no such file"):
         load_init_weights({"G": other.G}, tmp_path / "nope.pkl")
