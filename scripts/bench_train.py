@@ -29,7 +29,6 @@ from sg3.training.module import StyleGAN3Module
 
 CONFIGS = (
     ("tiny 16x16 (tests)", ["model=tiny", "batch=8"], 16),
-    ("demo T 32x32", ["experiment=demo"], 32),
     (
         "T 64x64 (cbase 2048, cmax 32, 6 layers)",
         [
@@ -85,7 +84,7 @@ def time_step(module: StyleGAN3Module, steps: int) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="docs/bench/train.md", help="Markdown file to write")
-    parser.add_argument("--steps", type=int, default=2, help="timed steps per config and ops implementation")
+    parser.add_argument("--steps", type=int, default=1, help="timed steps per config and ops implementation")
     args = parser.parse_args(argv)
     rows = []
     for label, overrides, res in CONFIGS:
