@@ -7,6 +7,9 @@ it, so when apt or SLURM is unavailable the tier FAILS with the reason; it is ne
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from local_cluster import ClusterError, LocalCluster, ensure_installed
 
@@ -27,3 +30,15 @@ def slurm_cluster(tmp_path_factory):
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def compiled_ops_warm() -> int:
+    """Builds the compiled CPU ops into the cache once (or finds them there) before any job starts.
+
+    Otherwise the first job's ranks begin with that build (one builds, the other waits on the build lock),
+    which takes minutes on a busy 2-core machine. Returns the build's exit code: a failed build is not this
+    tier's concern (the ops tiers test it), the jobs then fall back to the reference ops.
+    """
+    code = "from sg3.ops._dispatch import load_extension; load_extension('cpp')"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=1800).returncode

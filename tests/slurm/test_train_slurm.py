@@ -38,7 +38,7 @@ SBATCH_EDITS = [
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> str:
+def dataset(tmp_path_factory, compiled_ops_warm) -> str:
     return ensure_demo_dataset(str(tmp_path_factory.mktemp("slurm-data")), resolution=16, count=64)
 
 
@@ -105,7 +105,7 @@ def uninterrupted(slurm_cluster, tmp_path_factory, dataset):
     env = _job_env(slurm_cluster, tmp_path_factory.mktemp("wandb-env"))
     workdir = tmp_path_factory.mktemp("sbatch")
     job_id = submit(slurm_cluster, env, workdir, tiny_overrides(dataset, workdir / "runs", "plain"))
-    info = wait_done(slurm_cluster, workdir, job_id, timeout=300)
+    info = wait_done(slurm_cluster, workdir, job_id, timeout=600)
     return job_id, info, workdir, workdir / "runs" / "plain"
 
 
@@ -146,7 +146,7 @@ def test_preempted_job_requeues_and_resumes_to_the_same_counters(
     job_id = submit(slurm_cluster, env, workdir, tiny_overrides(dataset, workdir / "runs", "preempted"))
     # Wait until training runs (the first tick is logged after step 1), then send the preemption signal.
     stats = run_dir / "stats.jsonl"
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 600
     while not (stats.exists() and stats.read_text().strip()):
         state = slurm_cluster.job_state(job_id).get("JobState")
         if time.monotonic() > deadline or state not in ("PENDING", "RUNNING"):
@@ -165,7 +165,7 @@ def test_preempted_job_requeues_and_resumes_to_the_same_counters(
         if time.monotonic() > deadline or fields.get("JobState") in ("COMPLETED", "FAILED", "CANCELLED"):
             pytest.fail(f"job was not requeued: {fields}\n{job_log(workdir, job_id)[-6000:]}", pytrace=False)
         time.sleep(0.2)
-    info = wait_done(slurm_cluster, workdir, job_id, timeout=300)
+    info = wait_done(slurm_cluster, workdir, job_id, timeout=600)
     log = job_log(workdir, job_id)
     assert info["Restarts"] == "1"
     assert "restart 1" in log
@@ -199,7 +199,7 @@ def test_hydra_sweep_on_slurm_collects_both_results(slurm_cluster, tmp_path, dat
         "hydra.launcher.cpus_per_task=1",
         "hydra.launcher.timeout_min=10",
     ]
-    res = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=420)
+    res = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     logs = "\n".join(
         Path(p).read_text(errors="replace")[-3000:] for p in glob.glob(f"{sweep_dir}/.submitit/*/*.err")
     )
