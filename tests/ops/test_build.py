@@ -111,7 +111,6 @@ def test_auto_warns_once_and_falls_back(monkeypatch):
         )
 
     monkeypatch.setattr(_dispatch, "load_extension", broken)
-    monkeypatch.setattr(_dispatch, "_AUTO_TO_REF", False)
     monkeypatch.setattr(_dispatch, "_failed", {})
     x = torch.randn(1, 2, 6, 6)
     with pytest.warns(RuntimeWarning, match="/x/build.log"):

@@ -36,28 +36,56 @@ inline int64_t round_up8(int64_t n) { return (n + 7) / 8 * 8; }
 
 // out[0..n) (+)= sum_t ws[t] * srcs[t][0..n). Register-blocked so the compiler keeps the accumulators in
 // vector registers across taps; this is the only hot loop of the resampling kernels.
-template <typename T, bool ACC, int V>
-inline int64_t wsum_blocks(T* __restrict out, int64_t b, int64_t n, const T* const* srcs, const T* ws, int nt) {
-  for (; b + V <= n; b += V) {
-    T acc[V];
-#pragma GCC unroll 32
-    for (int l = 0; l < V; ++l) acc[l] = ACC ? out[b + l] : T(0);
-    for (int t = 0; t < nt; ++t) {
-      const T w = ws[t];
-      const T* __restrict s = srcs[t] + b;
-#pragma GCC unroll 32
-      for (int l = 0; l < V; ++l) acc[l] += w * s[l];
-    }
-#pragma GCC unroll 32
-    for (int l = 0; l < V; ++l) out[b + l] = acc[l];
-  }
-  return b;
-}
+// 256-bit vectors via GCC/Clang vector extensions (unaligned loads/stores through the may_alias types),
+// so the hot loop compiles to broadcast + FMA on vector registers whatever the auto-vectorizer decides.
+typedef float VecF __attribute__((vector_size(32), aligned(4), may_alias));
+typedef double VecD __attribute__((vector_size(32), aligned(8), may_alias));
+template <typename T>
+struct VecOf;
+template <>
+struct VecOf<float> {
+  using type = VecF;
+  static constexpr int kLanes = 8;
+};
+template <>
+struct VecOf<double> {
+  using type = VecD;
+  static constexpr int kLanes = 4;
+};
 
 template <typename T, bool ACC>
 inline void wsum(T* __restrict out, int64_t n, const T* const* srcs, const T* ws, int nt) {
-  int64_t b = wsum_blocks<T, ACC, 128 / sizeof(T)>(out, 0, n, srcs, ws, nt);  // 4 vector registers
-  b = wsum_blocks<T, ACC, 32 / sizeof(T)>(out, b, n, srcs, ws, nt);           // 1 vector register
+  using V = typename VecOf<T>::type;
+  constexpr int W = VecOf<T>::kLanes;
+  int64_t b = 0;
+  for (; b + 4 * W <= n; b += 4 * W) {  // 4 accumulators in registers across all taps
+    V a0, a1, a2, a3;
+    if constexpr (ACC) {
+      a0 = *reinterpret_cast<const V*>(out + b);
+      a1 = *reinterpret_cast<const V*>(out + b + W);
+      a2 = *reinterpret_cast<const V*>(out + b + 2 * W);
+      a3 = *reinterpret_cast<const V*>(out + b + 3 * W);
+    } else {
+      a0 = a1 = a2 = a3 = V{};
+    }
+    for (int t = 0; t < nt; ++t) {
+      const T* s = srcs[t] + b;
+      const T w = ws[t];
+      a0 += w * *reinterpret_cast<const V*>(s);
+      a1 += w * *reinterpret_cast<const V*>(s + W);
+      a2 += w * *reinterpret_cast<const V*>(s + 2 * W);
+      a3 += w * *reinterpret_cast<const V*>(s + 3 * W);
+    }
+    *reinterpret_cast<V*>(out + b) = a0;
+    *reinterpret_cast<V*>(out + b + W) = a1;
+    *reinterpret_cast<V*>(out + b + 2 * W) = a2;
+    *reinterpret_cast<V*>(out + b + 3 * W) = a3;
+  }
+  for (; b + W <= n; b += W) {
+    V a0 = ACC ? *reinterpret_cast<const V*>(out + b) : V{};
+    for (int t = 0; t < nt; ++t) a0 += ws[t] * *reinterpret_cast<const V*>(srcs[t] + b);
+    *reinterpret_cast<V*>(out + b) = a0;
+  }
   for (; b < n; ++b) {
     T acc = ACC ? out[b] : T(0);
     for (int t = 0; t < nt; ++t) acc += ws[t] * srcs[t][b];

@@ -22,7 +22,6 @@ IMPLS = ("auto", "ref", "cpp", "cuda")
 _log = logging.getLogger(__name__)
 _state = threading.local()
 _process_default = "auto"
-_AUTO_TO_REF = True  # compiled CPU kernels still under validation
 _failed: dict[str, str] = {}  # kind -> message of the failed build ('auto' falls back to ref)
 
 
@@ -89,8 +88,6 @@ def resolve(impl: str, x: torch.Tensor) -> tuple[str, ModuleType | None]:
     if name == "ref":
         return "ref", None
     if name == "auto":
-        if _AUTO_TO_REF:
-            return "ref", None
         kind = _extension_kind(x)
         if kind in _failed:
             return "ref", None
