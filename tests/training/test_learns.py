@@ -8,7 +8,7 @@ from training_helpers import tiny_module
 
 SG2_TINY = ["model=stylegan2", "model.z_dim=16", "model.w_dim=16", "model.map_depth=2", "model.cbase=512",
             "model.cmax=16", "model.mbstd_group=4", "augment=none", "batch=8", "loss.r1_gamma=0.05",
-            "ema_kimg=0.02", "optim.glr=0.005", "optim.dlr=0.005"]  # fmt: skip
+            "ema_kimg=0.02", "optim.glr=0.01", "optim.dlr=0.01"]  # fmt: skip
 COLOR_MEAN = torch.tensor([0.6, -0.5, 0.1])  # in [-1, 1]
 COLOR_STD = torch.tensor([0.15, 0.1, 0.2])
 
@@ -33,7 +33,7 @@ def test_tiny_gan_halves_a_colour_statistic_distance():
     module = tiny_module(SG2_TINY)
     gen = torch.Generator().manual_seed(1)
     before = distance(module)
-    for _ in range(300):
+    for _ in range(60):  # measured here: 2.21 -> 0.92 (20 steps) -> 0.29 (40) -> 0.42 (60)
         module.training_step((synthetic_batch(8, gen), torch.zeros(8, 0)), 0)
     after = distance(module)
     assert after < before / 2, (before, after)
