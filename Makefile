@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test bench doctor lint format clean
+.PHONY: help install train test bench doctor gpu-check lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ bench: install ## run the benchmarks and write docs/benchmarks.md
 
 doctor: install ## build every compiled op, print the toolchain, run parity checks
 	$(BIN)/sg3-doctor
+
+gpu-check: install ## on a GPU host: build the CUDA ops, run the gpu tier and a short T/R training, write a JSON report
+	bash scripts/gpu_check.sh
 
 lint: install ## ruff check + format check
 	$(BIN)/ruff check src tests scripts
