@@ -164,4 +164,4 @@ def test_metrics_group_adds_the_metrics_callback_by_target(tmp_path):
     parts = build_in_process(["experiment=demo", "metrics=fid50k_full"], tmp_path)
     found = [cb for cb in parts["trainer"].callbacks if type(cb).__name__ == "MetricsCallback"]
     assert len(found) == 1
-    assert parts["model"].derived["snapshot_kimg"] == pytest.approx(0.2)  # demo: snap 2 x 0.1 kimg
+    assert parts["model"].derived["snapshot_kimg"] == pytest.approx(1.0)  # demo: snap 5 x 0.2 kimg

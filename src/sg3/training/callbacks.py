@@ -305,6 +305,7 @@ def format_summary(info: dict[str, Any], overrides: list[str]) -> str:
     if info["wandb"] and "offline" in info["wandb"]:
         wandb_dir += "  (offline; upload with `wandb sync <that dir>`)"
     generator = info["generator"] or "<run dir>/network-snapshot-*.pt"
+    keep = [o for o in overrides if o.split("=", 1)[0] not in ("name", "resume", "total_kimg")]
     lines = [
         f"sg3-train {status} at {info['kimg']:.1f} kimg in {_fmt_time(info['seconds'])} "
         f"({info['img_per_sec']:.1f} img/s, augment p {info['augment_p']:.3f})",
@@ -316,7 +317,7 @@ def format_summary(info: dict[str, Any], overrides: list[str]) -> str:
         f"  stats       {info['run_dir']}/stats.jsonl",
         "next:",
         f"  sg3-generate --network {generator} --seeds 0-7 --outdir out",
-        f"  sg3-train {' '.join(overrides)} resume=auto total_kimg=<more>   # continue this run",
+        f"  sg3-train {' '.join(keep)} name={Path(info['run_dir']).name} resume=auto total_kimg=<more>",
     ]
     return "\n".join(lines)
 
