@@ -38,7 +38,9 @@ def _assemble() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", default="", help="comma-separated areas to run (default: all)")
     parser.add_argument("--skip", default="", help="comma-separated areas to leave out")
     parser.add_argument("--assemble-only", action="store_true", help="only rebuild docs/benchmarks.md")
@@ -59,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== bench {area} ({script.relative_to(ROOT)})", flush=True)
             start = time.perf_counter()
             proc = subprocess.run([sys.executable, str(script), "--out", str(BENCH_DIR / f"{area}.md")])
-            print(f"== bench {area}: exit {proc.returncode} after {time.perf_counter() - start:.0f} s", flush=True)
+            print(
+                f"== bench {area}: exit {proc.returncode} after {time.perf_counter() - start:.0f} s",
+                flush=True,
+            )
             if proc.returncode != 0:
                 failed.append(area)
     _assemble()

@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 
-import pytest
-
 # Hermetic settings, fixed before any test imports wandb or torch-fidelity.
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
