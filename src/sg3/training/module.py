@@ -130,8 +130,9 @@ class StyleGAN3Module(LightningModule):
             torch.manual_seed(seed + self.cur_nimg)
             np.random.seed((seed + self.cur_nimg) % 2**32)
         self._label_gen = torch.Generator().manual_seed(seed + self.cur_nimg)
+        # tick_start_nimg is 0 on a fresh run and restored by on_load_checkpoint on resume, so a resumed
+        # run keeps the tick boundaries of the uninterrupted one.
         self._start_time = self._tick_start_time = time.time()
-        self.tick_start_nimg = self.cur_nimg
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
