@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 
+import pytest
+
 # Hermetic settings, fixed before any test imports wandb or torch-fidelity.
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -58,3 +60,19 @@ def pytest_collection_modifyitems(config, items):
 def pytest_terminal_summary(terminalreporter):
     for marker, (why, count) in _DESELECTED.items():
         terminalreporter.write_line(f"tier '{marker}': {count} test(s) deselected: {why}", yellow=True)
+
+
+@pytest.fixture
+def ref_ops_one_thread():
+    """Pure-PyTorch ops (no extension build) on one torch thread (the 2 cores are shared)."""
+    import torch
+
+    import sg3.ops
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with sg3.ops.use_impl("ref"):
+            yield
+    finally:
+        torch.set_num_threads(threads)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from metrics_testkit import TinyDetector, TinyLpips, TinyProbs
 
 
@@ -18,14 +17,6 @@ def detectors():
 
 
 @pytest.fixture(autouse=True)
-def _reference_ops():
-    """Pure-PyTorch ops (no extension build here) on one torch thread (the 2 cores are shared)."""
-    import sg3.ops
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with sg3.ops.use_impl("ref"):
-            yield
-    finally:
-        torch.set_num_threads(threads)
+def _reference_ops(ref_ops_one_thread):
+    """Every test here runs on the reference ops, one torch thread (fixture in tests/conftest.py)."""
+    yield

@@ -13,17 +13,9 @@ SMALL = dict(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3)
 
 
 @pytest.fixture(autouse=True)
-def _reference_ops():
-    """Pure-PyTorch ops (no extension build here) on one torch thread (the 2 cores are shared)."""
-    import sg3.ops
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with sg3.ops.use_impl("ref"):
-            yield
-    finally:
-        torch.set_num_threads(threads)
+def _reference_ops(ref_ops_one_thread):
+    """Every test here runs on the reference ops, one torch thread (fixture in tests/conftest.py)."""
+    yield
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import re
@@ -22,6 +23,7 @@ __all__ = [
     "class_labels",
     "set_user_transform",
     "to_uint8",
+    "console_main",
     "run_cli",
 ]
 
@@ -145,3 +147,14 @@ def run_cli(fn: Callable[[], int | None], prog: str) -> int:
     except (CliError, FileNotFoundError, ValueError, TypeError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
+
+
+def console_main(
+    build_parser: Callable[[], argparse.ArgumentParser],
+    run: Callable[[argparse.Namespace], int | None],
+    prog: str,
+    argv: list[str] | None,
+) -> int:
+    """A console script's body: parse `argv` with `build_parser()`, then `run(args)` under `run_cli`."""
+    args = build_parser().parse_args(argv)
+    return run_cli(lambda: run(args), prog)

@@ -19,11 +19,11 @@ from tqdm.auto import tqdm
 from sg3.tools.cli_common import (
     CliError,
     class_labels,
+    console_main,
     load_network,
     parse_pair,
     parse_seeds,
     resolve_device,
-    run_cli,
     seed_latent,
     set_user_transform,
     to_uint8,
@@ -142,8 +142,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point."""
-    args = build_parser().parse_args(argv)
-    return run_cli(lambda: _run(args), "sg3-generate")
+    return console_main(build_parser, _run, "sg3-generate", argv)
 
 
 if __name__ == "__main__":

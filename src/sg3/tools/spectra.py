@@ -23,7 +23,14 @@ import numpy as np  # noqa: E402
 import scipy.ndimage  # noqa: E402
 import torch  # noqa: E402
 
-from sg3.tools.cli_common import CliError, class_labels, load_network, resolve_device, run_cli, seed_latent  # noqa: E402
+from sg3.tools.cli_common import (  # noqa: E402
+    CliError,
+    class_labels,
+    console_main,
+    load_network,
+    resolve_device,
+    seed_latent,
+)
 
 __all__ = ["main", "average_spectrum", "spectrum_db", "slices", "image_source"]
 
@@ -180,8 +187,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point."""
-    args = build_parser().parse_args(argv)
-    return run_cli(lambda: _run(args), "sg3-spectra")
+    return console_main(build_parser, _run, "sg3-spectra", argv)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from sg3.tools.cli_common import CliError, class_labels, load_network, resolve_device, run_cli
+from sg3.tools.cli_common import CliError, class_labels, console_main, load_network, resolve_device
 
 __all__ = ["main", "high_frequency_energy", "sticking_analysis", "comparison_image"]
 
@@ -138,8 +138,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point."""
-    args = build_parser().parse_args(argv)
-    return run_cli(lambda: _run(args), "sg3-sticking")
+    return console_main(build_parser, _run, "sg3-sticking", argv)
 
 
 if __name__ == "__main__":
