@@ -21,8 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from sg3.training.derive import ConfigError
 
-# The repository's conf/ (editable installs); a packaged copy under sg3/conf otherwise.
-_CONF_CANDIDATES = (Path(__file__).resolve().parents[2] / "conf", Path(__file__).resolve().parent / "conf")
+# The repository's conf/ (editable installs), else the copy a wheel installs under <prefix>/share/sg3/conf.
+_CONF_CANDIDATES = (Path(__file__).resolve().parents[2] / "conf", Path(sys.prefix) / "share" / "sg3" / "conf")
 CONF_DIR = str(next((p for p in _CONF_CANDIDATES if (p / "train.yaml").is_file()), _CONF_CANDIDATES[0]))
 
 # How to set each required (???) value.
