@@ -30,43 +30,14 @@ TARGETS = {
 }
 
 # Generator configurations whose filtered_lrelu layers are timed: name -> synthesis kwargs and batch.
+_CFG_KWARGS = {
+    "stylegan3-t": dict(channel_base=32768, channel_max=512, conv_kernel=3, use_radial_filters=False),
+    "stylegan3-r": dict(channel_base=65536, channel_max=1024, conv_kernel=1, use_radial_filters=True),
+}
 GENERATORS = {
-    "T256": dict(
-        cfg="stylegan3-t",
-        img_resolution=256,
-        channel_base=32768,
-        channel_max=512,
-        conv_kernel=3,
-        use_radial_filters=False,
-        batch=32,
-    ),
-    "R256": dict(
-        cfg="stylegan3-r",
-        img_resolution=256,
-        channel_base=65536,
-        channel_max=1024,
-        conv_kernel=1,
-        use_radial_filters=True,
-        batch=32,
-    ),
-    "T1024": dict(
-        cfg="stylegan3-t",
-        img_resolution=1024,
-        channel_base=32768,
-        channel_max=512,
-        conv_kernel=3,
-        use_radial_filters=False,
-        batch=4,
-    ),
-    "R1024": dict(
-        cfg="stylegan3-r",
-        img_resolution=1024,
-        channel_base=65536,
-        channel_max=1024,
-        conv_kernel=1,
-        use_radial_filters=True,
-        batch=4,
-    ),
+    f"{cfg[-1].upper()}{res}": dict(cfg=cfg, img_resolution=res, **_CFG_KWARGS[cfg], batch=batch)
+    for res, batch in ((256, 32), (1024, 4))
+    for cfg in _CFG_KWARGS
 }
 
 
