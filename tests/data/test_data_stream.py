@@ -220,24 +220,6 @@ def test_url_forms(make_shards, values_of):
         resolve_urls(os.path.join(dest, "nothing-*.tar"))
 
 
-def test_pil_decoder_matches_torchvision(make_shards, monkeypatch):
-    import sg3.data.stream as stream
-    from sg3.data.shards import iter_shard_samples
-
-    dest = make_shards(3, shard_size=10)
-    samples = [s for _, s in iter_shard_samples(os.path.join(dest, "shard-000000.tar"))]
-    fast = [
-        (stream.decode_sample(s), stream.decode_sample(s, 1), stream.decode_sample(s, 4)) for s in samples
-    ]
-    monkeypatch.setattr(stream, "decode_image", None)  # as with a torchvision without image codecs
-    for s, (rgb, gray, rgba) in zip(samples, fast):
-        assert rgb.shape == (3, 8, 8) and torch.equal(stream.decode_sample(s), rgb)
-        assert torch.equal(stream.decode_sample(s, 4), rgba) and rgba.shape == (4, 8, 8)
-        assert (stream.decode_sample(s, 1).int() - gray.int()).abs().max() <= 1  # gray weights may round
-    with pytest.raises(ValueError, match="cannot decode png"):
-        stream.decode_sample({"png": b"\x89PNG\r\n\x1a\nbroken"})
-
-
 def test_training_stream_without_index(make_shards):
     dest = make_shards(12, shard_size=5)
     os.remove(os.path.join(dest, "dataset.json"))

@@ -164,7 +164,7 @@ class ShardDataModule(L.LightningDataModule):
         if self._probed is None:
             self.check_first_sample()
 
-    def _config(self, mode: str, rank: int, world_size: int) -> StreamConfig:
+    def _config(self, mode: str, rank: int, world_size: int, batch_size: int) -> StreamConfig:
         return StreamConfig(
             urls=list(self.shards.urls),
             counts=None if self.shards.counts is None else list(self.shards.counts),
@@ -179,14 +179,14 @@ class ShardDataModule(L.LightningDataModule):
             resolution=self.resolution,
             channels=self.num_channels,
             strict=self.strict,
+            batch_size=batch_size,
         )
 
-    def _loader(self, cfg: StreamConfig, batch_size: int, drop_last: bool) -> DataLoader:
+    def _loader(self, cfg: StreamConfig) -> DataLoader:
         return DataLoader(
             ShardStream(cfg, self.skipped),
-            batch_size=batch_size,
+            batch_size=None,  # the stream yields whole batches (decoded straight into the batch tensor)
             num_workers=self.num_workers,
-            drop_last=drop_last,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=False,
             # fork starts fast and is the Linux default up to Python 3.13 (3.14 defaults to forkserver);
@@ -199,7 +199,7 @@ class ShardDataModule(L.LightningDataModule):
         if self._probed is None:
             self.check_first_sample()
         rank, world = self._detect_rank_world()
-        return self._loader(self._config("train", rank, world), self.batch_size, drop_last=True)
+        return self._loader(self._config("train", rank, world, self.batch_size))
 
     def exactly_once_loader(self, batch_size: int, rank: int = 0, world_size: int = 1) -> DataLoader:
         """Finite loader giving every sample exactly once across ranks and workers (no flips, no shuffle).
@@ -216,7 +216,7 @@ class ShardDataModule(L.LightningDataModule):
             raise ValueError(f"batch_size={batch_size} must be >= 1")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank={rank} must be in [0, world_size={world_size})")
-        return self._loader(self._config("once", rank, world_size), batch_size, drop_last=False)
+        return self._loader(self._config("once", rank, world_size, batch_size))
 
     def sample_labels(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Labels for generated images: classes drawn like the dataset's labels (its class frequencies).

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from sg3.data.codec import encode_png_stored
 from sg3.data.shards import INDEX_FORMAT, INDEX_NAME, ShardWriter, write_index
 from sg3.data.sources import LABEL_MODES, SourceItem, assign_class_ids, open_source
 from sg3.data.transforms import (
@@ -53,7 +54,7 @@ class ConvertOptions:
         channels: ``'rgb'``, ``'gray'``, ``'rgba'`` or ``'keep'``.
         image_format: ``'png'`` (lossless) or ``'jpg'``.
         quality: JPEG quality 1..100 (only for jpg).
-        png_compression: PNG zlib level 0..9 (0 = stored: largest files, fastest decode).
+        png_compression: PNG zlib level 0..9 (0 = stored and unfiltered: largest files, fastest decode).
         shard_size: Most samples per shard.
         shard_bytes: Most bytes per shard.
         seed: Seed of the sample order (and of the ``max_images`` subset).
@@ -148,6 +149,8 @@ def _check_options(opts: ConvertOptions) -> tuple[int, int] | None:
 
 def _encode(img: Image.Image, opts: ConvertOptions) -> bytes:
     buf = io.BytesIO()
+    if opts.image_format == "png" and opts.png_compression == 0:
+        return encode_png_stored(np.asarray(img))  # no row filters: the stream's fast decode path
     if opts.image_format == "png":
         img.save(buf, format="PNG", compress_level=opts.png_compression)
     else:

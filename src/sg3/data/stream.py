@@ -14,40 +14,24 @@ out of ``C = world_size * num_workers``. Rank and world size are captured when t
 
 from __future__ import annotations
 
-import io
 import logging
 import multiprocessing
 import os
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing import context as mp_context
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
-try:  # libpng/libjpeg-turbo through torchvision: ~1.1x (PNG) to 2x (JPEG) faster than PIL
-    from torchvision.io import ImageReadMode, decode_image
-
-    warnings.filterwarnings(  # torchvision 0.29 deprecates its codecs (one warning per call otherwise)
-        "ignore",
-        message="The image decoding and encoding capabilities of TorchVision",
-        category=DeprecationWarning,
-    )
-    _READ_MODES = {1: ImageReadMode.GRAY, 3: ImageReadMode.RGB, 4: ImageReadMode.RGB_ALPHA}
-except ImportError:  # a torchvision without image codecs: PIL
-    decode_image = None
-
+from sg3.data.codec import decode_array, decode_sample, image_key
 from sg3.data.shards import iter_shard_samples
 
 __all__ = ["SKIP_KINDS", "SkipCounter", "StreamConfig", "ShardStream", "decode_sample"]
 
 log = logging.getLogger(__name__)
 SKIP_KINDS = ("corrupt_sample", "wrong_shape", "truncated_shard", "unreadable_shard")
-IMAGE_KEYS = ("png", "jpg", "jpeg", "webp")
-_PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
 
 class SkipCounter:
@@ -103,6 +87,8 @@ class StreamConfig:
         resolution: Expected side in pixels, or None to accept any (consistent) size.
         channels: Expected channel count (decoded images are converted to it), or None.
         strict: Raise on a corrupt sample or broken shard instead of skipping it.
+        batch_size: Images per yielded batch ``(img uint8 [N,C,H,W], c float32 [N,c_dim])``; the last
+            batch of a finite stream may be smaller. 0 yields single images ``([C,H,W], [c_dim])``.
     """
 
     urls: list[str]
@@ -118,33 +104,7 @@ class StreamConfig:
     resolution: int | None = None
     channels: int | None = None
     strict: bool = False
-
-
-def decode_sample(sample: dict, channels: int | None = None) -> torch.Tensor:
-    """Decodes the image of a raw sample into uint8 ``[C, H, W]``.
-
-    Args:
-        sample: Raw sample (extension -> bytes) with one of the keys png/jpg/jpeg/webp.
-        channels: Convert to 1, 3 or 4 channels; None keeps the stored channels.
-
-    Returns:
-        The image tensor.
-    """
-    ext = next((k for k in IMAGE_KEYS if k in sample), None)
-    if ext is None:
-        raise ValueError(f"sample has no image (keys {sorted(k for k in sample if not k.startswith('__'))})")
-    if decode_image is not None:
-        data = torch.frombuffer(bytearray(sample[ext]), dtype=torch.uint8)
-        return decode_image(data, mode=_READ_MODES.get(channels, ImageReadMode.UNCHANGED))
-    try:
-        img = Image.open(io.BytesIO(sample[ext]))
-        if channels is not None and img.mode != _PIL_MODES[channels]:
-            img = img.convert(_PIL_MODES[channels])
-        arr = np.asarray(img)  # [H, W] or [H, W, C]
-    except (OSError, SyntaxError) as exc:
-        raise ValueError(f"cannot decode {ext}: {exc}") from exc
-    arr = arr[:, :, None] if arr.ndim == 2 else arr
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))  # [C, H, W]
+    batch_size: int = 0
 
 
 def _range_reads(urls, counts, order, lo, hi):
@@ -265,41 +225,75 @@ class ShardStream(IterableDataset):
         rng.shuffle(buf)
         yield from buf
 
-    def _decode(self, sample: dict) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def _decode(self, sample: dict) -> tuple[np.ndarray, int] | None:
+        """(pixels uint8 [H, W, C] (a view), label or -1), or None when the sample is skipped."""
         cfg = self.cfg
         where = f"sample {sample['__key__']} of {sample['__url__']}"
+        label = -1
         try:
-            img = decode_sample(sample, cfg.channels)
-            c = torch.zeros(cfg.c_dim, dtype=torch.float32)
+            ext = image_key(sample)
+            arr = decode_array(sample[ext], ext, cfg.channels)
             if cfg.c_dim:
                 if "cls" not in sample:
                     raise ValueError("has no 'cls' label but labels are in use")
                 label = int(sample["cls"].decode("ascii").strip())
                 if not 0 <= label < cfg.c_dim:
                     raise ValueError(f"label {label} is outside [0, {cfg.c_dim})")
-                c[label] = 1
         except (RuntimeError, ValueError, UnicodeDecodeError) as exc:
             self._on_error("corrupt_sample", where, exc)
             return None
         side = cfg.resolution
-        if img.ndim != 3 or img.shape[1] != img.shape[2] or (side is not None and img.shape[1] != side):
+        if arr.ndim != 3 or arr.shape[0] != arr.shape[1] or (side is not None and arr.shape[0] != side):
+            shape = [arr.shape[2], *arr.shape[:2]] if arr.ndim == 3 else list(arr.shape)
             exp = f"[{cfg.channels or 'C'}, {side}, {side}]"
-            self._on_error("wrong_shape", where, ValueError(f"shape {list(img.shape)}, expected {exp}"))
+            self._on_error("wrong_shape", where, ValueError(f"shape {shape}, expected {exp}"))
             return None
-        return img, c
+        return arr, label
+
+    def _new_batch(self, size: int, shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Empty batch tensors; images in shared memory inside a DataLoader worker (no copy on hand-off)."""
+        c, h, w = shape
+        if get_worker_info() is None:
+            img = torch.empty(size, c, h, w, dtype=torch.uint8)
+        else:  # as torch's default_collate does for batches built in workers
+            storage = torch.UntypedStorage._new_shared(size * c * h * w)
+            img = torch.empty(0, dtype=torch.uint8).set_(storage, 0, (size, c, h, w))
+        return img, torch.zeros(size, self.cfg.c_dim, dtype=torch.float32)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         k, n, worker = self._consumer()
         cfg = self.cfg
         rng = np.random.default_rng([cfg.seed, cfg.generation, cfg.rank, worker, 1])
         samples = self._raw(k, n)
+        mirror = cfg.mode == "train" and cfg.mirror
         if cfg.mode == "train":
             samples = self._shuffled(samples, rng)
+        size = max(cfg.batch_size, 1)
+        img = c = pixels = None
+        fill = 0
         for sample in samples:
             out = self._decode(sample)
             if out is None:
                 continue
-            img, c = out
-            if cfg.mode == "train" and cfg.mirror and rng.random() < 0.5:
-                img = img.flip(-1)
-            yield img, c
+            arr, label = out
+            shape = (arr.shape[2], arr.shape[0], arr.shape[1])
+            if img is not None and tuple(img.shape[1:]) != shape:  # only possible with resolution=None
+                where = f"sample {sample['__key__']} of {sample['__url__']}"
+                self._on_error(
+                    "wrong_shape", where, ValueError(f"shape {list(shape)}, batch has {list(img.shape[1:])}")
+                )
+                continue
+            if img is None:
+                img, c = self._new_batch(size, shape)
+                pixels = img.numpy()
+            if mirror and rng.random() < 0.5:
+                arr = arr[:, ::-1]  # x-flip as a view: the copy below does it
+            np.copyto(pixels[fill], arr.transpose(2, 0, 1))  # [H, W, C] -> [C, H, W]
+            if label >= 0:
+                c[fill, label] = 1
+            fill += 1
+            if fill == size:
+                yield (img, c) if cfg.batch_size else (img[0], c[0])
+                img, fill = None, 0
+        if fill:
+            yield img[:fill], c[:fill]
