@@ -163,6 +163,30 @@ def test_bias_act_float16_and_no_bias():
     )
 
 
+@pytest.mark.parametrize("act", ["linear", "relu", "lrelu", "tanh"])
+@pytest.mark.parametrize(
+    "shape,layout", [((2, 7, 5, 9), "plain"), ((2, 19, 3, 5), "channels_last"), ((2, 3, 48, 40), "plain")]
+)
+def test_bias_act_vector_body_tails_and_fused_bias_grad(act, shape, layout):
+    """Rows that are not whole vectors (7x45, 19 channels-last), and rows long enough for the blocked
+    bias-gradient sum (1920 elements), in float32; the CPU extension reduces db in the backward kernel."""
+    assert hasattr(_build.load_extension("cpp"), "bias_act_grad_db")
+    g = torch.Generator().manual_seed(13)
+    x = (torch.randn(shape, generator=g) * 2).requires_grad_(True)
+    if layout == "channels_last":
+        x = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    b = torch.randn(shape[1], generator=g).requires_grad_(True)
+    for kw in (dict(), dict(clamp=1.3, gain=1.7)):
+        _pair(
+            lambda t, bb, kw=kw: ops.bias_act(t, bb, act=act, impl="ref", **kw),
+            lambda t, bb, kw=kw: ops.bias_act(t, bb, act=act, impl="cpp", **kw),
+            [x, b],
+            rtol=1e-5,
+            atol=2e-5,
+            gradgrad=True,
+        )
+
+
 FL_CASES = [
     # up, down, fu (ndim, taps), fd (ndim, taps), padding, size, clamp, slope, gain, flip
     (2, 2, (1, 12), (1, 12), [9, 8, 9, 8], (12, 12), 256.0, 0.2, math.sqrt(2), False),

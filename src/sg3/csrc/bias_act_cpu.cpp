@@ -1,11 +1,19 @@
-// bias_act on CPU (spec 2.2; contract in ops.h): one fused pass for the value or its derivatives.
+// bias_act on CPU (spec 2.2; contract in ops.h): one fused pass for the value or its derivatives, and a
+// CPU-only variant of the first derivative that also reduces the bias gradient in the same pass.
 // Copyright 2026 the sg3 authors. Apache-2.0.
+//
+// x is viewed as [outer, C, inner] with the bias along C. For linear/relu/lrelu the hot loop works on
+// 256-bit vectors with selects (GCC/Clang vector extensions): written as scalar ternaries, GCC keeps the
+// branches, and random signs then cost a misprediction per element. The other activations run scalar.
 #define SG3_OPS_NAMESPACE sg3cpu
 #include <ATen/Parallel.h>
 
 #include <cmath>
+#include <tuple>
+#include <vector>
 
 #include "ops.h"
+#include "polyphase_cpu.h"  // VecOf: 256-bit vector types
 
 namespace sg3cpu {
 namespace {
@@ -13,6 +21,7 @@ namespace {
 enum Act { kLinear = 1, kRelu, kLrelu, kTanh, kSigmoid, kElu, kSelu, kSoftplus, kSwish };
 constexpr double kSeluScale = 1.0507009873554804934193349852946;
 constexpr double kSeluAlpha = 1.6732632423543772848170429916717;
+constexpr int64_t kGrain = 32768;  // elements per task: large enough to amortise a thread wake-up
 
 template <typename T>
 inline T sigmoid(T v) {
@@ -25,9 +34,11 @@ inline T act(T v, T alpha) {
   if constexpr (ACT == kLinear) {
     return D == 0 ? v : (D == 1 ? T(1) : T(0));
   } else if constexpr (ACT == kRelu) {
-    return D == 0 ? (v > T(0) ? v : T(0)) : (D == 1 ? (v > T(0) ? T(1) : T(0)) : T(0));
+    const T pos = v > T(0) ? T(1) : T(0);
+    return D == 0 ? v * pos : (D == 1 ? pos : T(0));
   } else if constexpr (ACT == kLrelu) {
-    return D == 0 ? (v > T(0) ? v : v * alpha) : (D == 1 ? (v > T(0) ? T(1) : alpha) : T(0));
+    const T slope = v > T(0) ? T(1) : alpha;
+    return D == 0 ? v * slope : (D == 1 ? slope : T(0));
   } else if constexpr (ACT == kTanh) {
     const T t = std::tanh(v);
     return D == 0 ? t : (D == 1 ? T(1) - t * t : T(-2) * t * (T(1) - t * t));
@@ -53,70 +64,161 @@ inline T act(T v, T alpha) {
   }
 }
 
+template <typename T>
 struct Params {
-  double alpha, gain, clamp;
+  T alpha, gain, clamp;
 };
 
-// One element: v = x + b; returns the op's result for derivative order GRAD.
+// One element: v = x + b; the op's result for derivative order GRAD (dy ignored when GRAD == 0).
 template <int ACT, int GRAD, bool CLAMP, typename T>
-inline T element(T v, T dy, T alpha, T gain, T clamp) {
+inline T element(T v, T dy, const Params<T>& p) {
   if constexpr (GRAD == 0) {
-    T y = act<ACT, 0>(v, alpha) * gain;
-    if constexpr (CLAMP) y = y > clamp ? clamp : (y < -clamp ? -clamp : y);
+    const T y = act<ACT, 0>(v, p.alpha) * p.gain;
+    if constexpr (CLAMP) return std::min(std::max(y, -p.clamp), p.clamp);
     return y;
   } else {
-    T g = dy * gain * act<ACT, GRAD>(v, alpha);
-    if constexpr (CLAMP) {
-      const T y = act<ACT, 0>(v, alpha) * gain;
-      g = (y > clamp || y < -clamp) ? T(0) : g;
-    }
+    const T g = dy * p.gain * act<ACT, GRAD>(v, p.alpha);
+    if constexpr (CLAMP) return std::abs(act<ACT, 0>(v, p.alpha) * p.gain) > p.clamp ? T(0) : g;
     return g;
   }
 }
 
-// x viewed as [outer, C, inner]; b along C (or none).
-template <int ACT, int GRAD, bool CLAMP, typename T>
-void run(const T* x, const T* b, const T* dy, T* out, int64_t outer, int64_t C, int64_t inner, const Params& p) {
-  const T alpha = T(p.alpha), gain = T(p.gain), clamp = T(p.clamp);
-  const int64_t rows = outer * C;
-  if (inner == 1) {  // bias runs along the contiguous axis: rows of C elements
-    at::parallel_for(0, outer, std::max<int64_t>(1, 32768 / std::max<int64_t>(C, 1)), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const int64_t o = r * C;
-        for (int64_t c = 0; c < C; ++c) {
-          const T v = x[o + c] + (b ? b[c] : T(0));
-          out[o + c] = element<ACT, GRAD, CLAMP>(v, GRAD ? dy[o + c] : T(0), alpha, gain, clamp);
+constexpr bool piecewise_linear(int a) { return a == kLinear || a == kRelu || a == kLrelu; }
+
+// element() on a vector of lanes for the piecewise-linear activations: selects instead of branches.
+template <int ACT, int GRAD, bool CLAMP, typename V, typename T>
+inline V velement(V v, V dy, const Params<T>& p) {
+  const V one = V{} + T(1);
+  V slope = one;  // act'(v)
+  if constexpr (ACT == kRelu) slope = v > T(0) ? one : V{};
+  if constexpr (ACT == kLrelu) slope = v > T(0) ? one : V{} + p.alpha;
+  if constexpr (GRAD == 0) {
+    V y = v * slope * p.gain;
+    if constexpr (CLAMP) {
+      y = y > p.clamp ? V{} + p.clamp : y;
+      y = y < -p.clamp ? V{} - p.clamp : y;
+    }
+    return y;
+  } else if constexpr (GRAD == 1) {
+    const V g = dy * slope * p.gain;
+    if constexpr (CLAMP) {
+      const V y = v * slope * p.gain;
+      return (y > p.clamp) | (y < -p.clamp) ? V{} : g;
+    }
+    return g;
+  } else {
+    return V{};
+  }
+}
+
+// out[i] = element(x[i] + bias, dy[i]) for i < n, bias = bvec[i] (BVEC) or bconst. Returns the sum of out
+// when SUM (float lanes summed in blocks of 256 elements, blocks added in double).
+template <int ACT, int GRAD, bool CLAMP, bool BVEC, bool SUM, typename T>
+inline double row(const T* x, const T* bvec, T bconst, const T* dy, T* out, int64_t n, const Params<T>& p) {
+  using V = typename VecOf<T>::type;
+  constexpr int W = VecOf<T>::kLanes;
+  double total = 0;
+  int64_t i = 0;
+  if constexpr (piecewise_linear(ACT)) {
+    V acc = V{};
+    int blocks = 0;
+    for (; i + W <= n; i += W) {
+      V v = *reinterpret_cast<const V*>(x + i);
+      v = BVEC ? v + *reinterpret_cast<const V*>(bvec + i) : v + bconst;
+      const V d = GRAD ? *reinterpret_cast<const V*>(dy + i) : V{};
+      const V r = velement<ACT, GRAD, CLAMP>(v, d, p);
+      *reinterpret_cast<V*>(out + i) = r;
+      if constexpr (SUM) {
+        acc += r;
+        if (++blocks == 256 / W) {
+          for (int l = 0; l < W; ++l) total += double(acc[l]);
+          acc = V{};
+          blocks = 0;
         }
       }
+    }
+    if constexpr (SUM)
+      for (int l = 0; l < W; ++l) total += double(acc[l]);
+  }
+  for (; i < n; ++i) {
+    const T r = element<ACT, GRAD, CLAMP>(x[i] + (BVEC ? bvec[i] : bconst), GRAD ? dy[i] : T(0), p);
+    out[i] = r;
+    if constexpr (SUM) total += double(r);
+  }
+  return total;
+}
+
+// The whole tensor; db (length C, may be null) receives the sum of out over outer and inner.
+template <int ACT, int GRAD, bool CLAMP, typename T>
+void run(const T* x, const T* b, const T* dy, T* out, T* db, int64_t outer, int64_t C, int64_t inner,
+         const Params<T>& p) {
+  const T zero = T(0);
+  if (!b) {  // no bias: the layout does not matter, one flat array
+    at::parallel_for(0, outer * C * inner, kGrain, [&](int64_t i0, int64_t i1) {
+      row<ACT, GRAD, CLAMP, false, false, T>(x + i0, nullptr, zero, GRAD ? dy + i0 : nullptr, out + i0, i1 - i0, p);
     });
     return;
   }
-  at::parallel_for(0, rows, std::max<int64_t>(1, 32768 / inner), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const T bias = b ? b[r % C] : T(0);
-      const int64_t o = r * inner;
-      const T* xr = x + o;
-      T* yr = out + o;
-      if constexpr (GRAD == 0) {
-        for (int64_t i = 0; i < inner; ++i) yr[i] = element<ACT, 0, CLAMP>(xr[i] + bias, T(0), alpha, gain, clamp);
-      } else {
-        const T* dr = dy + o;
-        for (int64_t i = 0; i < inner; ++i) yr[i] = element<ACT, GRAD, CLAMP>(xr[i] + bias, dr[i], alpha, gain, clamp);
+  if (inner == 1) {  // bias along the contiguous axis (e.g. channels_last): rows of C elements
+    const int64_t rows_per_task = std::max<int64_t>(1, kGrain / C);
+    const int64_t ntasks = (outer + rows_per_task - 1) / rows_per_task;
+    std::vector<double> partial(db ? ntasks * C : 0, 0.0);  // [ntasks, C]: deterministic per-task sums
+    at::parallel_for(0, ntasks, 1, [&](int64_t t0, int64_t t1) {
+      std::vector<T> colsum(db ? C : 0);  // per-row values of a task, added up in T then flushed in double
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t r0 = t * rows_per_task, r1 = std::min(outer, r0 + rows_per_task);
+        for (int64_t r = r0; r < r1; ++r) {
+          const int64_t o = r * C;
+          row<ACT, GRAD, CLAMP, true, false, T>(x + o, b, zero, GRAD ? dy + o : nullptr, out + o, C, p);
+          if (!db) continue;
+          const T* ro = out + o;
+          if ((r - r0) % 64 == 0) {
+            std::copy(ro, ro + C, colsum.begin());
+          } else {
+            for (int64_t c = 0; c < C; ++c) colsum[c] += ro[c];
+          }
+          if ((r - r0) % 64 == 63 || r == r1 - 1)
+            for (int64_t c = 0; c < C; ++c) partial[t * C + c] += double(colsum[c]);
+        }
       }
+    });
+    for (int64_t c = 0; db && c < C; ++c) {
+      double s = 0;
+      for (int64_t t = 0; t < ntasks; ++t) s += partial[t * C + c];
+      db[c] = T(s);
+    }
+    return;
+  }
+  const int64_t rows = outer * C;
+  std::vector<double> rowsum(db ? rows : 0, 0.0);  // [outer, C]
+  at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / inner), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const T bias = b[r % C];
+      const int64_t o = r * inner;
+      const T* dr = GRAD ? dy + o : nullptr;
+      if (db)
+        rowsum[r] = row<ACT, GRAD, CLAMP, false, true, T>(x + o, nullptr, bias, dr, out + o, inner, p);
+      else
+        row<ACT, GRAD, CLAMP, false, false, T>(x + o, nullptr, bias, dr, out + o, inner, p);
     }
   });
+  for (int64_t c = 0; db && c < C; ++c) {
+    double s = 0;
+    for (int64_t o = 0; o < outer; ++o) s += rowsum[o * C + c];
+    db[c] = T(s);
+  }
 }
 
 template <int ACT, typename T>
-void dispatch_grad(int64_t grad, bool clamp, const T* x, const T* b, const T* dy, T* out, int64_t outer, int64_t C,
-                   int64_t inner, const Params& p) {
-#define SG3_BA_CASE(G)                                               \
-  if (grad == G) {                                                   \
-    if (clamp)                                                       \
-      run<ACT, G, true>(x, b, dy, out, outer, C, inner, p);          \
-    else                                                             \
-      run<ACT, G, false>(x, b, dy, out, outer, C, inner, p);         \
-    return;                                                          \
+void dispatch_grad(int64_t grad, bool clamp, const T* x, const T* b, const T* dy, T* out, T* db, int64_t outer,
+                   int64_t C, int64_t inner, const Params<T>& p) {
+#define SG3_BA_CASE(G)                                              \
+  if (grad == G) {                                                  \
+    if (clamp)                                                      \
+      run<ACT, G, true>(x, b, dy, out, db, outer, C, inner, p);     \
+    else                                                            \
+      run<ACT, G, false>(x, b, dy, out, db, outer, C, inner, p);    \
+    return;                                                         \
   }
   SG3_BA_CASE(0)
   SG3_BA_CASE(1)
@@ -125,25 +227,24 @@ void dispatch_grad(int64_t grad, bool clamp, const T* x, const T* b, const T* dy
 }
 
 template <typename T>
-void dispatch_act(int64_t act_code, int64_t grad, bool clamp, const T* x, const T* b, const T* dy, T* out,
-                  int64_t outer, int64_t C, int64_t inner, const Params& p) {
+void dispatch_act(int64_t act_code, int64_t grad, bool clamp, const T* x, const T* b, const T* dy, T* out, T* db,
+                  int64_t outer, int64_t C, int64_t inner, const Params<T>& p) {
   switch (act_code) {
-    case kLinear: return dispatch_grad<kLinear>(grad, clamp, x, b, dy, out, outer, C, inner, p);
-    case kRelu: return dispatch_grad<kRelu>(grad, clamp, x, b, dy, out, outer, C, inner, p);
-    case kLrelu: return dispatch_grad<kLrelu>(grad, clamp, x, b, dy, out, outer, C, inner, p);
-    case kTanh: return dispatch_grad<kTanh>(grad, clamp, x, b, dy, out, outer, C, inner, p);
-    case kSigmoid: return dispatch_grad<kSigmoid>(grad, clamp, x, b, dy, out, outer, C, inner, p);
-    case kElu: return dispatch_grad<kElu>(grad, clamp, x, b, dy, out, outer, C, inner, p);
-    case kSelu: return dispatch_grad<kSelu>(grad, clamp, x, b, dy, out, outer, C, inner, p);
-    case kSoftplus: return dispatch_grad<kSoftplus>(grad, clamp, x, b, dy, out, outer, C, inner, p);
-    default: return dispatch_grad<kSwish>(grad, clamp, x, b, dy, out, outer, C, inner, p);
+    case kLinear: return dispatch_grad<kLinear>(grad, clamp, x, b, dy, out, db, outer, C, inner, p);
+    case kRelu: return dispatch_grad<kRelu>(grad, clamp, x, b, dy, out, db, outer, C, inner, p);
+    case kLrelu: return dispatch_grad<kLrelu>(grad, clamp, x, b, dy, out, db, outer, C, inner, p);
+    case kTanh: return dispatch_grad<kTanh>(grad, clamp, x, b, dy, out, db, outer, C, inner, p);
+    case kSigmoid: return dispatch_grad<kSigmoid>(grad, clamp, x, b, dy, out, db, outer, C, inner, p);
+    case kElu: return dispatch_grad<kElu>(grad, clamp, x, b, dy, out, db, outer, C, inner, p);
+    case kSelu: return dispatch_grad<kSelu>(grad, clamp, x, b, dy, out, db, outer, C, inner, p);
+    case kSoftplus: return dispatch_grad<kSoftplus>(grad, clamp, x, b, dy, out, db, outer, C, inner, p);
+    default: return dispatch_grad<kSwish>(grad, clamp, x, b, dy, out, db, outer, C, inner, p);
   }
 }
 
-}  // namespace
-
-at::Tensor bias_act(const at::Tensor& x, const at::Tensor& b, const at::Tensor& dy, int64_t grad, int64_t dim,
-                    int64_t act_code, double alpha, double gain, double clamp) {
+// Shared by bias_act and bias_act_grad_db: checks, then one kernel pass; db (if defined) gets the bias gradient.
+at::Tensor bias_act_impl(const at::Tensor& x, const at::Tensor& b, const at::Tensor& dy, int64_t grad, int64_t dim,
+                         int64_t act_code, double alpha, double gain, double clamp, at::Tensor* db) {
   TORCH_CHECK(x.device().is_cpu(), "sg3_ops_cpu.bias_act: x must be a CPU tensor, got ", x.device());
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
               "sg3_ops_cpu.bias_act: x must be float32 or float64, got ", x.scalar_type());
@@ -159,24 +260,41 @@ at::Tensor bias_act(const at::Tensor& x, const at::Tensor& b, const at::Tensor& 
   TORCH_CHECK(grad == 0 || (dy.sizes() == x.sizes() && dy.scalar_type() == x.scalar_type()),
               "sg3_ops_cpu.bias_act: dy must match x (shape ", x.sizes(), ", dtype ", x.scalar_type(), "), got shape ",
               dy.sizes(), " dtype ", dy.scalar_type());
-  const auto xc = x.contiguous();
+  const auto xc = x.contiguous();  // no copy for the contiguous views the Python side passes
   const auto bc = b.contiguous();
   const auto dyc = grad ? dy.contiguous() : dy;
-  auto out = at::empty_like(xc, at::MemoryFormat::Contiguous);
+  auto out = at::empty(xc.sizes(), xc.options());
+  if (db) *db = at::zeros({C}, xc.options());
   if (xc.numel() == 0) return out;
   int64_t outer = 1, inner = 1;
   for (int64_t i = 0; i < dim; ++i) outer *= xc.size(i);
   for (int64_t i = dim + 1; i < xc.dim(); ++i) inner *= xc.size(i);
-  const Params p{alpha, gain, clamp};
   const bool has_clamp = clamp >= 0;
   AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "sg3_bias_act_cpu", [&] {
+    const Params<scalar_t> p{scalar_t(alpha), scalar_t(gain), scalar_t(has_clamp ? clamp : 0)};
     const scalar_t* xp = xc.data_ptr<scalar_t>();
     const scalar_t* bp = bc.numel() ? bc.data_ptr<scalar_t>() : nullptr;
     const scalar_t* dp = grad ? dyc.data_ptr<scalar_t>() : nullptr;
-    scalar_t* op = out.data_ptr<scalar_t>();
-    dispatch_act(act_code, grad, has_clamp, xp, bp, dp, op, outer, C, inner, p);
+    scalar_t* dbp = db ? db->data_ptr<scalar_t>() : nullptr;
+    dispatch_act(act_code, grad, has_clamp, xp, bp, dp, out.data_ptr<scalar_t>(), dbp, outer, C, inner, p);
   });
   return out;
+}
+
+}  // namespace
+
+at::Tensor bias_act(const at::Tensor& x, const at::Tensor& b, const at::Tensor& dy, int64_t grad, int64_t dim,
+                    int64_t act_code, double alpha, double gain, double clamp) {
+  return bias_act_impl(x, b, dy, grad, dim, act_code, alpha, gain, clamp, nullptr);
+}
+
+std::tuple<at::Tensor, at::Tensor> bias_act_grad_db(const at::Tensor& x, const at::Tensor& b, const at::Tensor& dy,
+                                                    int64_t dim, int64_t act_code, double alpha, double gain,
+                                                    double clamp) {
+  TORCH_CHECK(b.numel() > 0, "sg3_ops_cpu.bias_act_grad_db: b must not be empty (no bias, no bias gradient)");
+  at::Tensor db;
+  at::Tensor dx = bias_act_impl(x, b, dy, 1, dim, act_code, alpha, gain, clamp, &db);
+  return {dx, db};
 }
 
 }  // namespace sg3cpu

@@ -337,9 +337,20 @@ def build_extension(
     return module
 
 
+_default_modules: dict[str, ModuleType] = {}  # kind -> extension loaded with the defaults (per process)
+
+
 def load_extension(kind: str) -> ModuleType:
-    """The extension for `kind` with the default arch list and cache (built on first use)."""
-    return build_extension(kind)
+    """The extension for `kind` with the default arch list and cache (built on first use).
+
+    Every compiled op call goes through here, so after the first call this is a dict lookup: computing
+    the build key again would hash the sources and run the compiler (`--version`) on every call. A
+    loaded extension cannot be replaced within a process anyway.
+    """
+    module = _default_modules.get(kind)
+    if module is None:
+        module = _default_modules[kind] = build_extension(kind)
+    return module
 
 
 def toolchain_info() -> dict[str, str]:

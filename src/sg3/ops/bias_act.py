@@ -75,26 +75,31 @@ def _kernel_view(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, int, bool]:
     return x.contiguous(), dim, False
 
 
-def _call_kernel(ext, x, b, dy, grad: int, dim: int, code: int, alpha: float, gain: float, clamp: float):
-    """Run the compiled bias_act kernel on compatible layouts; returns a tensor laid out like x."""
+def _call_kernel(
+    ext, x, b, dy, grad: int, dim: int, code: int, alpha: float, gain: float, clamp: float, db: bool = False
+):
+    """Run the compiled bias_act kernel on compatible layouts; returns a tensor laid out like x.
+
+    With `db=True` (grad == 1, b given, an extension that has `bias_act_grad_db`), returns `(dx, db)`
+    with the bias gradient reduced in the same pass.
+    """
     xv, kdim, permuted = _kernel_view(x, dim)
     dyv = None
     if dy is not None:
-        dyv = dy.permute(0, 2, 3, 1) if permuted else dy
+        dyv = dy.permute(0, 2, 3, 1) if permuted else dy  # [N, H, W, C] view when x is channels_last
         dyv = dyv.contiguous()
     empty = torch.empty([0], dtype=x.dtype, device=x.device)
-    out = ext.bias_act(
-        xv,
-        b if b is not None else empty,
-        dyv if dyv is not None else empty,
-        grad,
-        kdim,
-        code,
-        alpha,
-        gain,
-        clamp,
-    )
+    bv = b if b is not None else empty
+    if db:
+        out, dbias = ext.bias_act_grad_db(xv, bv, dyv, kdim, code, alpha, gain, clamp)
+        return (out.permute(0, 3, 1, 2) if permuted else out), dbias
+    out = ext.bias_act(xv, bv, dyv if dyv is not None else empty, grad, kdim, code, alpha, gain, clamp)
     return out.permute(0, 3, 1, 2) if permuted else out
+
+
+def _fuses_db(ext) -> bool:
+    """Whether the extension reduces the bias gradient inside the backward kernel (the CPU one does)."""
+    return hasattr(ext, "bias_act_grad_db")
 
 
 class _BiasActCompiled(torch.autograd.Function):
@@ -110,32 +115,40 @@ class _BiasActCompiled(torch.autograd.Function):
     def backward(ctx, dy):  # noqa: D102
         x, b = ctx.saved_tensors
         ext, dim, spec, alpha, gain, clamp = ctx.args
-        dx = _BiasActGradCompiled.apply(dy, x, b, ext, dim, spec, alpha, gain, clamp)
-        db = _reduce_to_bias(dx, dim) if b is not None and ctx.needs_input_grad[1] else None
+        want_db = b is not None and ctx.needs_input_grad[1]
+        fused = want_db and _fuses_db(ext)
+        if torch.is_grad_enabled():  # create_graph: a differentiable node for double backward
+            out = _BiasActGradCompiled.apply(dy, x, b, ext, dim, spec, alpha, gain, clamp, fused)
+        else:  # plain backward: call the kernel directly (saves a node on small tensors)
+            out = _call_kernel(ext, x, b, dy, 1, dim, spec.code, alpha, gain, clamp, db=fused)
+        dx, db = out if fused else (out, _reduce_to_bias(out, dim) if want_db else None)
         return dx, db, None, None, None, None, None, None
 
 
 class _BiasActGradCompiled(torch.autograd.Function):
-    """dx = dy * gain * act'(x + b) (zero where clamped); differentiable once more."""
+    """dx = dy * gain * act'(x + b) (zero where clamped), and with `with_db` also db = dx summed over all
+    axes but dim (one kernel pass); differentiable once more."""
 
     @staticmethod
-    def forward(ctx, dy, x, b, ext, dim, spec, alpha, gain, clamp):  # noqa: D102
+    def forward(ctx, dy, x, b, ext, dim, spec, alpha, gain, clamp, with_db):  # noqa: D102
         ctx.save_for_backward(dy, x, b)
         ctx.args = (ext, dim, spec, alpha, gain, clamp)
-        return _call_kernel(ext, x, b, dy, 1, dim, spec.code, alpha, gain, clamp)
+        return _call_kernel(ext, x, b, dy, 1, dim, spec.code, alpha, gain, clamp, db=with_db)
 
     @staticmethod
-    def backward(ctx, ddx):  # noqa: D102
+    def backward(ctx, ddx, ddb=None):  # noqa: D102
         dy, x, b = ctx.saved_tensors
         ext, dim, spec, alpha, gain, clamp = ctx.args
+        if ddb is not None:  # db = sum(dx): its gradient reaches every element of dx along dim
+            ddx = ddx + ddb.reshape([-1 if i == dim else 1 for i in range(ddx.ndim)])
         d_dy = d_x = d_b = None
         if ctx.needs_input_grad[0]:
-            d_dy = _BiasActGradCompiled.apply(ddx, x, b, ext, dim, spec, alpha, gain, clamp)
+            d_dy = _BiasActGradCompiled.apply(ddx, x, b, ext, dim, spec, alpha, gain, clamp, False)
         if spec.has_2nd_grad and (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]):
             d_x = _call_kernel(ext, x, b, ddx * dy, 2, dim, spec.code, alpha, gain, clamp)
             if b is not None and ctx.needs_input_grad[2]:
                 d_b = _reduce_to_bias(d_x, dim)
-        return d_dy, d_x, d_b, None, None, None, None, None, None
+        return d_dy, d_x, d_b, None, None, None, None, None, None, None
 
 
 def bias_act(
