@@ -35,6 +35,7 @@ struct FlPlan {
   std::vector<Pass1D<T>> up_h, down_h;  // forward horizontal passes, per filter row
   std::vector<Pass1D<T>> bup_h, bdown_h;  // backward horizontal passes, per filter row
   T gain, slope, clamp;
+  bool fd_mirror = false;  // 2-D fd whose row k equals row th-1-k (radial filters): fold the row pairs
   int64_t band;  // output rows (forward) or dx rows (backward) per task
 };
 
@@ -186,6 +187,16 @@ void forward_band(const FlPlan<T>& P, const T* xp, T bias, T* yp, uint8_t* sp, i
       for (int64_t k = 0; k < P.fd.th; ++k) srcs[k] = zj + k * zs;
       wsum_any(false, rrow, zs, srcs, P.fd.gy.data(), static_cast<int>(P.fd.th));
       P.down_h[0].apply(rrow, P.lz, orow, P.ly, false);
+    } else if (P.fd_mirror) {  // rows k and th-1-k share their taps: add the z rows, one pass per pair
+      const T ones[2] = {T(1), T(1)};
+      const int64_t half = P.fd.th / 2;
+      for (int64_t k = 0; k < half; ++k) {
+        srcs[0] = zj + k * zs;
+        srcs[1] = zj + (P.fd.th - 1 - k) * zs;
+        wsum_any(false, rrow, zs, srcs, ones, 2);
+        P.down_h[k].apply(rrow, P.lz, orow, P.ly, k > 0);
+      }
+      if (P.fd.th % 2 == 1) P.down_h[half].apply(zj + half * zs, P.lz, orow, P.ly, half > 0);
     } else {
       for (int64_t k = 0; k < P.fd.th; ++k) P.down_h[k].apply(zj + k * zs, P.lz, orow, P.ly, k > 0);
     }
@@ -235,7 +246,37 @@ void backward_band(const FlPlan<T>& P, const T* dyp, const uint8_t* sp, T* dxp, 
   const T* srcs[Pass1D<T>::kMaxTaps];
   T wts[Pass1D<T>::kMaxTaps];
   const T m0 = P.gain, m1 = P.gain * P.slope;
-  for (int64_t Y = z_lo; Y < z_hi; ++Y) {  // dz rows: transposed down pass, then the recorded codes
+  if (P.fd_mirror) {
+    // Rows k and th-1-k of fd are equal, so the transposed pass of dy row j with row k feeds dz rows
+    // j*down + k and j*down + th-1-k: compute it once and add it to both.
+    std::fill(dzb, dzb + nz * dzs, T(0));
+    const T one[1] = {T(1)};
+    for (int64_t j = j_lo; j < j_hi; ++j) {
+      const T* row = dyb + (j - j_lo) * dy_row;
+      for (int64_t k = 0; k < (tdh + 1) / 2; ++k) {
+        const int64_t Ya = j * P.down + k, Yb = j * P.down + tdh - 1 - k;
+        const bool in_a = Ya >= z_lo && Ya < z_hi, in_b = Yb != Ya && Yb >= z_lo && Yb < z_hi;
+        if (in_a != in_b) {
+          P.bup_h[k].apply_range(row, P.ldy, dzb + ((in_a ? Ya : Yb) - z_lo) * dzs, P.ldz, 0, P.nbz, true);
+        } else if (in_a) {
+          P.bup_h[k].apply_range(row, P.ldy, rrow, P.ldz, 0, P.nbz, false);
+          for (const int64_t Y : {Ya, Yb}) {
+            for (int64_t c = 0; c < P.L; ++c) {
+              const int64_t off = c * P.ldz.len - P.ldz.a0;
+              const T* src[1] = {rrow + off};
+              wsum<T, true>(dzb + (Y - z_lo) * dzs + off, P.nbz, src, one, 1);
+            }
+          }
+        }
+      }
+    }
+  }
+  for (int64_t Y = z_lo; Y < z_hi && P.fd_mirror; ++Y) {
+    const uint8_t* code = sp + Y * P.lz.size();
+    T* dz = dzb + (Y - z_lo) * dzs;
+    for (int64_t c = 0; c < P.L; ++c) apply_codes(dz + c * P.ldz.len - P.ldz.a0, code + c * P.nbz, P.nbz, m0, m1);
+  }
+  for (int64_t Y = z_lo; Y < z_hi && !P.fd_mirror; ++Y) {  // dz rows: transposed pass, then the codes
     T* dz = dzb + (Y - z_lo) * dzs;
     int nt = 0;
     bool any = false;
@@ -317,6 +358,9 @@ FlPlan<T> make_plan(const at::Tensor& fu, const at::Tensor& fd, int64_t N, int64
               ") leaves no output for input ", H, "x", W, " with up ", up, ", down ", down);
   P.Hz = (P.OH - 1) * down + P.fd.th;
   P.gain = T(gain), P.slope = T(slope), P.clamp = T(clamp);
+  P.fd_mirror = !P.fd.separable && P.fd.th > 1;
+  for (int64_t k = 0; k < P.fd.th / 2 && P.fd_mirror; ++k)
+    P.fd_mirror = std::equal(P.fd.hrow(k), P.fd.hrow(k) + P.fd.tw, P.fd.hrow(P.fd.th - 1 - k));
   plan_axes(P);
   return P;
 }

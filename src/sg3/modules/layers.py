@@ -71,7 +71,10 @@ def modulated_conv2d(
     padding: int = 0,
     input_gain: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Style-modulated convolution of StyleGAN3 (spec §1.7), executed as one grouped conv.
+    """Style-modulated convolution of StyleGAN3 (spec §1.7).
+
+    Executed as one grouped conv over the batch; a 1x1 kernel without padding is executed as a
+    batched matrix product instead (same math, much faster on the CPU).
 
     Args:
         x: Input `[N, I, H, W]` (any float dtype; weights are cast to it at the end).
@@ -100,6 +103,12 @@ def modulated_conv2d(
     if input_gain is not None:
         input_gain = input_gain.expand(batch, in_channels)  # [NI]
         w = w * input_gain.unsqueeze(1).unsqueeze(3).unsqueeze(4)
+    if kh == 1 and kw == 1 and padding == 0:
+        # A 1x1 conv is a per-sample matrix product; bmm avoids the slow grouped 1x1 conv path.
+        height, width = x.shape[2:]
+        w = w.reshape(batch, out_channels, in_channels).to(x.dtype)  # [N, O, I]
+        x = torch.bmm(w, x.reshape(batch, in_channels, -1))  # [N, O, H*W]
+        return x.reshape(batch, out_channels, height, width)  # [NOHW]
     x = x.reshape(1, -1, *x.shape[2:])  # [1, N*I, H, W]
     w = w.reshape(-1, in_channels, kh, kw)  # [N*O, I, k, k]
     x = torch.nn.functional.conv2d(x, w.to(x.dtype), padding=padding, groups=batch)
