@@ -60,8 +60,27 @@ def num_processes(trainer_cfg: dict) -> int:
     return count * nodes
 
 
+def short_value(value: str) -> str:
+    """An override value for a run name: paths shortened to their last two parts (`ffhq256/dataset.json`)."""
+    parts = [p for p in value.split("/") if p]
+    return "/".join(parts[-2:]) if len(parts) > 2 else value
+
+
+def sweep_subdir(num: int, override_dirname: str) -> str:
+    """`hydra.sweep.subdir`: the job number, then `override_dirname` (without a dangling '-' when empty)."""
+    return f"{num}-{override_dirname}" if override_dirname else str(num)
+
+
+OmegaConf.register_new_resolver("sg3_sweep_subdir", sweep_subdir, replace=True)
+
+
 def sweep_identity(hc) -> tuple[str | None, str]:
-    """(W&B group, run name): under --multirun the sweep dir name and 'key=value,...' of the swept keys."""
+    """(W&B group, run name) of a run.
+
+    Under --multirun the group is the sweep dir name and the run name is 'key=value,...' of the swept keys
+    (paths shortened by `short_value`). Jobs started without our command line (submitit) are named after
+    `hydra.job.override_dirname` (every override but paths and run plumbing), else the job number.
+    """
     if hc.mode != RunMode.MULTIRUN:
         return None, Path(hc.runtime.output_dir).name
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -70,9 +89,10 @@ def sweep_identity(hc) -> tuple[str | None, str]:
     try:
         parsed = OverridesParser.create().parse_overrides([a for a in sys.argv[1:] if not a.startswith("-")])
         swept = {o.key_or_group for o in parsed if o.is_sweep_override()}
-    except Exception:  # noqa: BLE001 - launched without our argv (e.g. submitit): name after all overrides
+    except Exception:  # noqa: BLE001 - launched without our argv (e.g. submitit)
         swept = set()
-    task = [o for o in hc.overrides.task if not swept or o.split("=", 1)[0].lstrip("+~") in swept]
+    pairs = [o.lstrip("+~").split("=", 1) for o in hc.overrides.task]
+    task = [f"{k}={short_value(v)}" for k, *rest in pairs if k in swept for v in rest or [""]]
     return Path(hc.sweep.dir).name, ",".join(task) or hc.job.override_dirname or str(hc.job.num)
 
 

@@ -17,7 +17,7 @@ from omegaconf import open_dict
 from training_helpers import compose_plain
 
 from sg3.modules.registry import build_network
-from sg3.train import CONF_DIR, build
+from sg3.train import CONF_DIR, build, short_value, sweep_subdir
 from sg3.training.derive import ConfigError
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
@@ -148,16 +148,35 @@ def test_cli_reports_config_errors_and_exits_2(tmp_path):
 
 @pytest.mark.slow
 def test_multirun_sweep_names_runs_after_swept_values_and_shares_a_group(tmp_path):
-    proc = sg3_train(
-        ["--multirun", "experiment=demo", "loss.r1_gamma=1,2", "dry_run=true", f"runs_dir={tmp_path}"],
-        tmp_path,
-    )
+    # Two datasets x two gammas: the dataset paths must not turn into nested folders of the sweep dir.
+    from sg3.data.demo import ensure_demo_dataset
+
+    data = [ensure_demo_dataset(str(tmp_path / "data" / "deep" / "tree"), 16, n) for n in (8, 16)]
+    args = ["--multirun", "model=tiny", "batch=4", f"data.urls={data[0]},{data[1]}", "loss.r1_gamma=1,2"]
+    proc = sg3_train([*args, "dry_run=true", f"runs_dir={tmp_path}/runs", "name=sw"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    configs = sorted(tmp_path.rglob("config.yaml"))
-    runs = [yaml.safe_load(p.read_text())["run"] for p in configs if p.parent.name != ".hydra"]
-    assert sorted(r["name"] for r in runs) == ["loss.r1_gamma=1", "loss.r1_gamma=2"]
-    assert len({r["group"] for r in runs}) == 1 and runs[0]["group"].endswith("-sweep")
-    assert len({r["wandb_run_id"] for r in runs}) == 2
+    sweep = tmp_path / "runs" / "sw-sweep"
+    configs = sorted(p for p in sweep.rglob("config.yaml") if p.parent.name != ".hydra")
+    assert [p.parent.parent for p in configs] == [sweep] * 4  # one level: no path pieces in the names
+    # Hydra's override_dirname: every override (sorted) but the excluded paths and plumbing (dry_run, name...)
+    assert [p.parent.name for p in configs] == [
+        f"{i}-batch=4,loss.r1_gamma={g},model=tiny" for i, g in enumerate((1, 2, 1, 2))
+    ]
+    runs = [yaml.safe_load(p.read_text()) for p in configs]
+    short = [Path(d).parent.name + "/dataset.json" for d in data]  # e.g. skimage-r16-n8-v1/dataset.json
+    assert [r["run"]["name"] for r in runs] == [
+        f"data.urls={short[i]},loss.r1_gamma={g}" for i in (0, 1) for g in (1, 2)
+    ]
+    assert [r["data"]["urls"] for r in runs] == [data[0], data[0], data[1], data[1]]
+    assert len({r["run"]["group"] for r in runs}) == 1 and runs[0]["run"]["group"] == "sw-sweep"
+    assert len({r["run"]["wandb_run_id"] for r in runs}) == 4
+
+
+def test_sweep_subdir_and_run_name_helpers():
+    assert sweep_subdir(3, "loss.r1_gamma=2,optim.glr=0.002") == "3-loss.r1_gamma=2,optim.glr=0.002"
+    assert sweep_subdir(0, "") == "0"
+    assert short_value("/data/sets/ffhq256/dataset.json") == "ffhq256/dataset.json"
+    assert short_value("shards/x.tar") == "shards/x.tar" and short_value("2") == "2"
 
 
 def test_metrics_group_adds_the_metrics_callback_by_target(tmp_path):

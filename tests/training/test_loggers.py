@@ -1,11 +1,22 @@
-"""Logger selection: W&B mode resolution (never online without credentials), CSV and TensorBoard files."""
+"""Loggers: W&B mode resolution and offline fallback, artifacts offline, CSV and TensorBoard files."""
 
 from __future__ import annotations
 
+import logging
+import time
+
 import numpy as np
 import pytest
+from wandb_reader import read_artifacts, read_run
 
-from sg3.training.loggers import build_loggers, log_image, wandb_has_credentials, wandb_mode
+from sg3.training.loggers import (
+    FallbackWandbLogger,
+    build_loggers,
+    log_artifact,
+    log_image,
+    wandb_has_credentials,
+    wandb_mode,
+)
 
 
 def test_wandb_goes_offline_without_credentials(monkeypatch, tmp_path):
@@ -41,3 +52,93 @@ def test_no_logger_and_unknown_kind(tmp_path):
     assert build_loggers({"kind": "none"}, tmp_path, name="r", run_id="a", group=None, config={}) == []
     with pytest.raises(ValueError, match="logger.kind='mlflow'"):
         build_loggers({"kind": "mlflow"}, tmp_path, name="r", run_id="a", group=None, config={})
+
+
+@pytest.fixture
+def wandb_sandbox(monkeypatch, tmp_path):
+    """W&B's own folders under tmp_path; no WANDB_MODE from the environment."""
+    for key in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_BASE_URL", "https_proxy", "HTTPS_PROXY"):
+        monkeypatch.delenv(key, raising=False)
+    for key in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+        monkeypatch.setenv(key, str(tmp_path / "wandb-home" / key.lower()))
+    monkeypatch.setenv("WANDB_DISABLE_GIT", "true")
+    return tmp_path
+
+
+def finish(logger) -> None:
+    """End the W&B run and its service process, so the offline run file is complete (sg3-train: at exit)."""
+    import wandb
+
+    logger.experiment.finish()
+    wandb.teardown()
+
+
+def offline_runs(run_dir) -> list:
+    return sorted((run_dir / "wandb").glob("offline-run-*"))
+
+
+@pytest.mark.parametrize("mode", ["online", "auto"])
+def test_online_without_a_reachable_server_falls_back_offline_quickly(
+    wandb_sandbox, monkeypatch, caplog, mode
+):
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # discard port: nothing listens
+    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
+    run_dir = wandb_sandbox / "run"
+    start = time.perf_counter()
+    with caplog.at_level(logging.WARNING, logger="sg3.training.loggers"):
+        (logger,) = build_loggers(
+            {"kind": "wandb", "mode": mode, "timeout": 2},
+            run_dir,
+            name="r",
+            run_id="fallbk01",
+            group=None,
+            config={},
+        )
+    assert time.perf_counter() - start < 10  # wandb.init's own retries took 22 s at init_timeout=10
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "127.0.0.1:9" in warnings[0] and "offline" in warnings[0], warnings
+    logger.log_metrics({"Loss/G/loss": 0.25}, step=1)
+    finish(logger)
+    (run,) = offline_runs(run_dir)
+    history, _, run_id = read_run(run)
+    assert run_id == "fallbk01" and any(h.get("Loss/G/loss") == 0.25 for h in history)
+
+
+def test_a_failing_online_start_is_retried_offline(wandb_sandbox, monkeypatch, caplog):
+    # The reachability probe passed (or the network broke after it): wandb.init fails, the run goes offline.
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
+    run_dir = wandb_sandbox / "run"
+    logger = FallbackWandbLogger(
+        name="r", save_dir=str(run_dir), project="sg3", id="fallbk02", mode="online",
+        settings={"init_timeout": 2, "console": "off"},
+    )  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="sg3.training.loggers"):
+        logger.log_metrics({"Loss/D/loss": 0.5}, step=1)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "going online failed" in warnings[0], warnings
+    finish(logger)
+    (run,) = offline_runs(run_dir)
+    history, _, run_id = read_run(run)
+    assert run_id == "fallbk02" and any(h.get("Loss/D/loss") == 0.5 for h in history)
+
+
+def test_exported_generator_is_recorded_as_an_artifact_offline(wandb_sandbox):
+    run_dir = wandb_sandbox / "run"
+    (logger,) = build_loggers(
+        {"kind": "wandb", "mode": "offline"}, run_dir, name="r", run_id="artif001", group=None, config={}
+    )
+    export = wandb_sandbox / "network-snapshot-000004.pt"
+    export.write_bytes(b"generator bytes")
+    log_artifact([logger], export, "generator-artif001", {"cur_nimg": 4000})
+    finish(logger)
+    (run,) = offline_runs(run_dir)
+    (art,) = read_artifacts(run)
+    assert (art["name"], art["type"]) == ("generator-artif001", "model")
+    assert art["metadata"] == {"cur_nimg": 4000}
+    assert art["files"] == ["network-snapshot-000004.pt"]
+
+
+def test_logger_timeout_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="logger.timeout=0"):
+        build_loggers({"kind": "wandb", "timeout": 0}, tmp_path, name="r", run_id="a", group=None, config={})

@@ -54,3 +54,20 @@ def read_run(run_dir: Path) -> tuple[list[dict], dict, str]:
         elif kind == "config":
             config.update({i.key: json.loads(i.value_json) for i in r.config.update})
     return history, config, run_id
+
+
+def read_artifacts(run_dir: Path) -> list[dict]:
+    """Artifacts logged by one offline run: name, type, metadata and the file paths of the manifest."""
+    found = []
+    for raw in iter_records(next(run_dir.glob("run-*.wandb"))):
+        r = pb.Record()
+        r.ParseFromString(raw)
+        if r.WhichOneof("record_type") == "artifact":
+            a = r.artifact
+            found.append({
+                "name": a.name,
+                "type": a.type,
+                "metadata": json.loads(a.metadata or "{}"),
+                "files": sorted(e.path for e in a.manifest.contents),
+            })  # fmt: skip
+    return found

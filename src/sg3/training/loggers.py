@@ -1,4 +1,9 @@
-"""Lightning loggers for a run: W&B first (offline when there are no credentials), CSV, TensorBoard."""
+"""Lightning loggers for a run: W&B first (offline when it cannot go online), CSV, TensorBoard.
+
+W&B never blocks a run: without credentials, when its server cannot be reached within `logger.timeout`
+seconds, or when going online fails later, the run logs offline into `<run dir>/wandb` (one warning names
+the reason; `wandb sync` uploads it later). It never asks for input.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,21 @@ import logging
 import netrc
 import os
 import secrets
+import socket
+import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_only
 
 log = logging.getLogger(__name__)
 LOGGER_KINDS = ("wandb", "csv", "tensorboard", "none")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
+DEFAULT_WANDB_URL = "https://api.wandb.ai"
 
 
 def new_run_id() -> str:
@@ -27,7 +38,7 @@ def wandb_has_credentials() -> bool:
     """True if an API key is available (WANDB_API_KEY or a ~/.netrc entry for the W&B host)."""
     if os.environ.get("WANDB_API_KEY"):
         return True
-    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0]
+    host = urlsplit(os.environ.get("WANDB_BASE_URL") or DEFAULT_WANDB_URL).hostname
     try:
         return netrc.netrc().authenticators(host) is not None
     except (FileNotFoundError, netrc.NetrcParseError, OSError):
@@ -44,6 +55,77 @@ def wandb_mode(requested: str) -> str:
     if requested == "auto":
         return "online" if wandb_has_credentials() else "offline"
     return requested
+
+
+def wandb_server_problem(timeout: float) -> str | None:
+    """Why the W&B server (WANDB_BASE_URL, or the HTTPS proxy) cannot be reached within `timeout`, or None.
+
+    Opens a TCP connection in a daemon thread, so a hanging DNS lookup cannot block the caller either.
+
+    Args:
+        timeout: Seconds to wait for the connection (> 0).
+    """
+    url = urlsplit(os.environ.get("WANDB_BASE_URL") or DEFAULT_WANDB_URL)
+    proxy = os.environ.get(f"{url.scheme}_proxy") or os.environ.get(f"{url.scheme.upper()}_PROXY")
+    target = urlsplit(proxy) if proxy else url
+    host, port = target.hostname, target.port or (443 if target.scheme == "https" else 80)
+    where = f"{'proxy ' if proxy else ''}{target.scheme}://{host}:{port}"
+    result: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(None)
+        except OSError as e:
+            result.append(f"cannot connect to the W&B server at {where} ({e})")
+
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(timeout + 1)
+    return result[0] if result else f"no answer from the W&B server at {where} within {timeout:g} s"
+
+
+def resolve_wandb_mode(requested: str, timeout: float) -> tuple[str, str | None]:
+    """The mode to run W&B in, and why it fell back to offline (None when it did not).
+
+    Args:
+        requested: `logger.mode` (auto | online | offline | disabled); WANDB_MODE in the environment wins.
+        timeout: Seconds allowed to reach the W&B server before going offline.
+    """
+    mode = wandb_mode(requested)
+    if mode != "online":
+        return mode, None
+    if not wandb_has_credentials():
+        return "offline", "no W&B credentials (set WANDB_API_KEY or run `wandb login`)"
+    problem = wandb_server_problem(timeout)
+    return ("offline", problem) if problem else ("online", None)
+
+
+def _offline_warning(reason: str, run_dir: str) -> None:
+    log.warning(
+        "W&B offline: %s; logging to %s/wandb instead (upload later: wandb sync %s/wandb/offline-run-*)",
+        reason, run_dir, run_dir,
+    )  # fmt: skip
+
+
+class FallbackWandbLogger(WandbLogger):
+    """A WandbLogger whose online start, if it fails (server, network, key), falls back to offline."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self):
+        try:
+            return WandbLogger.experiment.fget(self)
+        except Exception as e:  # noqa: BLE001 - any failure to go online: keep training, log offline
+            if self._wandb_init.get("mode") != "online":
+                raise
+            _offline_warning(f"going online failed ({type(e).__name__}: {e})", str(self.save_dir))
+            import wandb
+
+            wandb.teardown()  # the failed online run still holds the run id in W&B's service process
+            self._wandb_init["mode"] = "offline"
+            self._experiment = None
+            return WandbLogger.experiment.fget(self)
 
 
 def build_loggers(
@@ -72,12 +154,20 @@ def build_loggers(
         return [CSVLogger(run_dir, name="csv", version="")]
     if kind == "tensorboard":
         return [TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False)]
-    mode = wandb_mode(cfg.get("mode", "auto"))
+    timeout = cfg.get("timeout", 20)
+    if not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ValueError(f"logger.timeout={timeout!r} is not valid: a number of seconds > 0")
+    if getattr(rank_zero_only, "rank", 0) == 0:
+        mode, reason = resolve_wandb_mode(cfg.get("mode", "auto"), timeout)
+        if reason is not None:
+            _offline_warning(reason, run_dir)
+        log.info("W&B mode: %s (run id %s)", mode, run_id)
+    else:  # only rank 0 talks to W&B (other ranks get Lightning's dummy experiment)
+        mode = wandb_mode(cfg.get("mode", "auto"))
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("WANDB_SILENT", "true")
-    log.info("W&B mode: %s (run id %s)", mode, run_id)
     return [
-        WandbLogger(
+        FallbackWandbLogger(
             name=name,
             save_dir=run_dir,
             project=cfg.get("project", "sg3"),
@@ -90,7 +180,7 @@ def build_loggers(
             log_model=False,
             config=config,
             job_type="train",
-            settings={"init_timeout": 60, "console": "off"},
+            settings={"init_timeout": timeout, "console": "off"},
         )
     ]
 
