@@ -5,7 +5,8 @@
   conv2d + bias_act, as spec §2.3 describes), with effective GFLOP/s (the multiply-adds a polyphase
   algorithm needs, counted per layer) next to this machine's fp32 matmul GFLOP/s measured in the same run.
 - upfirdn2d and bias_act forward+backward at the shapes of the 256x256 discriminator (batch 2).
-- Peak memory of forward+backward (RSS high-water mark in a fresh subprocess) on the largest shapes.
+- Peak memory of forward+backward (RSS high-water mark of the step, fresh subprocess per measurement)
+  for the quick filtered_lrelu layer set and the discriminator shapes of 3 blocks.
 
 Usage: python scripts/bench_ops.py [--out docs/bench/ops.md] [--threads 2] [--quick]
 """
@@ -14,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import json
 import math
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -201,24 +202,62 @@ def matmul_gflops(threads: int) -> float:
     return 2 * n**3 / t / 1e9
 
 
-def _peak_child(cfg: str, layer: str, impl: str, threads: int) -> None:
-    """Subprocess body: build the inputs, run forward+backward once, print the process's peak RSS in bytes."""
+def _proc_status_kib(key: str) -> int:
+    """A `kB` field of /proc/self/status (VmRSS, VmHWM)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {key} field")
+
+
+def _memory_case(kind: str, name: str) -> dict:
+    if kind == "fl":
+        cfg = name.split()[0]
+        return next(c for c in layer_cases(cfg, 2) if c["name"] == name)
+    return next(c for c in discriminator_cases(2) if f"{c['op']} {c['name']}" == name)
+
+
+def _peak_child(kind: str, name: str, impl: str, threads: int) -> None:
+    """Subprocess body: set up, reset the RSS high-water mark, run one forward+backward, print its peak.
+
+    Prints the peak RSS during the step minus the RSS just before it (bytes): the step's own memory.
+    Writing "5" to /proc/self/clear_refs resets VmHWM to the current RSS (Linux >= 4.0).
+    """
     torch.set_num_threads(threads)
-    case = next(c for c in layer_cases(cfg, 2) if c["name"] == f"{cfg} {layer}")
+    case = _memory_case(kind, name)
     x = torch.randn(case["shape"]).requires_grad_(True)
     b = torch.randn(case["shape"][1]).requires_grad_(True)
-    if impl == "cpp":
-        _build.load_extension("cpp")
-    with torch.no_grad():
-        dy = torch.randn_like(ops.filtered_lrelu(x, case["fu"], case["fd"], b, impl="cpp", **_kw(case)))
-    fl_step(case, impl, x, b, dy)()
-    print(json.dumps({"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+    _build.load_extension("cpp")
+    torch.nn.functional.conv2d(torch.randn(1, 2, 8, 8), torch.randn(2, 1, 3, 3), groups=2).sum()  # init
+    if kind == "fl":
+        with torch.no_grad():
+            dy = torch.randn_like(ops.filtered_lrelu(x, case["fu"], case["fd"], b, impl="cpp", **_kw(case)))
+        step = fl_step(case, impl, x, b, dy)
+    else:
+        step = d_step(case, impl, x, b)
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")
+    base = _proc_status_kib("VmRSS")
+    step()
+    print(json.dumps({"peak": (_proc_status_kib("VmHWM") - base) * 1024}))
 
 
-def peak_memory(cfg: str, layer: str, impl: str, threads: int) -> int:
-    cmd = [sys.executable, __file__, "--peak-child", f"{cfg},{layer},{impl}", "--threads", str(threads)]
+def peak_memory(kind: str, name: str, impl: str, threads: int) -> int:
+    """Peak extra RSS (bytes) of one forward+backward of case `name` ('fl' or 'd' kind) in a fresh process."""
+    cmd = [sys.executable, __file__, "--peak-child", f"{kind},{name},{impl}", "--threads", str(threads)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
     return int(json.loads(out)["peak"])
+
+
+def bench_memory(fl_cases: list[dict], d_cases: list[dict], threads: int) -> list[dict]:
+    rows = []
+    named = [("fl", c["name"]) for c in fl_cases] + [("d", f"{c['op']} {c['name']}") for c in d_cases]
+    for kind, name in named:
+        m = {"name": name, "ref": peak_memory(kind, name, "ref", threads),
+             "cpp": peak_memory(kind, name, "cpp", threads)}  # fmt: skip
+        print(f"  {name:<30} ref {m['ref'] / 2**20:7.1f} MiB  cpp {m['cpp'] / 2**20:7.1f} MiB", flush=True)
+        rows.append(m)
+    return rows
 
 
 def geomean(values: list[float]) -> float:
@@ -284,10 +323,19 @@ def write_report(
             f"\n- {op}: geometric-mean speed-up **{geomean(sp):.1f}x**, min {min(sp):.1f}x (target >= 3x)."
         )
     if mem:
-        lines += ["", "### Peak memory of filtered_lrelu forward+backward", ""]
-        body = [[m["name"], f"{m['ref'] / 2**20:.0f}", f"{m['cpp'] / 2**20:.0f}"] for m in mem]
-        lines += _table(["layer", "ref peak RSS MiB", "cpp peak RSS MiB"], body)
-        lines.append("\nPeak RSS of a fresh process that builds the inputs and runs one forward+backward.")
+        lines += ["", "### Peak memory of forward+backward", ""]
+        body = [[m["name"], f"{m['ref'] / 2**20:.1f}", f"{m['cpp'] / 2**20:.1f}",
+                 f"{m['cpp'] / max(m['ref'], 1):.2f}"] for m in mem]  # fmt: skip
+        lines += _table(["call", "ref MiB", "cpp MiB", "cpp / ref"], body)
+        worst = max(mem, key=lambda m: m["cpp"] / max(m["ref"], 1))
+        lines += [
+            "",
+            "Each number is measured in a fresh process: build the inputs (and dy), reset the RSS",
+            "high-water mark (`echo 5 > /proc/self/clear_refs`), run one forward+backward (gradients for x",
+            "and the bias), report VmHWM minus the RSS before the step: the memory the step itself needed.",
+            f"Largest cpp / ref ratio: {worst['cpp'] / max(worst['ref'], 1):.2f} ({worst['name']};"
+            " target <= 1).",
+        ]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -307,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.peak_child:
-        _peak_child(*args.peak_child.split(",")[:3], threads=args.threads)
+        kind, name, impl = args.peak_child.split(",")
+        _peak_child(kind, name, impl, threads=args.threads)
         return 0
     _build.load_extension("cpp")
     mm = matmul_gflops(args.threads)
@@ -321,16 +370,10 @@ def main(argv: list[str] | None = None) -> int:
     fl = bench_filtered_lrelu(cases, budget)
     print("discriminator upfirdn2d / bias_act fwd+bwd:", flush=True)
     dis = bench_discriminator(discriminator_cases(2, blocks), budget)
-    mem = []
-    for case in sorted(cases, key=lambda c: -int(np.prod(c["shape"])))[:2]:  # the two largest inputs
-        cfg, layer = case["name"].split()
-        m = {"name": case["name"], "ref": peak_memory(cfg, layer, "ref", args.threads),
-             "cpp": peak_memory(cfg, layer, "cpp", args.threads)}  # fmt: skip
-        print(
-            f"  peak RSS {m['name']}: ref {m['ref'] / 2**20:.0f} MiB, cpp {m['cpp'] / 2**20:.0f} MiB",
-            flush=True,
-        )
-        mem.append(m)
+    print("peak memory of forward+backward (fresh process each):", flush=True)
+    mem = bench_memory(
+        cases[::3] if not args.quick else cases, discriminator_cases(2, (256, 64, 16)), args.threads
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_report(out, args.threads, mm, fl, dis, mem)

@@ -131,8 +131,9 @@ class _Upfirdn2dCompiled(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, f2, ext, up, down, padding, flip_filter, gain):  # noqa: D102
         y = ext.upfirdn2d(kernel_input(x), f2, up[0], up[1], down[0], down[1], *padding, flip_filter, gain)
-        ctx.save_for_backward(f2)
-        ctx.args = (ext, up, down, padding, flip_filter, gain, x.shape)
+        if ctx is not None:  # None: called directly (not recorded), see backward
+            ctx.save_for_backward(f2)
+            ctx.args = (ext, up, down, padding, flip_filter, gain, x.shape)
         return y.to(x.dtype)
 
     @staticmethod
@@ -149,7 +150,11 @@ class _Upfirdn2dCompiled(torch.autograd.Function):
             fh - py0 - 1,
             in_h * up[1] - out_h * down[1] + py0 - up[1] + 1,
         )
-        dx = _Upfirdn2dCompiled.apply(dy, f2, ext, down, up, grad_padding, not flip_filter, gain)
+        args = (f2, ext, down, up, grad_padding, not flip_filter, gain)
+        if torch.is_grad_enabled():  # create_graph: a differentiable node for double backward
+            dx = _Upfirdn2dCompiled.apply(dy, *args)
+        else:  # plain backward: call the kernel directly (saves a node on small tensors)
+            dx = _Upfirdn2dCompiled.forward(None, dy, *args)
         return dx, None, None, None, None, None, None, None
 
 
