@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from webdataset.gopen import gopen
 from webdataset.shardlists import expand_urls
 
+from sg3.data.tarstream import TarReader
+
 __all__ = [
     "INDEX_FORMAT",
     "ShardList",
@@ -341,13 +343,10 @@ def iter_shard_samples(
         return
     pos, key, sample = -1, None, None
     try:
-        seekable = _seekable(stream)
-        mode = "r:*" if seekable else "r|*"  # seekable: read members in place, no stream buffer
-        with stream, tarfile.open(fileobj=stream, mode=mode) as tar:
-            for info in tar:
-                if not info.isfile():
-                    continue
-                dirname, _, base = info.name.rpartition("/")
+        tar = TarReader(stream, _seekable(stream))
+        with stream:
+            for name, _ in tar.members():
+                dirname, _, base = name.rpartition("/")
                 stem, dot, ext = base.partition(".")
                 if not dot:
                     continue
@@ -360,17 +359,12 @@ def iter_shard_samples(
                         return
                     sample = {"__key__": prefix, "__url__": url} if keep is None or keep(pos) else None
                 if sample is not None:
-                    sample[ext] = tar.extractfile(info).read()
+                    sample[ext] = tar.read()
             if sample is not None:
                 yield pos, sample
-            if seekable and mode == "r:*" and tar.fileobj is stream:  # a complete tar ends with zero blocks
-                stream.seek(tar.offset)
-                tail = stream.read(1024)
-                if len(tail) < 1024 or tail.strip(b"\0"):
-                    raise EOFError("the end-of-archive marker is missing")
         if expect is not None and pos + 1 < expect:
             raise EOFError(f"shard ended after {pos + 1} of {expect} samples")
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+    except (EOFError, OSError, ValueError) as exc:
         if on_error is None:
             raise
         on_error("truncated_shard", f"{url} after sample {pos}", exc)
