@@ -2,7 +2,8 @@
 
 Usage: ``SG3_PROBE_DIR=OUT python ddp_probe.py [Hydra overrides ...]``. Each rank writes ``OUT/rank<r>.json``
 at the end of training with sha256 digests of G, D, G_ema and the augment pipe (parameters and buffers),
-the counters, the augment probability and the hash of every real image its training steps received.
+the counters, the augment probability, the hash of every real image its training steps received and of its
+torch RNG state when the last checkpoint was saved.
 
 Run it as its own process (Lightning's DDP re-executes this command line for rank 1), never inside pytest.
 """
@@ -48,6 +49,11 @@ class Probe(Callback):
     def __init__(self, out_dir: str) -> None:
         self.out_dir = out_dir
         self.samples: list[str] = []
+        self.rng_at_save: str | None = None
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        # Every rank takes part in saving; the last save is the final checkpoint's.
+        self.rng_at_save = hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         img = batch[0]  # [N, C, H, W] uint8
@@ -73,6 +79,7 @@ class Probe(Callback):
             "augment_p": float(pipe.p) if pipe is not None else None,
             "batch_per_gpu": pl_module.derived["batch_per_gpu"],
             "samples": self.samples,
+            "torch_rng_at_last_save": self.rng_at_save,
         }
         os.makedirs(self.out_dir, exist_ok=True)
         with open(os.path.join(self.out_dir, f"rank{trainer.global_rank}.json"), "w") as f:

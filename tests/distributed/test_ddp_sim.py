@@ -6,6 +6,7 @@ rank 1, which must never be pytest itself. Each rank writes digests of its state
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from sg3.data.demo import ensure_demo_dataset
 
@@ -100,3 +102,13 @@ def test_only_rank_zero_writes_the_run(ddp_sim_run):
     stats = (run_dir / "stats.jsonl").read_text().splitlines()
     ticks = [json.loads(line)["Progress/tick"]["mean"] for line in stats]
     assert ticks == sorted(set(ticks)), f"stats.jsonl has duplicated ticks (written by both ranks?): {ticks}"
+
+
+def test_checkpoint_holds_every_ranks_rng_state(ddp_sim_run):
+    (r0, r1), root = ddp_sim_run
+    ckpt = torch.load(root / "runs" / "ddp_sim" / "checkpoints" / "ckpt-000000032.ckpt", weights_only=True)
+    saved = ckpt["sg3"]["rng"]
+    assert isinstance(saved, list) and len(saved) == 2
+    digests = [hashlib.sha256(s["torch"].numpy().tobytes()).hexdigest() for s in saved]
+    assert digests == [r0["torch_rng_at_last_save"], r1["torch_rng_at_last_save"]]
+    assert digests[0] != digests[1]  # the ranks draw different noise

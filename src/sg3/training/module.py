@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-import random
 import time
 from typing import Any
 
@@ -24,29 +23,8 @@ from sg3.training.ada import AdaController
 from sg3.training.derive import ema_beta
 from sg3.training.ema import update_ema
 from sg3.training.loss import StyleGAN2Loss
+from sg3.training.rng import gather_rng_states, restore_rank_rng
 from sg3.training.stats import StatCollector
-
-
-def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2])},
-        "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"].cpu())
-    keys = state["numpy"]["keys"].numpy().astype(np.uint32)
-    np.random.set_state(("MT19937", keys, state["numpy"]["pos"], 0, 0.0))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 class StyleGAN3Module(LightningModule):
@@ -92,7 +70,7 @@ class StyleGAN3Module(LightningModule):
         self._tick_start_time = 0.0
         self._start_time = time.time()
         self._label_gen: torch.Generator | None = None
-        self._restored_rng: dict[str, Any] | None = None
+        self._restored_rng: list[dict[str, Any]] | dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ properties and setup
     @property
@@ -123,10 +101,8 @@ class StyleGAN3Module(LightningModule):
         self.D.requires_grad_(False)
         rank, world = self.global_rank, self.trainer.world_size
         seed = self.derived["seed"] * world + rank
-        if self._restored_rng is not None and rank == 0:
-            _set_rng_state(self._restored_rng)
-        else:
-            # Fresh runs, and ranks > 0 on resume, seed from (seed, rank, progress): deterministic per run.
+        if not restore_rank_rng(self._restored_rng, rank, world):
+            # Fresh runs (and resumes with another process count) seed from (seed, rank, progress).
             torch.manual_seed(seed + self.cur_nimg)
             np.random.seed((seed + self.cur_nimg) % 2**32)
         self._label_gen = torch.Generator().manual_seed(seed + self.cur_nimg)
@@ -138,6 +114,10 @@ class StyleGAN3Module(LightningModule):
             torch.backends.cudnn.allow_tf32 = False
 
     # ------------------------------------------------------------------ helpers
+    def _world(self) -> int:
+        """Number of training processes (1 without a Trainer)."""
+        return self.trainer.world_size if self._trainer is not None else 1
+
     def _all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
         if self.trainer.world_size <= 1:
             return t
@@ -353,7 +333,7 @@ class StyleGAN3Module(LightningModule):
                 "batch_idx": self.batch_idx,
                 "tick_start_nimg": self.tick_start_nimg,
             },
-            "rng": _rng_state(),
+            "rng": gather_rng_states(self.all_gather if self._world() > 1 else None, self.device),
             "wandb_run_id": self.wandb_run_id,
         }  # fmt: skip
 
