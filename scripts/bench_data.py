@@ -129,9 +129,9 @@ def _report(args, rows, convert_rates) -> list[str]:
     ]
     if args.consumption:
         how = (
-            "measured here on a narrow StyleGAN3-T at 256x256 (cbase 2048, cmax 32, 6 layers, batch 4, "
-            f"{os.cpu_count()} threads; G main + D main + G_ema, lazy R1 left out: real configs are much "
-            "slower, so this ratio is a lower bound)"
+            "measured here on a narrow StyleGAN3-T at 256x256: cbase 2048, cmax 32, 6 layers, batch 4, "
+            f"{os.cpu_count()} threads, G main + D main + G_ema with lazy R1 left out; real configs are much "
+            "slower, so the ratios are lower bounds"
             if args.measured
             else "as given with `--consumption`"
         )
