@@ -11,13 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException
-from omegaconf import open_dict
-from training_helpers import compose_plain
+from training_helpers import build_in_process, compose_plain
 
 from sg3.modules.registry import build_network
-from sg3.train import CONF_DIR, build, short_value, sweep_subdir
+from sg3.train import CONF_DIR, short_value, sweep_subdir
 from sg3.training.derive import ConfigError
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
@@ -100,19 +98,6 @@ def sg3_train(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.Comp
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "1"}
     cmd = [sys.executable, "-m", "sg3.train", *args]
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def build_in_process(overrides: list[str], tmp_path: Path):
-    """Run sg3.train.build() on a composed config, as @hydra.main would (no training)."""
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(
-            "train", overrides=[*overrides, f"runs_dir={tmp_path}", "logger=none"], return_hydra_config=True
-        )
-    cfg.hydra.runtime.output_dir = str(tmp_path / "run")
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]  # @hydra.main passes the job config without it
-    return build(cfg)
 
 
 @pytest.mark.parametrize(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf, open_dict
 
 from sg3.modules.augment import AUGPIPE_SPECS
-from sg3.train import CONF_DIR
+from sg3.train import CONF_DIR, build
 from sg3.training.derive import derive
 from sg3.training.module import StyleGAN3Module
 
@@ -42,3 +45,16 @@ def tiny_module(extra: list[str] = (), seed: int = 0) -> StyleGAN3Module:
 def reals(n: int = 4, res: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, [n, 3, res, res], dtype=torch.uint8, generator=g), torch.zeros(n, 0)
+
+
+def build_in_process(overrides: list[str], tmp_path: Path):
+    """Run sg3.train.build() on a composed config, as @hydra.main would (no training)."""
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(
+            "train", overrides=[*overrides, f"runs_dir={tmp_path}", "logger=none"], return_hydra_config=True
+        )
+    cfg.hydra.runtime.output_dir = str(tmp_path / "run")
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]  # @hydra.main passes the job config without it
+    return build(cfg)

@@ -85,14 +85,20 @@ class StyleGAN2Loss(nn.Module):
     def run_G(
         self, G: nn.Module, z: torch.Tensor, c: torch.Tensor, update_emas: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Generate images; returns `(img [N, C, H, W], ws [N, num_ws, w_dim])` (ws after style mixing)."""
-        ws = G.mapping(z, c, update_emas=update_emas)
+        """Generate images; returns `(img [N, C, H, W], ws [N, num_ws, w_dim])` (ws after style mixing).
+
+        The mapping network always runs in float32, also under bf16 autocast (`trainer.precision=bf16-mixed`):
+        its `w_avg` tracking stays exact, as the mapping network is never reduced-precision in the spec.
+        """
+        with torch.autocast(z.device.type, enabled=False):
+            ws = G.mapping(z, c, update_emas=update_emas)
         if self.style_mixing_prob > 0:
             num_ws = ws.shape[1]
             cutoff = torch.randint(1, num_ws, [], device=ws.device)
             keep = torch.rand([], device=ws.device) < self.style_mixing_prob
             cutoff = torch.where(keep, cutoff, torch.full_like(cutoff, num_ws))
-            mixed = G.mapping(torch.randn_like(z), c, update_emas=False)
+            with torch.autocast(z.device.type, enabled=False):
+                mixed = G.mapping(torch.randn_like(z), c, update_emas=False)
             take = (torch.arange(num_ws, device=ws.device) >= cutoff).view(1, num_ws, 1)  # [1, num_ws, 1]
             ws = torch.where(take, mixed, ws)
         img = G.synthesis(ws, update_emas=update_emas)
