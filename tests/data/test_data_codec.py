@@ -124,3 +124,19 @@ def test_batches_hold_decoded_pixels_and_flips(tmp_path, level):
     assert torch.equal(torch.stack(singles), torch.cat([img for img, _ in batches]))
     once = torch.cat([img for img, _ in dm.exactly_once_loader(4)])  # 4 + 4 + 2: a short last batch
     assert sorted(x.permute(1, 2, 0).numpy().tobytes() for x in once) == sorted(known)
+
+
+def test_images_not_matching_the_batch_are_skipped_and_counted(tmp_path):
+    from sg3.data.shards import ShardWriter
+    from sg3.data.stream import StreamConfig
+
+    writer = ShardWriter(str(tmp_path), max_count=100)
+    for i, side in enumerate([8, 8, 4, 8, 6]):  # no index and no resolution: the first image sets the shape
+        writer.write(f"{i:04d}", {"png": codec.encode_png_stored(np.full((side, side, 3), 10 * i, np.uint8))})
+    urls = [e["name"] for e in writer.close()]
+    cfg = StreamConfig(urls=[str(tmp_path / u) for u in urls], counts=None, mode="once", batch_size=2)
+    stream = ShardStream(cfg)
+    batches = [img for img, _ in stream]
+    assert [b.shape[0] for b in batches] == [2, 1] and all(b.shape[1:] == (3, 8, 8) for b in batches)
+    assert [int(x[0, 0, 0]) for b in batches for x in b] == [0, 10, 30]
+    assert stream.counter.as_dict()["wrong_shape"] == 2

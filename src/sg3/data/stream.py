@@ -269,7 +269,7 @@ class ShardStream(IterableDataset):
         if cfg.mode == "train":
             samples = self._shuffled(samples, rng)
         size = max(cfg.batch_size, 1)
-        img = c = pixels = None
+        img = c = pixels = first = None
         fill = 0
         for sample in samples:
             out = self._decode(sample)
@@ -277,11 +277,11 @@ class ShardStream(IterableDataset):
                 continue
             arr, label = out
             shape = (arr.shape[2], arr.shape[0], arr.shape[1])
-            if img is not None and tuple(img.shape[1:]) != shape:  # only possible with resolution=None
+            first = first or shape  # [C, H, W] of the stream's first image
+            if shape != first:  # only possible with resolution=None or channels=None
                 where = f"sample {sample['__key__']} of {sample['__url__']}"
-                self._on_error(
-                    "wrong_shape", where, ValueError(f"shape {list(shape)}, batch has {list(img.shape[1:])}")
-                )
+                msg = f"shape {list(shape)}, the stream's first image has {list(first)}"
+                self._on_error("wrong_shape", where, ValueError(msg))
                 continue
             if img is None:
                 img, c = self._new_batch(size, shape)
