@@ -270,9 +270,9 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def write_report(
-    path: Path, threads: int, mm: float, fl: list[dict], dis: list[dict], mem: list[dict]
+    path: Path, threads: int, mm: float, fl: list[dict], dis: list[dict], mem: list[dict], run: str
 ) -> None:
-    """Write the `## ops` Markdown section."""
+    """Write the `## ops` Markdown section (`run`: a line on the mode, load average and wall time)."""
     speed = [r["t_ref"] / r["t_cpp"] for r in fl]
     largest = sorted(fl, key=lambda r: -np.prod(r["shape"]))[:2]
     machine = f"{platform.platform()} ({platform.processor() or 'cpu'}, {os.cpu_count()} CPUs)"
@@ -280,7 +280,7 @@ def write_report(
         "## ops",
         "",
         f"Measured {datetime.date.today().isoformat()} on {machine},",
-        f"{threads} threads, torch {torch.__version__}.",
+        f"{threads} threads, torch {torch.__version__}. {run}",
         "Written by `python scripts/bench_ops.py` (part of `make bench`). 'ref' is the pure-PyTorch",
         "reference (zero-insertion upfirdn2d via depthwise conv2d + bias_act, spec §2.3), 'cpp' the",
         "compiled C++ CPU extension. Times are medians of forward+backward (gradients for x and the bias).",
@@ -358,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         kind, name, impl = args.peak_child.split(",")
         _peak_child(kind, name, impl, threads=args.threads)
         return 0
+    t_start, load_start = time.perf_counter(), os.getloadavg()[0]
     _build.load_extension("cpp")
     mm = matmul_gflops(args.threads)
     print(f"fp32 matmul: {mm:.1f} GFLOP/s", flush=True)
@@ -376,7 +377,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_report(out, args.threads, mm, fl, dis, mem)
+    load_end = os.getloadavg()[0]
+    run = (
+        f"{'Quick' if args.quick else 'Full'} run, {time.perf_counter() - t_start:.0f} s wall; 1-minute load"
+        f" average {load_start:.1f} at the start, {load_end:.1f} at the end (ratios are side by side;"
+        " absolute times grow with the load)."
+    )
+    write_report(out, args.threads, mm, fl, dis, mem, run)
     print(f"wrote {out}")
     return 0
 

@@ -249,7 +249,13 @@ def _tail(text: str, lines: int = 40) -> str:
 
 def _compile(kind: str, name: str, build_dir: Path, arch_list: str, verbose: bool) -> None:
     """Run the ninja build via torch.utils.cpp_extension.load (raises with the compiler output)."""
-    from torch.utils import cpp_extension
+    cpp_log = logging.getLogger("torch.utils.cpp_extension")
+    level = cpp_log.level
+    cpp_log.setLevel(logging.ERROR)  # its import warns "No CUDA runtime is found" on every GPU-less host
+    try:
+        from torch.utils import cpp_extension
+    finally:
+        cpp_log.setLevel(level)
 
     kwargs: dict = {"build_directory": str(build_dir), "verbose": verbose, "is_python_module": True}
     env_backup = {k: os.environ.get(k) for k in ("TORCH_CUDA_ARCH_LIST", "CUDA_HOME")}

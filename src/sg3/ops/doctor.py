@@ -8,6 +8,7 @@ its parity checks run only when a GPU is visible.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 import time
@@ -17,6 +18,8 @@ import torch
 
 from sg3 import ops
 from sg3.ops import _build
+
+_say = functools.partial(print, flush=True)  # progress shows at once (builds take minutes)
 
 
 def _checks(device: str, dtype: torch.dtype) -> list[tuple[str, Callable[[str], list[torch.Tensor]]]]:
@@ -75,10 +78,10 @@ def parity(impl: str, device: str) -> bool:
                 passed = math.isfinite(err) and err <= tol
             except Exception as exc:  # noqa: BLE001 - a doctor reports, it does not crash
                 err, passed = float("nan"), False
-                print(f"    {name}: {type(exc).__name__}: {exc}")
+                _say(f"    {name}: {type(exc).__name__}: {exc}")
             ok &= passed
             status = "ok" if passed else "FAIL"
-            print(f"  [{status}] {impl:<4} {str(dtype)[6:]:<7} {name:<26} max rel err {err:.2e}")
+            _say(f"  [{status}] {impl:<4} {str(dtype)[6:]:<7} {name:<26} max rel err {err:.2e}")
     return ok
 
 
@@ -89,35 +92,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-cuda", action="store_true", help="skip building the CUDA extension")
     parser.add_argument("--verbose", action="store_true", help="stream compiler output")
     args = parser.parse_args(argv)
-    print("sg3 ops doctor\n\nToolchain:")
+    _say("sg3 ops doctor\n\nToolchain:")
     for key, value in _build.toolchain_info().items():
-        print(f"  {key:<15} {value}")
+        _say(f"  {key:<15} {value}")
     ok = True
     kinds = ["cpp"]
     if args.no_cuda:
-        print("\nCUDA extension: skipped (--no-cuda)")
+        _say("\nCUDA extension: skipped (--no-cuda)")
     elif _build.cuda_home() is None:
-        print("\nCUDA extension: skipped (nvcc not found; set CUDA_HOME)")
+        _say("\nCUDA extension: skipped (nvcc not found; set CUDA_HOME)")
     else:
         kinds.append("cuda")
     built = {}
-    print("\nBuilds:")
+    _say("\nBuilds:")
     for kind in kinds:
         start = time.perf_counter()
         try:
             built[kind] = _build.build_extension(kind, verbose=args.verbose)
-            print(f"  [ok] {kind:<4} {built[kind].__name__} ({time.perf_counter() - start:.1f} s)")
+            _say(f"  [ok] {kind:<4} {built[kind].__name__} ({time.perf_counter() - start:.1f} s)")
         except Exception as exc:  # noqa: BLE001
             ok = False
-            print(f"  [FAIL] {kind}: {exc}")
-    print("\nParity against 'ref':")
+            _say(f"  [FAIL] {kind}: {exc}")
+    _say("\nParity against 'ref':")
     if "cpp" in built:
         ok &= parity("cpp", "cpu")
     if "cuda" in built and torch.cuda.is_available():
         ok &= parity("cuda", "cuda")
     elif "cuda" in built:
-        print("  cuda: compiled only (no GPU visible); run sg3-doctor on a GPU host for its parity checks")
-    print("\n" + ("All checks passed." if ok else "Some checks FAILED (see above)."))
+        _say("  cuda: compiled only (no GPU visible); run sg3-doctor on a GPU host for its parity checks")
+    _say("\n" + ("All checks passed." if ok else "Some checks FAILED (see above)."))
     return 0 if ok else 1
 
 
