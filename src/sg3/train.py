@@ -113,12 +113,17 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     from sg3.training.loggers import build_loggers, new_run_id
     from sg3.training.module import StyleGAN3Module
     from sg3.training.slurm import SlurmRequeue
+    from sg3.training.threads import apply_threads
 
     check_required(cfg)
     hc = HydraConfig.get()
     run_dir = hc.runtime.output_dir
     plain = OmegaConf.to_container(cfg, resolve=True)
     gpus = num_processes(plain["trainer"])
+    try:
+        apply_threads(plain["threads"], gpus // int(plain["trainer"].get("num_nodes", 1) or 1))
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
     if not isinstance(plain["batch"], int) or plain["batch"] < 1 or plain["batch"] % gpus:
         raise ConfigError(
             f"batch={plain['batch']!r} is not valid: a positive multiple of the {gpus} process(es)"

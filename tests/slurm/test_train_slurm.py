@@ -198,7 +198,6 @@ def test_hydra_sweep_on_slurm_collects_both_results(slurm_cluster, tmp_path, dat
         "total_kimg=0.016",  # 2 steps per point
         "loss.r1_gamma=1,2",
         f"hydra.sweep.dir={sweep_dir}",
-        "hydra.sweep.subdir=gamma_${loss.r1_gamma}",  # the default names it after every override
         "hydra.launcher.partition=debug",
         "hydra.launcher.gpus_per_node=0",
         "hydra.launcher.cpus_per_task=1",
@@ -224,7 +223,10 @@ def test_hydra_sweep_on_slurm_collects_both_results(slurm_cluster, tmp_path, dat
         for summary in summaries:
             assert summary["done"] and summary["kimg"] == pytest.approx(0.016), (gamma, summary)
         run_dir = Path(summaries[0]["run_dir"])
-        assert run_dir == sweep_dir / f"gamma_{gamma}"
+        # <job number>-<overrides>, one level below the sweep dir: data.urls and runs_dir stay out of it
+        assert run_dir.parent == sweep_dir and run_dir.name.startswith(f"{[1, 2].index(gamma)}-"), run_dir
+        assert f"loss.r1_gamma={gamma}" in run_dir.name.split(",") and "data.urls" not in run_dir.name
         sg3 = final_checkpoint(run_dir)["sg3"]
         assert sg3["config"]["loss"]["r1_gamma"] == gamma
+        assert sg3["config"]["run"]["name"] == run_dir.name.split("-", 1)[1]  # W&B run name
         assert sg3["config"]["derived"]["batch_per_gpu"] == 4

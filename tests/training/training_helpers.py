@@ -51,7 +51,10 @@ def build_in_process(overrides: list[str], tmp_path: Path):
     """Run sg3.train.build() on a composed config, as @hydra.main would (no training)."""
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(
-            "train", overrides=[*overrides, f"runs_dir={tmp_path}", "logger=none"], return_hydra_config=True
+            "train",
+            # threads=null: leave the test process's torch threads alone
+            overrides=["threads=null", *overrides, f"runs_dir={tmp_path}", "logger=none"],
+            return_hydra_config=True,
         )
     cfg.hydra.runtime.output_dir = str(tmp_path / "run")
     HydraConfig.instance().set_config(cfg)

@@ -119,7 +119,7 @@ class StyleGAN3Module(LightningModule):
         return self.trainer.world_size if self._trainer is not None else 1
 
     def _all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
-        if self.trainer.world_size <= 1:
+        if self._world() <= 1:
             return t
         return self.trainer.strategy.reduce(t, reduce_op="sum")
 
