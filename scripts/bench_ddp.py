@@ -24,12 +24,12 @@ from pathlib import Path
 
 import torch
 
-# label -> (trainer config, OMP_NUM_THREADS or None). Lightning gives each of the 2 DDP processes
-# cpu_count // 2 threads; a single process uses all cores unless told otherwise.
+# label -> (trainer config, `threads` setting). threads=auto gives each process its share of the CPUs
+# (all of them for one process, half each for the 2 DDP processes); see docs/training.md, "CPU threads".
 MODES = {
-    "1 process, all cores (trainer=cpu)": ("cpu", None),
-    "1 process, 1 thread (trainer=cpu, OMP_NUM_THREADS=1)": ("cpu", "1"),
-    "2 processes (trainer=ddp_sim)": ("ddp_sim", None),
+    "1 process, all cores (trainer=cpu, threads=auto)": ("cpu", "auto"),
+    "1 process, 1 thread (trainer=cpu, threads=1)": ("cpu", "1"),
+    "2 processes (trainer=ddp_sim, threads=auto)": ("ddp_sim", "auto"),
 }
 
 
@@ -41,14 +41,13 @@ def sg3_train() -> str:
     return str(path)
 
 
-def run(
-    trainer: str, threads: str | None, dataset: str, root: Path, args: argparse.Namespace
-) -> dict[str, float]:
-    """Trains once with `trainer=<trainer>`; returns steady-state img/s, its spread and the wall time."""
-    name = f"bench-{trainer}-{threads or 'all'}"
+def run(trainer: str, threads: str, dataset: str, root: Path, args: argparse.Namespace) -> dict[str, float]:
+    """Trains once with `trainer=<trainer> threads=<threads>`; returns steady img/s, spread, wall time."""
+    name = f"bench-{trainer}-{threads}"
     cmd = [
         sg3_train(),
         f"trainer={trainer}",
+        f"threads={threads}",
         f"model={args.model}",
         f"data.urls={dataset}",
         "data.num_workers=0",
@@ -74,8 +73,6 @@ def run(
         "OMP_NUM_THREADS",
     ):
         env.pop(key, None)
-    if threads is not None:
-        env["OMP_NUM_THREADS"] = threads
     start = time.perf_counter()
     res = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -122,7 +119,9 @@ def markdown(results: dict[str, dict[str, float]], args: argparse.Namespace) -> 
         "On CPUs the processes share the machine's cores and each step adds a gloo all-reduce of all "
         "gradients, so the ratio mostly reflects how well the tiny model's ops use threads (one process "
         "with several threads vs two single-threaded processes), not multi-GPU scaling; on a loaded shared "
-        "machine it is noisy. The point of `ddp_sim` is to exercise the multi-process code path. On GPUs "
+        "machine it is noisy: there a process with more threads than free cores is many times slower (its "
+        "OpenMP threads wait on each other in barriers; docs/training.md, 'CPU threads'). The point of "
+        "`ddp_sim` is to exercise the multi-process code path. On GPUs "
         "each process has its own device: the per-GPU batch halves with every doubling of GPUs, and scaling "
         "is near-linear while the per-GPU batch keeps each GPU busy (see the GPU section for one-GPU "
         "numbers).",
