@@ -62,7 +62,7 @@ def test_other_process_counts_and_older_checkpoints():
     assert not restore_rank_rng(old, rank=1, world=2)
 
 
-def test_gather_stacks_the_ranks_in_order():
+def test_gather_stacks_the_ranks_in_order_and_each_restores_its_own(tmp_path):
     states = [rng_to_tensors(state_after_seed(r)) for r in (7, 8)]
 
     def fake_all_gather(mine):  # what LightningModule.all_gather returns on 2 ranks: [world, ...] tensors
@@ -73,5 +73,13 @@ def test_gather_stacks_the_ranks_in_order():
     for rank in (0, 1):
         assert torch.equal(gathered[rank]["torch"], states[rank]["torch"])
         assert gathered[rank]["python"][1] == states[rank]["python_internal"][1:].tolist()
+    # Each rank restores its entry from a saved checkpoint (rank 1's was once a view at a storage offset,
+    # which crashed torch.set_rng_state).
+    path = tmp_path / "rng.pt"
+    torch.save({"rng": gathered}, path)
+    loaded = torch.load(path, weights_only=True)["rng"]
+    for rank in (1, 0):
+        assert restore_rank_rng(loaded, rank=rank, world=2)
+        assert torch.equal(torch.get_rng_state(), states[rank]["torch"])
     single = gather_rng_states(None, torch.device("cpu"))
     assert len(single) == 1 and torch.equal(single[0]["torch"], torch.get_rng_state())

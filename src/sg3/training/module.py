@@ -149,11 +149,22 @@ class StyleGAN3Module(LightningModule):
     @torch.no_grad()
     def _finish_grads(self, module: torch.nn.Module) -> torch.Tensor:
         """Average grads over processes and replace non-finite values (0, +-1e5); returns their count."""
-        params = [p for p in module.parameters() if p.numel() > 0 and p.grad is not None]
+        params = [p for p in module.parameters() if p.numel() > 0]
+        world = self._world()
+        if world > 1:
+            # Every rank must reduce the same tensors. A parameter with a gradient on any rank gets zeros
+            # where it has none: ranks can differ when an op implementation leaves a gradient that is zero
+            # anyway unconnected (seen: R1's second-order gradient of the last fc bias, compiled vs ref ops).
+            has_grad = torch.tensor(
+                [p.grad is not None for p in params], dtype=torch.int32, device=self.device
+            )
+            for p, anywhere in zip(params, (self._all_reduce_sum(has_grad) > 0).tolist()):
+                if anywhere and p.grad is None:
+                    p.grad = torch.zeros_like(p)
+        params = [p for p in params if p.grad is not None]
         if not params:
             return torch.zeros([], device=self.device)
         flat = torch.cat([p.grad.flatten() for p in params])
-        world = self.trainer.world_size if self._trainer is not None else 1
         if world > 1:
             flat = self._all_reduce_sum(flat) / world
         nonfinite = (~torch.isfinite(flat)).sum()

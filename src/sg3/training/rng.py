@@ -31,7 +31,8 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     """Set this process's RNG states from `rng_state()` output."""
-    torch.set_rng_state(state["torch"].cpu())
+    # A compact copy: torch.set_rng_state crashes (segfault) on a view with a storage offset.
+    torch.set_rng_state(state["torch"].cpu().clone())
     np_state = state["numpy"]
     keys = np_state["keys"].numpy().astype(np.uint32)
     np.random.set_state(
@@ -44,7 +45,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
         if isinstance(cuda, (list, tuple)):  # older checkpoints: every visible GPU
             torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
         else:
-            torch.cuda.set_rng_state(cuda.cpu())
+            torch.cuda.set_rng_state(cuda.cpu().clone())
 
 
 def rng_to_tensors(state: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -108,4 +109,6 @@ def gather_rng_states(all_gather: Callable[[Any], Any] | None, device: torch.dev
         return [rng_from_tensors(mine)]
     gathered = all_gather({k: v.to(device) for k, v in mine.items()})
     world = gathered["torch"].shape[0]  # each tensor is [world, ...]
-    return [rng_from_tensors({k: v[r].cpu() for k, v in gathered.items()}) for r in range(world)]
+    # clone(): compact tensors of their own, not views into the gathered [world, ...] storage (a view would
+    # save the whole storage, and torch.set_rng_state crashes on a view with a storage offset)
+    return [rng_from_tensors({k: v[r].cpu().clone() for k, v in gathered.items()}) for r in range(world)]
