@@ -94,7 +94,10 @@ def polyphase_flops(case: dict, out_hw: tuple[int, int]) -> float:
 
 
 def time_call(fn, min_reps: int, budget: float) -> float:
-    """Median seconds of `fn()` after one warm-up; at least `min_reps` runs, more while within `budget` s.
+    """Best (minimum) seconds of `fn()` after one warm-up; at least `min_reps` runs, more within `budget` s.
+
+    The minimum, not the median: on a shared machine the other processes only ever add time, and with
+    several of them the median of a few-millisecond call measures the scheduler's time slices.
 
     With min_reps == 1, a warm-up longer than 4 x budget (multi-second reference calls) is the measurement.
     """
@@ -109,7 +112,7 @@ def time_call(fn, min_reps: int, budget: float) -> float:
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return float(min(times))
 
 
 def fl_step(case: dict, impl: str, x: torch.Tensor, b: torch.Tensor, dy: torch.Tensor):
@@ -283,7 +286,8 @@ def write_report(
         f"{threads} threads, torch {torch.__version__}. {run}",
         "Written by `python scripts/bench_ops.py` (part of `make bench`). 'ref' is the pure-PyTorch",
         "reference (zero-insertion upfirdn2d via depthwise conv2d + bias_act, spec §2.3), 'cpp' the",
-        "compiled C++ CPU extension. Times are medians of forward+backward (gradients for x and the bias).",
+        "compiled C++ CPU extension. Times are the best of several runs of forward+backward (gradients",
+        "for x and the bias); a reference call longer than 4x the timing budget is timed once.",
         "",
         f"fp32 matmul on this machine in the same run: **{mm:.1f} GFLOP/s**.",
         "",
