@@ -86,6 +86,25 @@ int64_t out_len(int64_t n, int64_t up, int64_t down, int64_t p0, int64_t p1, int
   return len < 1 ? 0 : (len + down - 1) / down;
 }
 
+// The image geometry shared by UpfirdnArgs and FusedArgs: x, its strides, sizes, output size, leading padding.
+template <typename Args>
+void fill_image_geometry(Args& a, const at::Tensor& x, const char* op, int64_t padx0, int64_t pady0, int64_t OH,
+                         int64_t OW) {
+  a.x = x.data_ptr();
+  a.sx_n = x.stride(0);
+  a.sx_c = x.stride(1);
+  a.sx_h = x.stride(2);
+  a.sx_w = x.stride(3);
+  a.N = to_int(x.size(0), op, "N");
+  a.C = to_int(x.size(1), op, "C");
+  a.H = to_int(x.size(2), op, "H");
+  a.W = to_int(x.size(3), op, "W");
+  a.OH = to_int(OH, op, "output height");
+  a.OW = to_int(OW, op, "output width");
+  a.padx0 = to_int(padx0, op, "padx0");
+  a.pady0 = to_int(pady0, op, "pady0");
+}
+
 }  // namespace
 
 at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& f, int64_t upx, int64_t upy, int64_t downx,
@@ -108,25 +127,13 @@ at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& f, int64_t upx, int6
   at::Tensor y = at::empty({x.size(0), x.size(1), OH, OW}, x.options().memory_format(at::MemoryFormat::Contiguous));
   if (y.numel() == 0) return y;
   UpfirdnArgs a{};
-  a.x = x.data_ptr();
+  fill_image_geometry(a, x, op, padx0, pady0, OH, OW);
   a.y = y.data_ptr();
   a.g = g.data_ptr();
-  a.sx_n = x.stride(0);
-  a.sx_c = x.stride(1);
-  a.sx_h = x.stride(2);
-  a.sx_w = x.stride(3);
-  a.N = to_int(x.size(0), op, "N");
-  a.C = to_int(x.size(1), op, "C");
-  a.H = to_int(x.size(2), op, "H");
-  a.W = to_int(x.size(3), op, "W");
-  a.OH = to_int(OH, op, "output height");
-  a.OW = to_int(OW, op, "output width");
   a.upx = to_int(upx, op, "upx");
   a.upy = to_int(upy, op, "upy");
   a.downx = to_int(downx, op, "downx");
   a.downy = to_int(downy, op, "downy");
-  a.padx0 = to_int(padx0, op, "padx0");
-  a.pady0 = to_int(pady0, op, "pady0");
   a.fh = to_int(g.size(0), op, "filter height");
   a.fw = to_int(g.size(1), op, "filter width");
   a.dtype_in = a.dtype_out = dt;
@@ -197,21 +204,9 @@ struct FusedCall {
 void fill_geometry(FusedCall& c, const at::Tensor& x, const char* op, int64_t up, int64_t down, int64_t padx0,
                    int64_t pady0, int64_t OH, int64_t OW) {
   FusedArgs& a = c.a;
-  a.x = x.data_ptr();
-  a.sx_n = x.stride(0);
-  a.sx_c = x.stride(1);
-  a.sx_h = x.stride(2);
-  a.sx_w = x.stride(3);
-  a.N = to_int(x.size(0), op, "N");
-  a.C = to_int(x.size(1), op, "C");
-  a.H = to_int(x.size(2), op, "H");
-  a.W = to_int(x.size(3), op, "W");
-  a.OH = to_int(OH, op, "output height");
-  a.OW = to_int(OW, op, "output width");
+  fill_image_geometry(a, x, op, padx0, pady0, OH, OW);
   a.up = to_int(up, op, "up");
   a.down = to_int(down, op, "down");
-  a.padx0 = to_int(padx0, op, "padx0");
-  a.pady0 = to_int(pady0, op, "pady0");
   a.fu = c.gu.data_ptr();
   a.fd = c.gd.data_ptr();
   a.fu_2d = c.gu.dim() == 2;
