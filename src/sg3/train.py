@@ -9,6 +9,7 @@ Examples:
 
 from __future__ import annotations
 
+import logging
 import sys
 import warnings
 from pathlib import Path
@@ -204,12 +205,34 @@ def _is_rank_zero() -> bool:
     return getattr(rank_zero_only, "rank", 0) == 0
 
 
+class _DropAdvertTips(logging.Filter):
+    """Drops Lightning's product tips (a logger suggestion on every start), keeps everything else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("\U0001f4a1 Tip")
+
+
+def _silence_known_noise() -> None:
+    """Messages of the libraries that say nothing about the run (each checked to be harmless here)."""
+    # G_ema (and the AugmentPipe in some modes) stay in eval mode on purpose.
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    # Lightning notices srun on PATH; sg3's SLURM jobs use srun (scripts/slurm), local runs need not.
+    warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system")
+    # A deprecation inside Lightning's own pytree helper, not in sg3.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_DropAdvertTips())
+    # Lightning adds its own console handlers and the records also reach Hydra's: every line came twice.
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Build and train; returns the run summary (also the Hydra job's return value under --multirun)."""
     from sg3.training.callbacks import format_summary
 
-    # G_ema (and the AugmentPipe in some modes) stay in eval mode on purpose.
-    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    _silence_known_noise()
     parts = build(cfg)
     if cfg.dry_run:
         print(f"sg3-train: dry run OK; resolved config in {parts['run_dir']}/config.yaml", flush=True)
