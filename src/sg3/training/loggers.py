@@ -111,6 +111,12 @@ def _offline_warning(reason: str, run_dir: str) -> None:
 class FallbackWandbLogger(WandbLogger):
     """A WandbLogger whose online start, if it fails (server, network, key), falls back to offline."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Lightning always passes anonymous=None, which wandb >= 0.2x answers with a deprecation warning.
+        if self._wandb_init.get("anonymous") is None:
+            self._wandb_init.pop("anonymous", None)
+
     @property
     @rank_zero_experiment
     def experiment(self):
