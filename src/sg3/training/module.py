@@ -23,6 +23,7 @@ from sg3.training.ada import AdaController
 from sg3.training.derive import ema_beta
 from sg3.training.ema import update_ema
 from sg3.training.loss import StyleGAN2Loss
+from sg3.training.ops_agreement import agree_on_ops
 from sg3.training.rng import gather_rng_states, restore_rank_rng
 from sg3.training.stats import StatCollector
 
@@ -109,6 +110,8 @@ class StyleGAN3Module(LightningModule):
         # tick_start_nimg is 0 on a fresh run and restored by on_load_checkpoint on resume, so a resumed
         # run keeps the tick boundaries of the uninterrupted one.
         self._start_time = self._tick_start_time = time.time()
+        if world > 1:
+            agree_on_ops(self.device, rank, self._all_reduce_sum)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
