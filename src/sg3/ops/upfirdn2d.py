@@ -125,16 +125,20 @@ def kernel_input(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous()
 
 
+def _call_kernel(x, f2, ext, up, down, padding, flip_filter, gain) -> torch.Tensor:
+    """One compiled upfirdn2d call with a 2-D filter, not recorded by autograd; returns x's dtype."""
+    y = ext.upfirdn2d(kernel_input(x), f2, up[0], up[1], down[0], down[1], *padding, flip_filter, gain)
+    return y.to(x.dtype)
+
+
 class _Upfirdn2dCompiled(torch.autograd.Function):
     """One compiled upfirdn2d call with a 2-D filter; backward is again this op (any derivative order)."""
 
     @staticmethod
     def forward(ctx, x, f2, ext, up, down, padding, flip_filter, gain):  # noqa: D102
-        y = ext.upfirdn2d(kernel_input(x), f2, up[0], up[1], down[0], down[1], *padding, flip_filter, gain)
-        if ctx is not None:  # None: called directly (not recorded), see backward
-            ctx.save_for_backward(f2)
-            ctx.args = (ext, up, down, padding, flip_filter, gain, x.shape)
-        return y.to(x.dtype)
+        ctx.save_for_backward(f2)
+        ctx.args = (ext, up, down, padding, flip_filter, gain, x.shape)
+        return _call_kernel(x, f2, ext, up, down, padding, flip_filter, gain)
 
     @staticmethod
     def backward(ctx, dy):  # noqa: D102
@@ -154,7 +158,7 @@ class _Upfirdn2dCompiled(torch.autograd.Function):
         if torch.is_grad_enabled():  # create_graph: a differentiable node for double backward
             dx = _Upfirdn2dCompiled.apply(dy, *args)
         else:  # plain backward: call the kernel directly (saves a node on small tensors)
-            dx = _Upfirdn2dCompiled.forward(None, dy, *args)
+            dx = _call_kernel(dy, *args)
         return dx, None, None, None, None, None, None, None
 
 
