@@ -152,19 +152,11 @@ class StyleGAN3Module(LightningModule):
     @torch.no_grad()
     def _finish_grads(self, module: torch.nn.Module) -> torch.Tensor:
         """Average grads over processes and replace non-finite values (0, +-1e5); returns their count."""
-        params = [p for p in module.parameters() if p.numel() > 0]
+        # Every rank reduces the same tensors: which parameters have a gradient follows from the graph, and
+        # the op implementation that could change it (compiled ops leave R1's zero second-order gradient
+        # of the last fc bias unconnected, ref ops do not) is the same on all ranks (agree_on_ops).
+        params = [p for p in module.parameters() if p.numel() > 0 and p.grad is not None]
         world = self._world()
-        if world > 1:
-            # Every rank must reduce the same tensors. A parameter with a gradient on any rank gets zeros
-            # where it has none: ranks can differ when an op implementation leaves a gradient that is zero
-            # anyway unconnected (seen: R1's second-order gradient of the last fc bias, compiled vs ref ops).
-            has_grad = torch.tensor(
-                [p.grad is not None for p in params], dtype=torch.int32, device=self.device
-            )
-            for p, anywhere in zip(params, (self._all_reduce_sum(has_grad) > 0).tolist()):
-                if anywhere and p.grad is None:
-                    p.grad = torch.zeros_like(p)
-        params = [p for p in params if p.grad is not None]
         if not params:
             return torch.zeros([], device=self.device)
         flat = torch.cat([p.grad.flatten() for p in params])
