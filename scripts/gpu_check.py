@@ -8,6 +8,7 @@ Stages (each records its own status; a failing stage never stops the next one):
   data        synthetic 256x256 images -> webdataset shards (sg3.data.dataset_tool)
   train_t     `python -m sg3.train experiment=stylegan3-t-256-1gpu ...` for a few hundred steps -> s/kimg,
   train_r     img/s (median over ticks after the first), peak GPU memory; same for stylegan3-r
+  profile     per-phase times (Gmain, Dmain, Dreg, Gema) and top kernels of both configs (gpu_profile.py)
 Everything finishes inside --budget seconds (default 540): stages get what is left, training runs are
 stopped at their share and measured from the ticks they completed.
 
@@ -17,6 +18,7 @@ Usage (repository root, torch with CUDA installed):  python scripts/gpu_check.py
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import subprocess
 import sys
@@ -88,6 +90,7 @@ def stage_gpu_tests(out_dir: Path, timeout: float) -> dict[str, Any]:
         "-p",
         "no:cacheprovider",
         "--continue-on-collection-errors",
+        *(["-n", "4"] if importlib.util.find_spec("xdist") else []),  # 4 workers share the GPU
         f"--junitxml={junit}",
     ]
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
@@ -270,6 +273,8 @@ def stage_train(
         f"runs_dir={runs}",
         f"name={name}",
         "data.num_workers=4",
+        "grid.gw=8",  # a small fixed-seed grid: the check times training, not rendering
+        "grid.gh=4",
         *extra,
     ]
     env = {
@@ -311,6 +316,26 @@ def stage_train(
     result.update(lib.judge_training(cfg, result))
     result["log_tail"] = log_path.read_text()[-2500:]
     result["ok"] = result.get("steady_ticks", 0) > 0 and (rc == 0 or timed_out)
+    return result
+
+
+def stage_profile(work: Path, out_dir: Path, cfgs: list[str], steps: int) -> dict[str, Any]:
+    """Per-phase times and top kernels (scripts/gpu_profile.py) of the training runs' configurations."""
+    import gpu_profile
+
+    result: dict[str, Any] = {}
+    tables = []
+    for cfg in cfgs:
+        config = work / "runs" / f"gpu-check-{cfg}" / "config.yaml"
+        try:
+            res = gpu_profile.profile_run(config, steps=steps)
+        except Exception as exc:  # noqa: BLE001 - record and go on with the next configuration
+            result[cfg] = {"error": f"{type(exc).__name__}: {exc}"}
+            continue
+        tables.append(f"==== {cfg}: {res['phase_ms']} ms per phase\n{res.pop('profile_table', '')}")
+        result[cfg] = res
+    (out_dir / "profile.txt").write_text("\n\n".join(tables))
+    result["ok"] = not any("error" in r for r in result.values())
     return result
 
 
@@ -365,13 +390,14 @@ def main(argv: list[str] | None = None) -> int:
         report["wall_s"] = round(time.monotonic() - deadline.start, 1)
         lib.write_report(report, out)
 
+    B = args.budget  # stage shares below are fractions of the whole budget
     lib.run_stage(report, "env", stage_env, skip=skip_reason("env"))
     lib.run_stage(report, "build", stage_build, skip=skip_reason("build"))
     save()
     lib.run_stage(
         report,
         "gpu_tests",
-        lambda: stage_gpu_tests(out, deadline.budget(200, reserve=300)),
+        lambda: stage_gpu_tests(out, deadline.budget(0.28 * B, reserve=0.55 * B)),
         skip=skip_reason("gpu_tests", ("build",)),
     )
     save()
@@ -379,13 +405,13 @@ def main(argv: list[str] | None = None) -> int:
     lib.run_stage(
         report,
         "kernels",
-        lambda: stage_kernels(deadline.budget(70, reserve=230), gens, 2, args.reps),
+        lambda: stage_kernels(deadline.budget(0.1 * B, reserve=0.45 * B), gens, 2, args.reps),
         skip=skip_reason("kernels", ("build",)),
     )
     save()
     lib.run_stage(report, "data", lambda: stage_data(work, args.images, 256), skip=skip_reason("data"))
     for key, cfg in (("train_t", "stylegan3-t"), ("train_r", "stylegan3-r")):
-        share = deadline.budget(240, reserve=15) / (2 if key == "train_t" else 1)
+        share = deadline.budget(0.6 * B, reserve=0.13 * B) / (2 if key == "train_t" else 1)
         lib.run_stage(
             report,
             key,
@@ -402,6 +428,12 @@ def main(argv: list[str] | None = None) -> int:
             skip=skip_reason(key, ("data",)),
         )
         save()
+    lib.run_stage(
+        report,
+        "profile",
+        lambda: stage_profile(work, out, ["stylegan3-t", "stylegan3-r"], 5),
+        skip=skip_reason("profile", ("data",)) or (None if deadline.left() > 40 else "no time left"),
+    )
     save()
     print("\n".join(lib.summary_lines(report)))
     return 0 if all(s["status"] != "failed" for s in report["stages"].values()) else 1

@@ -229,14 +229,17 @@ def read_ticks(run_dir: str | Path) -> list[dict[str, float]]:
                 "kimg": _mean(rec, "Progress/kimg"),
                 "sec_per_kimg": _mean(rec, "Timing/sec_per_kimg"),
                 "img_per_sec": _mean(rec, "Timing/img_per_sec"),
+                "peak_gpu_mem_gb": _mean(rec, "Resources/peak_gpu_mem_gb"),
             }
         )
     return ticks
 
 
 def read_peak_memory_gb(run_dir: str | Path) -> float | None:
-    """Largest `Resources/peak_gpu_mem_gb` in any metrics.csv under the run dir (CSV logger), else None."""
-    best = None
+    """Largest `Resources/peak_gpu_mem_gb` of the run: its stats.jsonl ticks, and any metrics.csv under the
+    run dir (CSV logger); None if neither has it."""
+    mems = [t["peak_gpu_mem_gb"] for t in read_ticks(run_dir) if t.get("peak_gpu_mem_gb") is not None]
+    best = max(mems) if mems else None
     for csv_path in Path(run_dir).rglob("metrics.csv"):
         lines = csv_path.read_text().splitlines()
         if not lines:

@@ -122,6 +122,11 @@ def test_ticks_memory_and_judgement(tmp_path):
     verdict = lib.judge_training("stylegan3-t", summary)
     assert verdict["meets_speed"] is True and verdict["meets_memory"] is True
     assert verdict["speedup_vs_official_a100"] == pytest.approx(49.81 / 19.0)
+    # stats.jsonl's own Resources/peak_gpu_mem_gb (a run stopped before the CSV logger flushed) counts too.
+    with open(tmp_path / "stats.jsonl", "a") as f:
+        rec = {"Progress/kimg": {"mean": 3.2}, "Resources/peak_gpu_mem_gb": {"mean": 9.75}}
+        f.write("\n" + json.dumps(rec))
+    assert lib.read_peak_memory_gb(tmp_path) == 9.75
     assert lib.judge_training("stylegan3-r", {"sec_per_kimg": 30.0})["meets_speed"] is False
 
 
@@ -147,7 +152,7 @@ def test_main_without_gpu_writes_a_report_of_skipped_stages(tmp_path, monkeypatc
     assert rc == 0
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert report["format"] == "sg3-gpu-check" and report["version"] == 1
-    expected = ["env", "build", "gpu_tests", "kernels", "data", "train_t", "train_r"]
+    expected = ["env", "build", "gpu_tests", "kernels", "data", "train_t", "train_r", "profile"]
     assert list(report["stages"]) == expected
     assert {s["status"] for s in report["stages"].values()} == {"skipped"}
     assert "no CUDA device" in report["stages"]["build"]["reason"]

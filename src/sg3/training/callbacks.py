@@ -70,6 +70,9 @@ class TickLogger(Callback):
             "Timing/img_per_sec",
         ):
             record[name] = {"num": 1, "mean": info["scalars"][name], "std": 0.0}
+        for name, value in info["scalars"].items():  # memory use, as in the official stats.jsonl
+            if name.startswith("Resources/"):
+                record[name] = {"num": 1, "mean": value, "std": 0.0}
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
         for logger in trainer.loggers:
