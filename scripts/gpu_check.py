@@ -192,7 +192,9 @@ def time_layer(layer: dict[str, Any], impls: tuple[str, ...], warmup: int, reps:
     return row
 
 
-def stage_kernels(budget: float, gens: list[str], warmup: int, reps: int) -> dict[str, Any]:
+def stage_kernels(
+    budget: float, gens: list[str], warmup: int, reps: int, impls: tuple[str, ...] = ("cuda", "ref")
+) -> dict[str, Any]:
     import torch
 
     torch.backends.cudnn.benchmark = True
@@ -205,7 +207,7 @@ def stage_kernels(budget: float, gens: list[str], warmup: int, reps: int) -> dic
                 result["skipped_layers"].append(f"{gen}/{layer['name']}")
                 continue
             try:
-                rows.append(time_layer(layer, ("cuda", "ref"), warmup, reps))
+                rows.append(time_layer(layer, impls, warmup, reps))
             except Exception as exc:  # noqa: BLE001 - record and go on with the next layer
                 rows.append({"layer": layer["name"], "error": f"{type(exc).__name__}: {exc}"})
             torch.cuda.empty_cache()
@@ -353,6 +355,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--generators", default="T256,R256,T1024,R1024", help="kernel-timing generators (comma list)"
     )
     p.add_argument("--reps", type=int, default=7, help="timed repetitions per kernel measurement")
+    p.add_argument(
+        "--kernel-impls",
+        default="cuda,ref",
+        help="filtered_lrelu implementations to time (cuda,ref; the reference takes GBs and seconds at 1024)",
+    )
     p.add_argument("--skip", default="", help="comma list of stages to skip (e.g. gpu_tests,train_r)")
     p.add_argument(
         "--train-arg", action="append", default=[], help="extra Hydra override for both training runs"
@@ -405,7 +412,13 @@ def main(argv: list[str] | None = None) -> int:
     lib.run_stage(
         report,
         "kernels",
-        lambda: stage_kernels(deadline.budget(0.1 * B, reserve=0.45 * B), gens, 2, args.reps),
+        lambda: stage_kernels(
+            deadline.budget(0.1 * B, reserve=0.45 * B),
+            gens,
+            2,
+            args.reps,
+            tuple(args.kernel_impls.split(",")),
+        ),
         skip=skip_reason("kernels", ("build",)),
     )
     save()

@@ -88,3 +88,15 @@ def test_ada_state_round_trips_through_state_dict():
     other.load_state_dict(ada.state_dict())
     assert torch.equal(other.stats, torch.tensor([3.0, 3.0], dtype=torch.float64))
     assert "_extra_state" in ada.state_dict() and not list(ada.buffers())  # DDP must not broadcast them
+
+
+def test_ada_accumulates_on_the_logits_device():
+    # The sums follow D's logits to their device with no CPU tensor mixed in (on CUDA that mix raised in
+    # the first GPU run). The 'meta' device stands in for a GPU here: it refuses CPU operands the same way.
+    ada = AdaController(adjust=0.1)
+    ada.accumulate(torch.randn([4, 1], device="meta"))
+    ada.accumulate(torch.randn([4, 1], device="meta"))
+    assert ada.stats.device.type == "meta" and ada.stats.shape == (2,)
+    cpu = AdaController(adjust=0.1)
+    cpu.accumulate(torch.tensor([[1.0], [-2.0], [3.0]]))
+    assert cpu.stats.tolist() == [1.0, 3.0]

@@ -54,9 +54,8 @@ class AdaController(nn.Module):
         signs = real_logits.detach().sign().to(torch.float64)
         if self.stats.device != signs.device:
             self.stats = self.stats.to(signs.device)
-        self.stats += torch.stack([signs.sum(), torch.tensor(float(signs.numel()), dtype=torch.float64)]).to(
-            signs.device
-        )
+        self.stats[0] += signs.sum()  # on the logits' device: no host round trip
+        self.stats[1] += signs.numel()
 
     @torch.no_grad()
     def step(
