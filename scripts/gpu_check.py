@@ -252,14 +252,10 @@ def stage_data(work: Path, count: int, resolution: int) -> dict[str, Any]:
     }
 
 
-def stage_train(
-    cfg: str, index: str, work: Path, out_dir: Path, steps: int, timeout: float, batch: int, extra: list[str]
-) -> dict[str, Any]:
-    """Run sg3.train for `steps` steps (or until `timeout`), then read its per-tick statistics."""
-    runs = work / "runs"
-    name = f"gpu-check-{cfg}"
+def train_command(cfg: str, index: str, runs: Path, name: str, steps: int, batch: int, extra: list[str]):
+    """The `sg3.train` command line and environment of one timed run (`steps` steps of `batch` images)."""
     kimg = steps * batch / 1000
-    tick = max(kimg / 8, batch * 10 / 1000)  # ~8 ticks: the first is warm-up, the rest are measured
+    tick = max(kimg / 16, batch * 10 / 1000)  # ~16 ticks: the first is warm-up, the rest are measured
     cmd = [
         sys.executable,
         "-m",
@@ -285,6 +281,16 @@ def stage_train(
         "WANDB_MODE": "offline",
         "HYDRA_FULL_ERROR": "1",
     }
+    return cmd, env
+
+
+def stage_train(
+    cfg: str, index: str, work: Path, out_dir: Path, steps: int, timeout: float, batch: int, extra: list[str]
+) -> dict[str, Any]:
+    """Run sg3.train for `steps` steps (or until `timeout`), then read its per-tick statistics."""
+    runs = work / "runs"
+    name = f"gpu-check-{cfg}"
+    cmd, env = train_command(cfg, index, runs, name, steps, batch, extra)
     log_path = out_dir / f"train_{cfg}.log"
     start = time.monotonic()
     with open(log_path, "w") as log:
@@ -321,22 +327,36 @@ def stage_train(
     return result
 
 
-def stage_profile(work: Path, out_dir: Path, cfgs: list[str], steps: int) -> dict[str, Any]:
-    """Per-phase times and top kernels (scripts/gpu_profile.py) of the training runs' configurations."""
+def stage_profile(
+    index: str, work: Path, out_dir: Path, cfgs: list[str], batch: int, extra: list[str], budget: float
+) -> dict[str, Any]:
+    """Per-phase times and top kernels (scripts/gpu_profile.py) of each configuration's training step.
+
+    The configurations come from `sg3-train ... dry_run=true` with the timed runs' overrides.
+    """
     import gpu_profile
 
+    deadline = lib.Deadline(budget)
     result: dict[str, Any] = {}
     tables = []
     for cfg in cfgs:
-        config = work / "runs" / f"gpu-check-{cfg}" / "config.yaml"
+        if deadline.left() < 20:
+            result[cfg] = {"skipped": "stage budget spent"}
+            continue
+        name = f"gpu-profile-{cfg}"
+        cmd, env = train_command(cfg, index, work / "runs", name, 1, batch, [*extra, "dry_run=true"])
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        config = work / "runs" / name / "config.yaml"
         try:
-            res = gpu_profile.profile_run(config, steps=steps)
+            if proc.returncode != 0 or not config.is_file():
+                raise RuntimeError(f"dry run failed: {(proc.stdout + proc.stderr)[-1500:]}")
+            res = gpu_profile.profile_run(config, steps=5)
         except Exception as exc:  # noqa: BLE001 - record and go on with the next configuration
             result[cfg] = {"error": f"{type(exc).__name__}: {exc}"}
             continue
         tables.append(f"==== {cfg}: {res['phase_ms']} ms per phase\n{res.pop('profile_table', '')}")
         result[cfg] = res
-    (out_dir / "profile.txt").write_text("\n\n".join(tables))
+        (out_dir / "profile.txt").write_text("\n\n".join(tables))
     result["ok"] = not any("error" in r for r in result.values())
     return result
 
@@ -423,8 +443,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     save()
     lib.run_stage(report, "data", lambda: stage_data(work, args.images, 256), skip=skip_reason("data"))
+    lib.run_stage(
+        report,
+        "profile",
+        lambda: stage_profile(
+            report["stages"]["data"]["result"]["index"],
+            work,
+            out,
+            ["stylegan3-t", "stylegan3-r"],
+            args.batch,
+            args.train_arg,
+            deadline.budget(0.2 * B, reserve=0.3 * B),
+        ),
+        skip=skip_reason("profile", ("data",)),
+    )
+    save()
     for key, cfg in (("train_t", "stylegan3-t"), ("train_r", "stylegan3-r")):
-        share = deadline.budget(0.6 * B, reserve=0.13 * B) / (2 if key == "train_t" else 1)
+        share = deadline.budget(0.6 * B, reserve=0.02 * B) / (2 if key == "train_t" else 1)
         lib.run_stage(
             report,
             key,
@@ -441,13 +476,6 @@ def main(argv: list[str] | None = None) -> int:
             skip=skip_reason(key, ("data",)),
         )
         save()
-    lib.run_stage(
-        report,
-        "profile",
-        lambda: stage_profile(work, out, ["stylegan3-t", "stylegan3-r"], 5),
-        skip=skip_reason("profile", ("data",)) or (None if deadline.left() > 40 else "no time left"),
-    )
-    save()
     print("\n".join(lib.summary_lines(report)))
     return 0 if all(s["status"] != "failed" for s in report["stages"].values()) else 1
 

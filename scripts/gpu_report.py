@@ -1,0 +1,137 @@
+"""Render GPU check reports (scripts/gpu_check.py's gpu_check.json) as the `## gpu` section of the benchmarks.
+
+Usage: python scripts/gpu_report.py docs/gpu_runs/*.json --out docs/bench/gpu.md
+
+Each report becomes one subsection: device, driver, versions, commit, the stages' status, the training
+numbers against the issue's targets, and the filtered_lrelu kernel table. Nothing is measured here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import gpu_check_lib as lib  # noqa: E402
+
+
+def _num(value: Any, fmt: str = "{:.2f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def training_rows(report: dict[str, Any]) -> list[str]:
+    """Markdown rows of the training stages: s/kimg, img/s, peak memory (steady and first tick), targets."""
+    rows = []
+    for key in ("train_t", "train_r"):
+        res = report["stages"].get(key, {}).get("result")
+        if not res:
+            continue
+        ticks = res.get("per_tick") or []
+        first_mem = ticks[0].get("peak_gpu_mem_gb") if ticks else None
+        steady_mem = [t["peak_gpu_mem_gb"] for t in ticks[1:] if t.get("peak_gpu_mem_gb") is not None]
+        target = lib.TARGETS.get(res["cfg"], {})
+        rows.append(
+            f"| {res['cfg']} | {_num(res.get('sec_per_kimg'))} | {_num(res.get('img_per_sec'), '{:.1f}')} | "
+            f"{res.get('steady_ticks', 0)} x {_num(res.get('kimg_done'), '{:.2f}')} kimg | "
+            f"{_num(max(steady_mem) if steady_mem else None)} | {_num(first_mem)} | "
+            f"{target.get('sec_per_kimg')} s/kimg, {target.get('peak_gpu_mem_gb')} GB | "
+            f"{target.get('official_a100_sec_per_kimg')} |"
+        )
+    return rows
+
+
+def kernel_rows(report: dict[str, Any]) -> list[str]:
+    """Markdown rows of the filtered_lrelu kernel timings (CUDA, and the reference where it was timed)."""
+    rows = []
+    gens = report["stages"].get("kernels", {}).get("result", {}).get("generators", {})
+    for gen, layers in gens.items():
+        for r in layers:
+            if "error" in r:
+                rows.append(f"| {gen} {r['layer']} | error: {r['error'][:80]} |||||||")
+                continue
+            fp16 = "yes" if r["fp16"] else "no"
+            rows.append(
+                f"| {gen} {r['layer']} | {r['x_shape']} | {r['up']}/{r['down']} | {fp16} | "
+                f"{_num(r.get('cuda_fwd_ms'))} | {_num(r.get('cuda_fwd_bwd_ms'))} | "
+                f"{_num(r.get('ref_fwd_bwd_ms'))} | {_num(r.get('speedup_fwd_bwd'), '{:.1f}x')} | "
+                f"{_num(r.get('cuda_fwd_gflops'), '{:.0f}')} | {_num(r.get('rel_err_vs_ref'), '{:.1e}')} |"
+            )
+    return rows
+
+
+def render(report: dict[str, Any], name: str) -> str:
+    """One report as a Markdown subsection."""
+    env = report["stages"].get("env", {}).get("result", {})
+    lines = [
+        f"### {name}: {env.get('device_name', 'unknown device')}, {report.get('started')}",
+        "",
+        f"Driver {env.get('driver')}, torch {env.get('torch')} (CUDA {env.get('torch_cuda')}, cuDNN "
+        f"{env.get('cudnn')}), {env.get('sm_count')} SMs, {env.get('memory_gb')} GiB; commit "
+        f"{str(env.get('git_commit'))[:7]}; command `{' '.join(report.get('argv', []))}`; "
+        f"{report.get('wall_s')} s.",
+        "",
+        "| stage | status | seconds | note |",
+        "|---|---|---|---|",
+    ]
+    for stage, entry in report["stages"].items():
+        note = entry.get("reason") or entry.get("error") or ""
+        if stage == "gpu_tests" and "result" in entry:
+            t = entry["result"]
+            note = (
+                f"{t.get('passed')} passed, {t.get('failures')} failed, {t.get('errors')} errors: "
+                + ", ".join(t.get("failing") or [])
+            )
+        lines.append(
+            f"| {stage} | {entry['status']} | {_num(entry.get('seconds'), '{:.1f}')} | {note[:160]} |"
+        )
+    train = training_rows(report)
+    if train:
+        lines += [
+            "",
+            "| config (256x256, batch 32) | s/kimg | img/s | measured | peak GB (steady ticks) | "
+            "peak GB (first tick) | target | official A100 s/kimg |",
+            "|---|---|---|---|---|---|---|---|",
+            *train,
+        ]
+    kernels = kernel_rows(report)
+    if kernels:
+        lines += [
+            "",
+            "filtered_lrelu per layer (batch as in training: 32 at 256, 4 at 1024), median ms:",
+            "",
+            "| layer | input | up/down | fp16 | CUDA fwd | CUDA fwd+bwd | ref fwd+bwd | speed-up "
+            "| CUDA fwd GFLOP/s | rel. err |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+            *kernels,
+        ]
+        skipped = report["stages"]["kernels"]["result"].get("skipped_layers") or []
+        if skipped:
+            lines += ["", f"Not timed (stage budget spent): {len(skipped)} layers ({skipped[0]} ...)."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("reports", nargs="+", help="gpu_check.json files, oldest first")
+    p.add_argument("--out", required=True, help="Markdown file to write (docs/bench/gpu.md)")
+    p.add_argument("--intro", default="", help="text placed under the section heading")
+    args = p.parse_args(argv)
+    parts = ["## gpu", ""]
+    if args.intro:
+        parts += [args.intro, ""]
+    for path in args.reports:
+        report = json.loads(Path(path).read_text())
+        if report.get("format") != lib.REPORT_FORMAT:
+            raise SystemExit(f"{path}: not a gpu_check report (format {report.get('format')!r})")
+        parts += [render(report, Path(path).stem), ""]
+    Path(args.out).write_text("\n".join(parts))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
