@@ -152,9 +152,31 @@ def test_main_without_gpu_writes_a_report_of_skipped_stages(tmp_path, monkeypatc
     assert rc == 0
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert report["format"] == "sg3-gpu-check" and report["version"] == 1
-    expected = ["env", "build", "gpu_tests", "kernels", "data", "train_t", "train_r", "profile"]
+    expected = ["env", "build", "gpu_tests", "kernels", "data", "profile", "train_t", "train_r"]
     assert list(report["stages"]) == expected
     assert {s["status"] for s in report["stages"].values()} == {"skipped"}
     assert "no CUDA device" in report["stages"]["build"]["reason"]
     text = (tmp_path / "gpu_check.txt").read_text()
     assert "train_r" in text and "skipped" in text
+
+
+def test_gpu_report_renders_a_kept_run(tmp_path):
+    import gpu_report
+
+    runs = sorted((SCRIPTS.parent / "docs" / "gpu_runs").glob("*.json"))
+    assert runs, "docs/gpu_runs holds the reports of the GPU runs"
+    out = tmp_path / "gpu.md"
+    assert gpu_report.main([str(p) for p in runs] + ["--out", str(out), "--intro", "intro"]) == 0
+    text = out.read_text()
+    assert text.startswith("## gpu\n\nintro\n")
+    assert text.count("\n### ") == len(runs)
+    # The 2026-11-27 H100 run 2: the training row of stylegan3-t, and a kernel row with its numbers.
+    assert "| stylegan3-t | 41.20 | 24.3 | 1 x 0.83 kimg | 10.50 | 67.89 | 20.0 s/kimg, 9.5 GB | 49.81 |" in (
+        text
+    )
+    row = "| R256 L0_36_1024 | [32, 1024, 36, 36] | 2/2 | no | 4.25 | 11.98 | - | - | 3771 | 2.1e-07 |"
+    assert row in text
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "other"}')
+    with pytest.raises(SystemExit, match="not a gpu_check report"):
+        gpu_report.main([str(bad), "--out", str(out)])
