@@ -142,6 +142,7 @@ def test_fp32_and_freeze_d():
         ({"augment__mode": "always"}, "augment.mode='always'"),
         ({"augment__preset": "xyz"}, "augment.preset='xyz'"),
         ({"model__cfg": "stylegan4"}, "model.cfg='stylegan4'"),
+        ({"tf32": "yes"}, "tf32='yes'"),
     ],
 )
 def test_bad_values_raise_config_error(kwargs, message):

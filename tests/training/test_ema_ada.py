@@ -79,6 +79,7 @@ def test_ada_uses_reduced_statistics_and_only_every_interval():
     ada.accumulate(torch.ones(4, 1))
     assert ada.step(8, p) and float(p) == 0.5
     assert torch.equal(ada.stats, torch.zeros(2, dtype=torch.float64))  # reset after each decision
+    assert ada.step(12, p) and float(p) == 0.5 and float(ada.last_rt) == 1.0  # no signs seen: unchanged
 
 
 def test_ada_state_round_trips_through_state_dict():
@@ -97,6 +98,9 @@ def test_ada_accumulates_on_the_logits_device():
     ada.accumulate(torch.randn([4, 1], device="meta"))
     ada.accumulate(torch.randn([4, 1], device="meta"))
     assert ada.stats.device.type == "meta" and ada.stats.shape == (2,)
+    # The adjustment never reads a value back to the host (a meta tensor has none to read).
+    p = torch.zeros([], device="meta")
+    assert ada.step(4, p) and p.device.type == "meta" and ada.last_rt.device.type == "meta"
     cpu = AdaController(adjust=0.1)
     cpu.accumulate(torch.tensor([[1.0], [-2.0], [3.0]]))
     assert cpu.stats.tolist() == [1.0, 3.0]

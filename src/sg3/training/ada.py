@@ -42,7 +42,7 @@ class AdaController(nn.Module):
         self.last_rt = torch.full([], float("nan"), dtype=torch.float64)
 
     def get_extra_state(self) -> dict:
-        return {"stats": self.stats.cpu(), "last_rt": float(self.last_rt)}
+        return {"stats": self.stats.cpu(), "last_rt": float(self.last_rt)}  # at checkpoints only
 
     def set_extra_state(self, state: dict) -> None:
         self.stats = state["stats"].to(torch.float64).to(self.stats.device)
@@ -72,7 +72,10 @@ class AdaController(nn.Module):
             all_reduce: Sums a tensor over processes (None for a single process).
 
         Returns:
-            True if an adjustment was made.
+            True on an adjustment step (p moves only if signs were seen since the last one).
+
+        Everything stays on the statistics' device (no host round trip in the training step): without
+        signs, the step leaves p and `last_rt` as they are.
         """
         if self.adjust == 0 or batch_idx % self.interval != 0:
             return False
@@ -80,10 +83,9 @@ class AdaController(nn.Module):
         if all_reduce is not None:
             stats = all_reduce(stats)
         self.stats.zero_()
-        if stats[1] <= 0:
-            return False
-        rt = stats[0] / stats[1]
-        self.last_rt = rt.detach().cpu()
-        direction = torch.sign(rt - self.target)
-        p.copy_((p + direction.to(p.dtype) * self.adjust).clamp(min=0))
+        seen = stats[1] > 0
+        rt = stats[0] / stats[1].clamp(min=1)
+        direction = torch.where(seen, torch.sign(rt - self.target), torch.zeros_like(rt))
+        p.copy_((p + direction.to(p.device, p.dtype) * self.adjust).clamp(min=0))
+        self.last_rt = torch.where(seen, rt, self.last_rt.to(rt.device))
         return True

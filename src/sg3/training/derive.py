@@ -214,6 +214,8 @@ def derive(
     batch = cfg["batch"]
     mbstd_group = int(model["mbstd_group"])
     batch_per_gpu, batch_gpu = _check_batch(batch, cfg.get("batch_gpu"), num_gpus, mbstd_group)
+    if not isinstance(cfg.get("tf32", False), bool):
+        raise _fail("tf32", cfg["tf32"], "true or false")
     freeze_d = int(cfg.get("freeze_d") or 0)
     if freeze_d < 0:
         raise _fail("freeze_d", freeze_d, "an integer >= 0 (number of D layers to freeze)")

@@ -113,8 +113,9 @@ class StyleGAN3Module(LightningModule):
         if world > 1:
             agree_on_ops(self.device, rank, self._all_reduce_sum)
         if self.device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = False
-            torch.backends.cudnn.allow_tf32 = False
+            tf32 = bool(self.cfg.get("tf32", False))
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            torch.backends.cudnn.allow_tf32 = tf32
 
     # ------------------------------------------------------------------ helpers
     def _world(self) -> int:
