@@ -111,6 +111,63 @@ def test_upfirdn2d_layouts_and_dtypes(layout):
     )
 
 
+@pytest.mark.parametrize(
+    "size,up,down,padding,separable",
+    [
+        ((8, 8), 1, 1, 2, False),  # the discriminator's FIR (rank-1 2-D filter), whole 8-element blocks
+        ((8, 8), 1, 2, 1, False),  # its FIR + downsample, and (backward) upsample by 2
+        ((5, 7), 2, 1, [1, 2, 0, 3], False),
+        ((9, 6), 1, 2, [2, -1, 1, 0], True),  # 1-D filter: two 1-D passes; cropping
+        ((4, 4), 4, 2, [3, 2, 3, 2], True),
+        ((64, 64), 1, 2, 1, False),  # the widest planes of the path
+    ],
+)
+def test_upfirdn2d_plane_vectorised_path(size, up, down, padding, separable):
+    """Narrow planes with a separable filter are vectorised across planes (8 float32 lanes): 13 planes
+    are one full group and a partial one; forward, gradient and double backward against ref."""
+    g = torch.Generator().manual_seed(17)
+    x = torch.randn(1, 13, *size, generator=g, requires_grad=True)
+    f = ops.setup_filter([1, 2, 3, 1] if separable else [1, 3, 3, 1], separable=separable)
+    kw = dict(up=up, down=down, padding=padding, gain=1.5)
+    _pair(
+        lambda t: ops.upfirdn2d(t, f, impl="ref", **kw),
+        lambda t: ops.upfirdn2d(t, f, impl="cpp", **kw),
+        [x],
+        rtol=1e-5,
+        atol=1e-5,
+        gradgrad=True,
+    )
+
+
+def test_large_outputs_come_from_a_reuse_pool():
+    """Outputs of 1 MiB and more are recycled (csrc/pool_cpu.h): a freed output's buffer is handed to the
+    next output of that size and fully overwritten, live outputs never share memory, and pooled tensors
+    stay ordinary resizable tensors."""
+    g = torch.Generator().manual_seed(19)
+    xs = [torch.randn(1, 4, 256, 256, generator=g) for _ in range(3)]  # 1 MiB of float32 each
+    b = torch.randn(4, generator=g)
+
+    def both(x):
+        return ops.bias_act(x, b, act="lrelu", impl="cpp"), ops.bias_act(x, b, act="lrelu", impl="ref")
+
+    first, _ = both(xs[0])
+    ptr = first.data_ptr()
+    del first
+    second, second_ref = both(xs[1])
+    assert second.data_ptr() == ptr
+    third, third_ref = both(xs[2])
+    assert third.data_ptr() != second.data_ptr()
+    torch.testing.assert_close(second, second_ref)
+    torch.testing.assert_close(third, third_ref)
+    f = ops.setup_filter([1, 3, 3, 1])
+    y = ops.upfirdn2d(xs[0], f, padding=2, impl="cpp")  # a different size: a new block
+    torch.testing.assert_close(y, ops.upfirdn2d(xs[0], f, padding=2, impl="ref"), rtol=1e-5, atol=1e-5)
+    second.resize_(2, 4, 256, 256)
+    second[1] = 3.0
+    torch.testing.assert_close(second[0], second_ref[0])
+    assert second[1].eq(3.0).all()
+
+
 @pytest.mark.parametrize("act", list(ops.ACTIVATIONS))
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 def test_bias_act_parity(act, dtype):

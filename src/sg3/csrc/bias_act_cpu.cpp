@@ -14,6 +14,7 @@
 
 #include "ops.h"
 #include "polyphase_cpu.h"  // VecOf: 256-bit vector types
+#include "pool_cpu.h"
 
 namespace sg3cpu {
 namespace {
@@ -111,41 +112,52 @@ inline V velement(V v, V dy, const Params<T>& p) {
   }
 }
 
-// out[i] = element(x[i] + bias, dy[i]) for i < n, bias = bvec[i] (BVEC) or bconst. Returns the sum of out
-// when SUM (float lanes summed in blocks of 256 elements, blocks added in double).
+// Sum of a kernel's outputs for the bias gradient: float lanes are added up in blocks of 256 elements and
+// the blocks in double (one deterministic order per channel, whatever the thread count).
+template <typename T>
+struct BlockSum {
+  using V = typename VecOf<T>::type;
+  static constexpr int W = VecOf<T>::kLanes;
+  V acc = V{};
+  int blocks = 0;
+  double total = 0;
+  void add(V r) {
+    acc += r;
+    if (++blocks == 256 / W) flush();
+  }
+  void flush() {
+    for (int l = 0; l < W; ++l) total += double(acc[l]);
+    acc = V{};
+    blocks = 0;
+  }
+};
+
+// out[i] = element(x[i] + bias, dy[i]) for i < n, bias = bvec[i] (BVEC) or bconst; with SUM, also adds
+// every out[i] to *sum.
 template <int ACT, int GRAD, bool CLAMP, bool BVEC, bool SUM, typename T>
-inline double row(const T* x, const T* bvec, T bconst, const T* dy, T* out, int64_t n, const Params<T>& p) {
+inline void row(const T* x, const T* bvec, T bconst, const T* dy, T* out, int64_t n, const Params<T>& params,
+                BlockSum<T>* sum) {
+  // A local copy: out may alias any T in memory, so reading params through the reference would reload and
+  // re-broadcast alpha, gain and clamp after every store.
+  const Params<T> p = params;
   using V = typename VecOf<T>::type;
   constexpr int W = VecOf<T>::kLanes;
-  double total = 0;
   int64_t i = 0;
   if constexpr (piecewise_linear(ACT)) {
-    V acc = V{};
-    int blocks = 0;
     for (; i + W <= n; i += W) {
       V v = *reinterpret_cast<const V*>(x + i);
       v = BVEC ? v + *reinterpret_cast<const V*>(bvec + i) : v + bconst;
       const V d = GRAD ? *reinterpret_cast<const V*>(dy + i) : V{};
       const V r = velement<ACT, GRAD, CLAMP>(v, d, p);
       *reinterpret_cast<V*>(out + i) = r;
-      if constexpr (SUM) {
-        acc += r;
-        if (++blocks == 256 / W) {
-          for (int l = 0; l < W; ++l) total += double(acc[l]);
-          acc = V{};
-          blocks = 0;
-        }
-      }
+      if constexpr (SUM) sum->add(r);
     }
-    if constexpr (SUM)
-      for (int l = 0; l < W; ++l) total += double(acc[l]);
   }
   for (; i < n; ++i) {
     const T r = element<ACT, GRAD, CLAMP>(x[i] + (BVEC ? bvec[i] : bconst), GRAD ? dy[i] : T(0), p);
     out[i] = r;
-    if constexpr (SUM) total += double(r);
+    if constexpr (SUM) sum->total += double(r);
   }
-  return total;
 }
 
 // The whole tensor; db (length C, may be null) receives the sum of out over outer and inner.
@@ -155,7 +167,8 @@ void run(const T* x, const T* b, const T* dy, T* out, T* db, int64_t outer, int6
   const T zero = T(0);
   if (!b) {  // no bias: the layout does not matter, one flat array
     at::parallel_for(0, outer * C * inner, kGrain, [&](int64_t i0, int64_t i1) {
-      row<ACT, GRAD, CLAMP, false, false, T>(x + i0, nullptr, zero, GRAD ? dy + i0 : nullptr, out + i0, i1 - i0, p);
+      row<ACT, GRAD, CLAMP, false, false, T>(x + i0, nullptr, zero, GRAD ? dy + i0 : nullptr, out + i0, i1 - i0, p,
+                                             nullptr);
     });
     return;
   }
@@ -169,7 +182,7 @@ void run(const T* x, const T* b, const T* dy, T* out, T* db, int64_t outer, int6
         const int64_t r0 = t * rows_per_task, r1 = std::min(outer, r0 + rows_per_task);
         for (int64_t r = r0; r < r1; ++r) {
           const int64_t o = r * C;
-          row<ACT, GRAD, CLAMP, true, false, T>(x + o, b, zero, GRAD ? dy + o : nullptr, out + o, C, p);
+          row<ACT, GRAD, CLAMP, true, false, T>(x + o, b, zero, GRAD ? dy + o : nullptr, out + o, C, p, nullptr);
           if (!db) continue;
           const T* ro = out + o;
           if ((r - r0) % 64 == 0) {
@@ -189,24 +202,31 @@ void run(const T* x, const T* b, const T* dy, T* out, T* db, int64_t outer, int6
     }
     return;
   }
-  const int64_t rows = outer * C;
-  std::vector<double> rowsum(db ? rows : 0, 0.0);  // [outer, C]
-  at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / inner), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const T bias = b[r % C];
-      const int64_t o = r * inner;
-      const T* dr = GRAD ? dy + o : nullptr;
-      if (db)
-        rowsum[r] = row<ACT, GRAD, CLAMP, false, true, T>(x + o, nullptr, bias, dr, out + o, inner, p);
-      else
-        row<ACT, GRAD, CLAMP, false, false, T>(x + o, nullptr, bias, dr, out + o, inner, p);
+  // Bias along a strided axis: rows r = o * C + c of `inner` elements with bias b[c].
+  if (!db) {
+    at::parallel_for(0, outer * C, std::max<int64_t>(1, kGrain / inner), [&](int64_t r0, int64_t r1) {
+      int64_t c = r0 % C;
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t o = r * inner;
+        row<ACT, GRAD, CLAMP, false, false, T>(x + o, nullptr, b[c], GRAD ? dy + o : nullptr, out + o, inner, p,
+                                               nullptr);
+        if (++c == C) c = 0;
+      }
+    });
+    return;
+  }
+  // With the bias gradient: tasks own whole channels, so each channel is summed in one fixed order.
+  at::parallel_for(0, C, std::max<int64_t>(1, kGrain / (inner * outer)), [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      BlockSum<T> sum;
+      for (int64_t k = 0; k < outer; ++k) {
+        const int64_t o = (k * C + c) * inner;
+        row<ACT, GRAD, CLAMP, false, true, T>(x + o, nullptr, b[c], GRAD ? dy + o : nullptr, out + o, inner, p, &sum);
+      }
+      sum.flush();
+      db[c] = T(sum.total);
     }
   });
-  for (int64_t c = 0; db && c < C; ++c) {
-    double s = 0;
-    for (int64_t o = 0; o < outer; ++o) s += rowsum[o * C + c];
-    db[c] = T(s);
-  }
 }
 
 template <int ACT, typename T>
@@ -263,7 +283,7 @@ at::Tensor bias_act_impl(const at::Tensor& x, const at::Tensor& b, const at::Ten
   const auto xc = x.contiguous();  // no copy for the contiguous views the Python side passes
   const auto bc = b.contiguous();
   const auto dyc = grad ? dy.contiguous() : dy;
-  auto out = at::empty(xc.sizes(), xc.options());
+  auto out = empty_output(xc.sizes(), xc.scalar_type());
   if (db) *db = at::zeros({C}, xc.options());
   if (xc.numel() == 0) return out;
   int64_t outer = 1, inner = 1;

@@ -75,6 +75,18 @@ def _kernel_view(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, int, bool]:
     return x.contiguous(), dim, False
 
 
+_EMPTY: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+
+
+def _empty_like_kind(x: torch.Tensor) -> torch.Tensor:
+    """A shared empty tensor of x's dtype and device (the kernels' "no bias" / "no dy"; never written)."""
+    key = (x.dtype, x.device)
+    empty = _EMPTY.get(key)
+    if empty is None:
+        empty = _EMPTY[key] = torch.empty([0], dtype=x.dtype, device=x.device)
+    return empty
+
+
 def _call_kernel(
     ext, x, b, dy, grad: int, dim: int, code: int, alpha: float, gain: float, clamp: float, db: bool = False
 ):
@@ -88,7 +100,7 @@ def _call_kernel(
     if dy is not None:
         dyv = dy.permute(0, 2, 3, 1) if permuted else dy  # [N, H, W, C] view when x is channels_last
         dyv = dyv.contiguous()
-    empty = torch.empty([0], dtype=x.dtype, device=x.device)
+    empty = _empty_like_kind(x)
     bv = b if b is not None else empty
     if db:
         out, dbias = ext.bias_act_grad_db(xv, bv, dyv, kdim, code, alpha, gain, clamp)

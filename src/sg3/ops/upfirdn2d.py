@@ -128,7 +128,7 @@ def kernel_input(x: torch.Tensor) -> torch.Tensor:
 def _call_kernel(x, f2, ext, up, down, padding, flip_filter, gain) -> torch.Tensor:
     """One compiled upfirdn2d call with a 2-D filter, not recorded by autograd; returns x's dtype."""
     y = ext.upfirdn2d(kernel_input(x), f2, up[0], up[1], down[0], down[1], *padding, flip_filter, gain)
-    return y.to(x.dtype)
+    return y if y.dtype == x.dtype else y.to(x.dtype)
 
 
 class _Upfirdn2dCompiled(torch.autograd.Function):
@@ -226,6 +226,19 @@ def upfirdn2d(
     return _upfirdn2d_compiled(x, f, ext, (upx, upy), (downx, downy), pads, bool(flip_filter), gain)
 
 
+def _centred_padding(f: torch.Tensor | None, padding: object, factor: tuple[int, int], up: bool) -> list[int]:
+    """Padding `[x0, x1, y0, y1]` centring filter `f` for resampling by `factor`, plus the extra `padding`.
+
+    Per axis with `t` taps and factor `s`: upsampling pads `[(t + s - 1) // 2, (t - s) // 2]`, downsampling
+    `[(t - s + 1) // 2, (t - s) // 2]`; `s = 1` (either) keeps the size: `[t // 2, (t - 1) // 2]`.
+    """
+    px0, px1, py0, py1 = parse_padding(padding)
+    fw, fh = filter_size(check_filter(f, "f"))
+    sx, sy = factor
+    lead_x, lead_y = (sx - 1, sy - 1) if up else (1 - sx, 1 - sy)
+    return [px0 + (fw + lead_x) // 2, px1 + (fw - sx) // 2, py0 + (fh + lead_y) // 2, py1 + (fh - sy) // 2]
+
+
 def filter2d(
     x: torch.Tensor,
     f: torch.Tensor | None,
@@ -247,9 +260,7 @@ def filter2d(
     Returns:
         `[N, C, H + extra, W + extra]`.
     """
-    px0, px1, py0, py1 = parse_padding(padding)
-    fw, fh = filter_size(check_filter(f, "f"))
-    pads = [px0 + fw // 2, px1 + (fw - 1) // 2, py0 + fh // 2, py1 + (fh - 1) // 2]
+    pads = _centred_padding(f, padding, (1, 1), up=False)
     return upfirdn2d(x, f, padding=pads, flip_filter=flip_filter, gain=gain, impl=impl)
 
 
@@ -277,17 +288,9 @@ def upsample2d(
         `[N, C, H*upy, W*upx]` (plus extra padding).
     """
     upx, upy = parse_scaling(up, "up")
-    px0, px1, py0, py1 = parse_padding(padding)
-    fw, fh = filter_size(check_filter(f, "f"))
-    pads = [
-        px0 + (fw + upx - 1) // 2,
-        px1 + (fw - upx) // 2,
-        py0 + (fh + upy - 1) // 2,
-        py1 + (fh - upy) // 2,
-    ]
-    return upfirdn2d(
-        x, f, up=[upx, upy], padding=pads, flip_filter=flip_filter, gain=gain * upx * upy, impl=impl
-    )
+    pads = _centred_padding(f, padding, (upx, upy), up=True)
+    gain = gain * upx * upy
+    return upfirdn2d(x, f, up=[upx, upy], padding=pads, flip_filter=flip_filter, gain=gain, impl=impl)
 
 
 def downsample2d(
@@ -314,12 +317,5 @@ def downsample2d(
         `[N, C, H // downy, W // downx]` (plus extra padding).
     """
     downx, downy = parse_scaling(down, "down")
-    px0, px1, py0, py1 = parse_padding(padding)
-    fw, fh = filter_size(check_filter(f, "f"))
-    pads = [
-        px0 + (fw - downx + 1) // 2,
-        px1 + (fw - downx) // 2,
-        py0 + (fh - downy + 1) // 2,
-        py1 + (fh - downy) // 2,
-    ]
+    pads = _centred_padding(f, padding, (downx, downy), up=False)
     return upfirdn2d(x, f, down=[downx, downy], padding=pads, flip_filter=flip_filter, gain=gain, impl=impl)
