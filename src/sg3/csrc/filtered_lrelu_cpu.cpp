@@ -10,17 +10,25 @@
 // Forward per band: bias + deinterleave input rows -> horizontal up pass -> vertical up pass (z rows)
 // -> lrelu * gain, clamp, record codes -> vertical down pass -> horizontal down pass -> output row.
 // Backward per band of dx rows: the transposed passes in reverse order, with the recorded codes applied
-// on the z grid (gain, gain * slope or 0). Separable filters use 1-D passes on both axes; a 2-D filter
-// (e.g. the radial down filter of config R) runs one horizontal pass per filter row.
+// on the z grid (gain, gain * slope or 0). A separable filter runs each 1-D pass over the whole band at once
+// (polyphase_rows_cpu.h: horizontal passes several rows per sweep, vertical passes two output rows per
+// sweep over their shared source rows), which keeps 8 vector accumulators busy even on 36-pixel layers.
+// A 2-D filter (e.g. the radial down filter of config R) runs one horizontal pass per filter row.
 // Codes (one byte per z-grid sample, phase-major rows of Lx * nbz bytes): 0 = z >= 0, 1 = z < 0,
 // 2 = clamped.
 #define SG3_OPS_NAMESPACE sg3cpu
 #include <ATen/Parallel.h>
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#include <type_traits>
 #include <vector>
 
 #include "ops.h"
 #include "polyphase_cpu.h"
+#include "polyphase_rows_cpu.h"
 
 namespace sg3cpu {
 namespace {
@@ -93,11 +101,53 @@ inline int64_t choose_band(int64_t rows, int64_t planes, int64_t bytes_per_row) 
   return std::min(band, rows);
 }
 
-// a = gain * lrelu(z, slope), clamped; code = (z < 0) + 2 * clamped. Written branch-free so it vectorizes.
+typedef int32_t VecI __attribute__((vector_size(32)));
+typedef uint8_t Bytes8 __attribute__((vector_size(8), aligned(1), may_alias));
+
+// 8 int32 lanes (values 0..3) to 8 bytes, and back; AVX2 packs / zero-extension where available
+// (the generic vector conversions compile to per-lane scalar code).
+inline void store_codes8(uint8_t* dst, VecI code) {
+#if defined(__AVX2__)
+  const __m256i c = (__m256i)code;
+  const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(dst), _mm_packus_epi16(w, w));
+#else
+  *reinterpret_cast<Bytes8*>(dst) = __builtin_convertvector(code, Bytes8);
+#endif
+}
+inline VecI load_codes8(const uint8_t* src) {
+#if defined(__AVX2__)
+  return (VecI)_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(src)));
+#else
+  return __builtin_convertvector(*reinterpret_cast<const Bytes8*>(src), VecI);
+#endif
+}
+
+// a = gain * lrelu(z, slope), clamped; code = (z < 0) + 2 * clamped. float: 8 samples per step in vector
+// registers (the codes narrowed to bytes in registers); double: a branch-free loop the compiler vectorizes.
 template <typename T, bool WRITE, bool CLAMP>
 void activate(T* __restrict z, uint8_t* __restrict codes, int64_t n, T gain, T slope, T clamp) {
   const T gs = gain * slope;
-  for (int64_t i = 0; i < n; ++i) {
+  int64_t i = 0;
+  if constexpr (std::is_same_v<T, float>) {
+    const VecF vg = VecF{} + gain, vgs = VecF{} + gs, vc = VecF{} + clamp;
+    for (; i + 8 <= n; i += 8) {
+      const VecF v = *reinterpret_cast<const VecF*>(z + i);
+      const VecI neg = v < VecF{};
+      const VecF a = v * (neg ? vgs : vg);
+      VecF c = a;
+      if constexpr (CLAMP) {
+        c = c > vc ? vc : c;
+        c = c < -vc ? -vc : c;
+      }
+      *reinterpret_cast<VecF*>(z + i) = c;
+      if constexpr (WRITE) {
+        const VecI code = (neg & 1) | ((c != a) & 2);
+        store_codes8(codes + i, code);
+      }
+    }
+  }
+  for (; i < n; ++i) {
     const T v = z[i];
     const T a = v * (v < T(0) ? gs : gain);
     T c = a;
@@ -110,10 +160,22 @@ void activate(T* __restrict z, uint8_t* __restrict codes, int64_t n, T gain, T s
   }
 }
 
-// dz *= gain, gain * slope or 0 according to the codes.
+// dz *= gain, gain * slope or 0 according to the codes (float: the multiplier is a register permute by code).
 template <typename T>
 void apply_codes(T* __restrict d, const uint8_t* __restrict codes, int64_t n, T m0, T m1) {
-  for (int64_t a = 0; a < n; ++a) {
+  int64_t a = 0;
+  if constexpr (std::is_same_v<T, float>) {
+    const VecF table = {m0, m1, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    for (; a + 8 <= n; a += 8) {
+#if defined(__AVX2__)
+      const __m256 m = _mm256_permutevar8x32_ps((__m256)table, (__m256i)load_codes8(codes + a));
+      *reinterpret_cast<VecF*>(d + a) *= (VecF)m;
+#else
+      *reinterpret_cast<VecF*>(d + a) *= __builtin_shuffle(table, load_codes8(codes + a));
+#endif
+    }
+  }
+  for (; a < n; ++a) {
     const int c = codes[a];
     d[a] *= c == 0 ? m0 : (c == 1 ? m1 : T(0));
   }
@@ -138,69 +200,58 @@ void forward_band(const FlPlan<T>& P, const T* xp, T bias, T* yp, uint8_t* sp, i
   const int64_t z_hi = std::max((j1 - 1) * P.down + P.fd.th, own_hi);
   const int64_t i_lo = std::max<int64_t>(0, ceildiv(z_lo - P.py0, P.up));
   const int64_t i_hi = std::min<int64_t>(P.H, floordiv(z_hi - 1 + P.fu.th - 1 - P.py0, P.up) + 1);
-  const int64_t nin = std::max<int64_t>(0, i_hi - i_lo);
-  const int64_t in_row = P.fu.separable ? P.lz.size() : P.lx.size();
-  const int64_t zs = P.lz.size();
-  ws.resize(P.lx.size() + nin * in_row + (z_hi - z_lo) * zs + zs + P.ly.size());
-  T* xrow = ws.data();
-  T* inb = xrow + P.lx.size();
-  T* zb = inb + nin * in_row;
-  T* rrow = zb + (z_hi - z_lo) * zs;
-  T* orow = rrow + zs;
-  for (int64_t i = i_lo; i < i_hi; ++i) {
-    T* dst = inb + (i - i_lo) * in_row;
-    if (P.fu.separable) {
-      deinterleave(xp + i * P.W, P.W, bias, xrow, P.lx);
-      P.up_h[0].apply(xrow, P.lx, dst, P.lz, false);
-    } else {
-      deinterleave(xp + i * P.W, P.W, bias, dst, P.lx);
+  const int64_t nin = std::max<int64_t>(0, i_hi - i_lo), nj = j1 - j0;
+  const bool usep = P.fu.separable, dsep = P.fd.separable;
+  const int64_t zs = P.lz.size(), xs = P.lx.size(), ys = P.ly.size();
+  const int64_t in_row = usep ? zs : xs;
+  ws.resize((usep ? nin * xs : 0) + nin * in_row + (z_hi - z_lo) * zs + (dsep ? nj : 1) * (zs + ys));
+  T* xb = ws.data();                      // separable fu: deinterleaved input rows
+  T* inb = xb + (usep ? nin * xs : 0);    // input rows after the horizontal up pass (or deinterleaved)
+  T* zb = inb + nin * in_row;             // z rows [z_lo, z_hi), activated
+  T* rb = zb + (z_hi - z_lo) * zs;        // rows after the vertical down pass
+  T* ob = rb + (dsep ? nj : 1) * zs;      // phase-major output rows
+  T* deint = usep ? xb : inb;
+  for (int64_t i = i_lo; i < i_hi; ++i) deinterleave(xp + i * P.W, P.W, bias, deint + (i - i_lo) * xs, P.lx);
+  const RowMap up_map{1, 1, -P.py0, P.up, 0, P.H};
+  if (usep) {
+    hpass_rows(P.up_h[0], xb, P.lx, xs, inb, P.lz, zs, nin, P.lz.a0, P.lz.len);
+    vertical_pass(up_map, P.fu.gy.data(), P.fu.th, inb, i_lo, zs, zb, z_lo, z_hi, zs, zs);
+  } else {
+    int64_t src[Pass1D<T>::kMaxTaps], tap[Pass1D<T>::kMaxTaps];
+    for (int64_t Y = z_lo; Y < z_hi; ++Y) {
+      T* z = zb + (Y - z_lo) * zs;
+      const int nt = up_map.taps_of(Y, P.fu.th, src, tap);
+      for (int t = 0; t < nt; ++t) P.up_h[tap[t]].apply(inb + (src[t] - i_lo) * in_row, P.lx, z, P.lz, t > 0);
+      if (nt == 0) std::fill(z, z + zs, T(0));
     }
   }
-  const T* srcs[Pass1D<T>::kMaxTaps];
-  T wts[Pass1D<T>::kMaxTaps];
   for (int64_t Y = z_lo; Y < z_hi; ++Y) {
-    T* z = zb + (Y - z_lo) * zs;
-    int nt = 0;
-    bool any = false;
-    for (int64_t k = 0; k < P.fu.th; ++k) {
-      const int64_t m = Y + k - P.py0;
-      if (posmod(m, P.up) != 0) continue;
-      const int64_t i = floordiv(m, P.up);
-      if (i < 0 || i >= P.H) continue;
-      const T* row = inb + (i - i_lo) * in_row;
-      if (P.fu.separable) {
-        srcs[nt] = row;
-        wts[nt++] = P.fu.gy[k];
-      } else {
-        P.up_h[k].apply(row, P.lx, z, P.lz, any);
-        any = true;
-      }
-    }
-    if (P.fu.separable) wsum_any(false, z, zs, srcs, wts, nt);
-    else if (!any) std::fill(z, z + zs, T(0));
     const bool own = Y < own_hi && sp != nullptr;
-    activate_any(z, own ? sp + Y * zs : nullptr, zs, P);
+    activate_any(zb + (Y - z_lo) * zs, own ? sp + Y * zs : nullptr, zs, P);
   }
+  if (dsep) {
+    vertical_pass(RowMap{P.down, 1, 0, 1, z_lo, z_hi}, P.fd.gy.data(), P.fd.th, zb, z_lo, zs, rb, j0, j1, zs, zs);
+    hpass_rows(P.down_h[0], rb, P.lz, zs, ob, P.ly, ys, nj, P.ly.a0, P.ly.len);
+    for (int64_t j = j0; j < j1; ++j) interleave(ob + (j - j0) * ys, P.ly, yp + j * P.OW, P.OW);
+    return;
+  }
+  const T* srcs[2];
   for (int64_t j = j0; j < j1; ++j) {
     const T* zj = zb + (j * P.down - z_lo) * zs;
-    if (P.fd.separable) {
-      for (int64_t k = 0; k < P.fd.th; ++k) srcs[k] = zj + k * zs;
-      wsum_any(false, rrow, zs, srcs, P.fd.gy.data(), static_cast<int>(P.fd.th));
-      P.down_h[0].apply(rrow, P.lz, orow, P.ly, false);
-    } else if (P.fd_mirror) {  // rows k and th-1-k share their taps: add the z rows, one pass per pair
+    if (P.fd_mirror) {  // rows k and th-1-k share their taps: add the z rows, one pass per pair
       const T ones[2] = {T(1), T(1)};
       const int64_t half = P.fd.th / 2;
       for (int64_t k = 0; k < half; ++k) {
         srcs[0] = zj + k * zs;
         srcs[1] = zj + (P.fd.th - 1 - k) * zs;
-        wsum_any(false, rrow, zs, srcs, ones, 2);
-        P.down_h[k].apply(rrow, P.lz, orow, P.ly, k > 0);
+        wsum_any(false, rb, zs, srcs, ones, 2);
+        P.down_h[k].apply(rb, P.lz, ob, P.ly, k > 0);
       }
-      if (P.fd.th % 2 == 1) P.down_h[half].apply(zj + half * zs, P.lz, orow, P.ly, half > 0);
+      if (P.fd.th % 2 == 1) P.down_h[half].apply(zj + half * zs, P.lz, ob, P.ly, half > 0);
     } else {
-      for (int64_t k = 0; k < P.fd.th; ++k) P.down_h[k].apply(zj + k * zs, P.lz, orow, P.ly, k > 0);
+      for (int64_t k = 0; k < P.fd.th; ++k) P.down_h[k].apply(zj + k * zs, P.lz, ob, P.ly, k > 0);
     }
-    interleave(orow, P.ly, yp + j * P.OW, P.OW);
+    interleave(ob, P.ly, yp + j * P.OW, P.OW);
   }
 }
 
@@ -224,29 +275,26 @@ void backward_band(const FlPlan<T>& P, const T* dyp, const uint8_t* sp, T* dxp, 
   const int64_t nz = std::max<int64_t>(0, z_hi - z_lo);
   const int64_t j_lo = std::max<int64_t>(0, ceildiv(z_lo - tdh + 1, P.down));
   const int64_t j_hi = std::min<int64_t>(P.OH, floordiv(z_hi - 1, P.down) + 1);
-  const int64_t ndy = std::max<int64_t>(0, j_hi - j_lo);
-  const int64_t dzs = P.ldz.size();
-  const int64_t dy_row = P.fd.separable ? dzs : P.ldy.size();
-  ws.resize(P.ldy.size() + ndy * dy_row + nz * dzs + dzs + P.ldx.size());
-  T* dyrow = ws.data();
-  T* dyb = dyrow + P.ldy.size();
-  T* dzb = dyb + ndy * dy_row;
-  T* rrow = dzb + nz * dzs;
-  T* orow = rrow + dzs;
-  for (int64_t j = j_lo; j < j_hi; ++j) {  // dy rows: deinterleaved (2-D fd) or up-passed along x
-    T* dst = dyb + (j - j_lo) * dy_row;
-    if (P.fd.separable) {
-      deinterleave(dyp + j * P.OW, P.OW, T(0), dyrow, P.ldy);
-      P.bup_h[0].apply_range(dyrow, P.ldy, dst, P.ldz, 0, P.nbz, false);
-      zero_halo(dst, P);
-    } else {
-      deinterleave(dyp + j * P.OW, P.OW, T(0), dst, P.ldy);
-    }
+  const int64_t ndy = std::max<int64_t>(0, j_hi - j_lo), ni = i1 - i0;
+  const bool usep = P.fu.separable, dsep = P.fd.separable;
+  const int64_t dzs = P.ldz.size(), dys = P.ldy.size(), dxs = P.ldx.size();
+  const int64_t dy_row = dsep ? dzs : dys;
+  ws.resize((dsep ? ndy * dys : 0) + ndy * dy_row + nz * dzs + (usep ? ni : 1) * (dzs + dxs));
+  T* dyx = ws.data();                     // separable fd: deinterleaved dy rows
+  T* dyb = dyx + (dsep ? ndy * dys : 0);  // dy rows after the horizontal pass (or deinterleaved)
+  T* dzb = dyb + ndy * dy_row;            // dz rows [z_lo, z_hi), codes applied
+  T* rb = dzb + nz * dzs;                 // rows after the vertical pass of dx
+  T* ob = rb + (usep ? ni : 1) * dzs;     // phase-major dx rows
+  T* deint = dsep ? dyx : dyb;
+  for (int64_t j = j_lo; j < j_hi; ++j) deinterleave(dyp + j * P.OW, P.OW, T(0), deint + (j - j_lo) * dys, P.ldy);
+  if (dsep) {
+    hpass_rows(P.bup_h[0], dyx, P.ldy, dys, dyb, P.ldz, dzs, ndy, 0, P.nbz);
+    for (int64_t j = 0; j < ndy; ++j) zero_halo(dyb + j * dzs, P);
   }
-  const T* srcs[Pass1D<T>::kMaxTaps];
-  T wts[Pass1D<T>::kMaxTaps];
-  const T m0 = P.gain, m1 = P.gain * P.slope;
-  if (P.fd_mirror) {
+  const RowMap dz_map{1, -1, 0, P.down, 0, P.OH};  // forward: y[j] += fd[k] * a[j*down + k]
+  if (dsep) {
+    vertical_pass(dz_map, P.fd.gy.data(), tdh, dyb, j_lo, dzs, dzb, z_lo, z_hi, dzs, dzs);
+  } else if (P.fd_mirror) {
     // Rows k and th-1-k of fd are equal, so the transposed pass of dy row j with row k feeds dz rows
     // j*down + k and j*down + th-1-k: compute it once and add it to both.
     std::fill(dzb, dzb + nz * dzs, T(0));
@@ -259,72 +307,47 @@ void backward_band(const FlPlan<T>& P, const T* dyp, const uint8_t* sp, T* dxp, 
         if (in_a != in_b) {
           P.bup_h[k].apply_range(row, P.ldy, dzb + ((in_a ? Ya : Yb) - z_lo) * dzs, P.ldz, 0, P.nbz, true);
         } else if (in_a) {
-          P.bup_h[k].apply_range(row, P.ldy, rrow, P.ldz, 0, P.nbz, false);
+          P.bup_h[k].apply_range(row, P.ldy, rb, P.ldz, 0, P.nbz, false);
           for (const int64_t Y : {Ya, Yb}) {
             for (int64_t c = 0; c < P.L; ++c) {
               const int64_t off = c * P.ldz.len - P.ldz.a0;
-              const T* src[1] = {rrow + off};
+              const T* src[1] = {rb + off};
               wsum<T, true>(dzb + (Y - z_lo) * dzs + off, P.nbz, src, one, 1);
             }
           }
         }
       }
     }
-  }
-  for (int64_t Y = z_lo; Y < z_hi && P.fd_mirror; ++Y) {
-    const uint8_t* code = sp + Y * P.lz.size();
-    T* dz = dzb + (Y - z_lo) * dzs;
-    for (int64_t c = 0; c < P.L; ++c) apply_codes(dz + c * P.ldz.len - P.ldz.a0, code + c * P.nbz, P.nbz, m0, m1);
-  }
-  for (int64_t Y = z_lo; Y < z_hi && !P.fd_mirror; ++Y) {  // dz rows: transposed pass, then the codes
-    T* dz = dzb + (Y - z_lo) * dzs;
-    int nt = 0;
-    bool any = false;
-    for (int64_t k = 0; k < tdh; ++k) {  // forward: y[j] += fd[k] * a[j*down + k]
-      const int64_t m = Y - k;
-      if (posmod(m, P.down) != 0) continue;
-      const int64_t j = floordiv(m, P.down);
-      if (j < 0 || j >= P.OH) continue;
-      const T* row = dyb + (j - j_lo) * dy_row;
-      if (P.fd.separable) {
-        srcs[nt] = row;
-        wts[nt++] = P.fd.gy[k];
-      } else {
-        P.bup_h[k].apply_range(row, P.ldy, dz, P.ldz, 0, P.nbz, any);
-        any = true;
-      }
-    }
-    if (P.fd.separable) {
-      wsum_any(false, dz, dzs, srcs, wts, nt);
-    } else {
-      if (!any) std::fill(dz, dz + dzs, T(0));
+  } else {
+    int64_t src[Pass1D<T>::kMaxTaps], tap[Pass1D<T>::kMaxTaps];
+    for (int64_t Y = z_lo; Y < z_hi; ++Y) {
+      T* dz = dzb + (Y - z_lo) * dzs;
+      const int nt = dz_map.taps_of(Y, tdh, src, tap);
+      for (int t = 0; t < nt; ++t)
+        P.bup_h[tap[t]].apply_range(dyb + (src[t] - j_lo) * dy_row, P.ldy, dz, P.ldz, 0, P.nbz, t > 0);
+      if (nt == 0) std::fill(dz, dz + dzs, T(0));
       zero_halo(dz, P);
     }
+  }
+  const T m0 = P.gain, m1 = P.gain * P.slope;
+  for (int64_t Y = z_lo; Y < z_hi; ++Y) {  // the codes of the forward
     const uint8_t* code = sp + Y * P.lz.size();
+    T* dz = dzb + (Y - z_lo) * dzs;
     for (int64_t c = 0; c < P.L; ++c) apply_codes(dz + c * P.ldz.len - P.ldz.a0, code + c * P.nbz, P.nbz, m0, m1);
   }
-  for (int64_t i = i0; i < i1; ++i) {  // dx rows: transposed up pass
-    int nt = 0;
-    bool any = false;
-    for (int64_t k = 0; k < tuh; ++k) {  // forward: z[Y] += fu[k] * u[Y + k], u[i*up + py0] = x[i]
-      const int64_t Y = i * P.up + P.py0 - k;
-      if (Y < z_lo || Y >= z_hi) continue;
-      const T* row = dzb + (Y - z_lo) * dzs;
-      if (P.fu.separable) {
-        srcs[nt] = row;
-        wts[nt++] = P.fu.gy[k];
-      } else {
-        P.bdown_h[k].apply(row, P.ldz, orow, P.ldx, any);
-        any = true;
-      }
-    }
-    if (P.fu.separable) {
-      wsum_any(false, rrow, dzs, srcs, wts, nt);
-      P.bdown_h[0].apply(rrow, P.ldz, orow, P.ldx, false);
-    } else if (!any) {
-      std::fill(orow, orow + P.ldx.size(), T(0));
-    }
-    interleave(orow, P.ldx, dxp + i * P.W, P.W);
+  const RowMap dx_map{P.up, -1, P.py0, 1, z_lo, z_hi};  // forward: z[Y] += fu[k] * u[Y + k], u[i*up + py0] = x[i]
+  if (usep) {
+    vertical_pass(dx_map, P.fu.gy.data(), tuh, dzb, z_lo, dzs, rb, i0, i1, dzs, dzs);
+    hpass_rows(P.bdown_h[0], rb, P.ldz, dzs, ob, P.ldx, dxs, ni, P.ldx.a0, P.ldx.len);
+    for (int64_t i = i0; i < i1; ++i) interleave(ob + (i - i0) * dxs, P.ldx, dxp + i * P.W, P.W);
+    return;
+  }
+  int64_t src[Pass1D<T>::kMaxTaps], tap[Pass1D<T>::kMaxTaps];
+  for (int64_t i = i0; i < i1; ++i) {
+    const int nt = dx_map.taps_of(i, tuh, src, tap);
+    for (int t = 0; t < nt; ++t) P.bdown_h[tap[t]].apply(dzb + (src[t] - z_lo) * dzs, P.ldz, ob, P.ldx, t > 0);
+    if (nt == 0) std::fill(ob, ob + dxs, T(0));
+    interleave(ob, P.ldx, dxp + i * P.W, P.W);
   }
 }
 
