@@ -125,8 +125,12 @@ struct BlockSum {
     acc += r;
     if (++blocks == 256 / W) flush();
   }
-  void flush() {
-    for (int l = 0; l < W; ++l) total += double(acc[l]);
+  void flush() {  // pairwise in double: a short dependency chain (channels of a few vectors flush often)
+    double half[W / 2];
+    for (int l = 0; l < W / 2; ++l) half[l] = double(acc[l]) + double(acc[l + W / 2]);
+    for (int n = W / 4; n >= 1; n /= 2)
+      for (int l = 0; l < n; ++l) half[l] += half[l + n];
+    total += half[0];
     acc = V{};
     blocks = 0;
   }
