@@ -8,7 +8,7 @@
 - Peak memory of forward+backward (RSS high-water mark of the step, fresh subprocess per measurement)
   for the quick filtered_lrelu layer set and the discriminator shapes of 3 blocks.
 
-Usage: python scripts/bench_ops.py [--out docs/bench/ops.md] [--threads 2] [--quick]
+Usage: python scripts/bench_ops.py [--out docs/bench/ops.md] [--threads 2] [--quick] [--part d]
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def time_call(fn, min_reps: int, budget: float) -> float:
         return first
     times: list[float] = []
     start = time.perf_counter()
-    while len(times) < min_reps or (time.perf_counter() - start < budget and len(times) < 20):
+    while len(times) < min_reps or (time.perf_counter() - start < budget and len(times) < 200):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
@@ -272,6 +272,62 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(r) + " |" for r in rows]
 
 
+D_HEADING = "### upfirdn2d and bias_act, 256x256 discriminator (cbase 32768), batch 2"
+MEM_HEADING = "### Peak memory of forward+backward"
+
+
+def d_section(dis: list[dict], note: str = "") -> list[str]:
+    """Markdown lines of the discriminator section (`note`: a line under the heading)."""
+    lines = [D_HEADING, ""] + ([note, ""] if note else [])
+    body = [
+        [r["op"], r["name"], str(list(r["shape"])), f"{r['t_ref'] * 1e3:.2f}", f"{r['t_cpp'] * 1e3:.2f}",
+         f"{r['t_ref'] / r['t_cpp']:.1f}x"]
+        for r in dis
+    ]  # fmt: skip
+    lines += _table(["op", "call", "input", "ref ms", "cpp ms", "speed-up"], body)
+    for op in ("upfirdn2d", "bias_act"):
+        sp = [r["t_ref"] / r["t_cpp"] for r in dis if r["op"] == op]
+        lines.append(
+            f"\n- {op}: geometric-mean speed-up **{geomean(sp):.1f}x**, min {min(sp):.1f}x (target >= 3x)."
+        )
+    return lines
+
+
+def memory_section(mem: list[dict]) -> list[str]:
+    """Markdown lines of the peak-memory section."""
+    lines = ["", MEM_HEADING, ""]
+    body = [[m["name"], f"{m['ref'] / 2**20:.1f}", f"{m['cpp'] / 2**20:.1f}",
+             f"{m['cpp'] / max(m['ref'], 1):.2f}"] for m in mem]  # fmt: skip
+    lines += _table(["call", "ref MiB", "cpp MiB", "cpp / ref"], body)
+    worst = max(mem, key=lambda m: m["cpp"] / max(m["ref"], 1))
+    return lines + [
+        "",
+        "Each number is measured in a fresh process: build the inputs (and dy), reset the RSS",
+        "high-water mark (`echo 5 > /proc/self/clear_refs`), run one forward+backward (gradients for x",
+        "and the bias), report VmHWM minus the RSS before the step: the memory the step itself needed.",
+        f"Largest cpp / ref ratio: {worst['cpp'] / max(worst['ref'], 1):.2f} ({worst['name']}; target <= 1).",
+    ]
+
+
+def update_d_part(path: Path, dis: list[dict], d_mem: list[dict], note: str) -> None:
+    """Replace the discriminator section and its peak-memory rows of an existing report (`--part d`)."""
+    text = path.read_text() if path.is_file() else ""
+    if D_HEADING not in text or MEM_HEADING not in text:
+        raise SystemExit(f"--part d updates an existing full report, but {path} has no {D_HEADING!r} section")
+    head, rest = text.split(D_HEADING, 1)
+    mem_text = rest.split(MEM_HEADING, 1)[1]
+    kept = []
+    for line in mem_text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[1].replace(".", "", 1).isdigit():
+            if not cells[0].startswith(("upfirdn2d ", "bias_act ")):
+                kept.append(
+                    {"name": cells[0], "ref": float(cells[1]) * 2**20, "cpp": float(cells[2]) * 2**20}
+                )
+    lines = d_section(dis, note) + memory_section(kept + d_mem)
+    path.write_text(head + "\n".join(lines) + "\n")
+
+
 def write_report(
     path: Path, threads: int, mm: float, fl: list[dict], dis: list[dict], mem: list[dict], run: str
 ) -> None:
@@ -312,34 +368,8 @@ def write_report(
         "- Effective GFLOP/s counts the multiply-adds of a polyphase algorithm (no products with inserted",
         "  zeros, only kept samples; separable where the filters are 1-D), forward plus backward.",
         "",
-        "### upfirdn2d and bias_act, 256x256 discriminator (cbase 32768), batch 2",
-        "",
     ]
-    body = [
-        [r["op"], r["name"], str(list(r["shape"])), f"{r['t_ref'] * 1e3:.2f}", f"{r['t_cpp'] * 1e3:.2f}",
-         f"{r['t_ref'] / r['t_cpp']:.1f}x"]
-        for r in dis
-    ]  # fmt: skip
-    lines += _table(["op", "call", "input", "ref ms", "cpp ms", "speed-up"], body)
-    for op in ("upfirdn2d", "bias_act"):
-        sp = [r["t_ref"] / r["t_cpp"] for r in dis if r["op"] == op]
-        lines.append(
-            f"\n- {op}: geometric-mean speed-up **{geomean(sp):.1f}x**, min {min(sp):.1f}x (target >= 3x)."
-        )
-    if mem:
-        lines += ["", "### Peak memory of forward+backward", ""]
-        body = [[m["name"], f"{m['ref'] / 2**20:.1f}", f"{m['cpp'] / 2**20:.1f}",
-                 f"{m['cpp'] / max(m['ref'], 1):.2f}"] for m in mem]  # fmt: skip
-        lines += _table(["call", "ref MiB", "cpp MiB", "cpp / ref"], body)
-        worst = max(mem, key=lambda m: m["cpp"] / max(m["ref"], 1))
-        lines += [
-            "",
-            "Each number is measured in a fresh process: build the inputs (and dy), reset the RSS",
-            "high-water mark (`echo 5 > /proc/self/clear_refs`), run one forward+backward (gradients for x",
-            "and the bias), report VmHWM minus the RSS before the step: the memory the step itself needed.",
-            f"Largest cpp / ref ratio: {worst['cpp'] / max(worst['ref'], 1):.2f} ({worst['name']};"
-            " target <= 1).",
-        ]
+    lines += d_section(dis) + (memory_section(mem) if mem else [])
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -353,6 +383,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     parser.add_argument("--quick", action="store_true", help="every third layer, 3 D blocks, shorter timing")
     parser.add_argument(
+        "--part",
+        choices=("all", "d"),
+        default="all",
+        help="'d': only the discriminator's upfirdn2d/bias_act calls (timing and peak memory), replacing"
+        " that part of an existing full report at --out",
+    )
+    parser.add_argument(
         "--budget", type=float, default=1.0, help="seconds of repeated timing per measurement"
     )
     parser.add_argument("--peak-child", default=None, help=argparse.SUPPRESS)
@@ -364,6 +401,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     t_start, load_start = time.perf_counter(), os.getloadavg()[0]
     _build.load_extension("cpp")
+    if args.part == "d":
+        print("discriminator upfirdn2d / bias_act fwd+bwd:", flush=True)
+        dis = bench_discriminator(discriminator_cases(2), args.budget)
+        print("peak memory of forward+backward (fresh process each):", flush=True)
+        d_mem = bench_memory([], discriminator_cases(2, (256, 64, 16)), args.threads)
+        note = (
+            f"Re-measured {datetime.date.today().isoformat()} with `--part d` ({args.threads} threads,"
+            f" {time.perf_counter() - t_start:.0f} s wall; 1-minute load average {load_start:.1f} at the"
+            f" start, {os.getloadavg()[0]:.1f} at the end); the rest is from the full run."
+        )
+        update_d_part(Path(args.out), dis, d_mem, note)
+        print(f"updated {args.out}")
+        return 0
     mm = matmul_gflops(args.threads)
     print(f"fp32 matmul: {mm:.1f} GFLOP/s", flush=True)
     cases = layer_cases("T", 2) + layer_cases("R", 2)
