@@ -62,6 +62,17 @@ def _pair(fn_ref, fn_cpp, inputs, rtol, atol, grad=True, gradgrad=False):
             torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
 
 
+def _pair_upfirdn2d(x, f, kw, tol, gradgrad=False):
+    """_pair of upfirdn2d(x, f, **kw) with impl 'ref' and 'cpp' (tol: rtol and atol)."""
+    _pair(
+        lambda t: ops.upfirdn2d(t, f, impl="ref", **kw),
+        lambda t: ops.upfirdn2d(t, f, impl="cpp", **kw),
+        [x],
+        gradgrad=gradgrad,
+        **tol,
+    )
+
+
 @pytest.mark.parametrize(
     "case", upfirdn_grid(36), ids=lambda c: f"up{c['up']}-down{c['down']}-f{c['ndim']}d{c['taps']}"
 )
@@ -79,14 +90,7 @@ def test_upfirdn2d_parity_grid(case):
             ops.upfirdn2d(x, f, impl="cpp", **kw)
         assert "output would be empty" in str(exc)
         return
-    _pair(
-        lambda t: ops.upfirdn2d(t, f, impl="ref", **kw),
-        lambda t: ops.upfirdn2d(t, f, impl="cpp", **kw),
-        [x],
-        rtol=1e-10,
-        atol=1e-10,
-        gradgrad=True,
-    )
+    _pair_upfirdn2d(x, f, kw, dict(rtol=1e-10, atol=1e-10), gradgrad=True)
 
 
 @pytest.mark.parametrize("layout", ["channels_last", "sliced", "float32", "float16"])
@@ -103,12 +107,7 @@ def test_upfirdn2d_layouts_and_dtypes(layout):
         x = x.half()
         tol = dict(rtol=2e-3, atol=2e-3)
     x.requires_grad_(True)
-    _pair(
-        lambda t: ops.upfirdn2d(t, f, down=2, padding=1, impl="ref"),
-        lambda t: ops.upfirdn2d(t, f, down=2, padding=1, impl="cpp"),
-        [x],
-        **tol,
-    )
+    _pair_upfirdn2d(x, f, dict(down=2, padding=1), tol)
 
 
 @pytest.mark.parametrize(
@@ -129,14 +128,7 @@ def test_upfirdn2d_plane_vectorised_path(size, up, down, padding, separable):
     x = torch.randn(1, 13, *size, generator=g, requires_grad=True)
     f = ops.setup_filter([1, 2, 3, 1] if separable else [1, 3, 3, 1], separable=separable)
     kw = dict(up=up, down=down, padding=padding, gain=1.5)
-    _pair(
-        lambda t: ops.upfirdn2d(t, f, impl="ref", **kw),
-        lambda t: ops.upfirdn2d(t, f, impl="cpp", **kw),
-        [x],
-        rtol=1e-5,
-        atol=1e-5,
-        gradgrad=True,
-    )
+    _pair_upfirdn2d(x, f, kw, dict(rtol=1e-5, atol=1e-5), gradgrad=True)
 
 
 def test_large_outputs_come_from_a_reuse_pool():
