@@ -3,11 +3,10 @@
 //
 // wsum() computes one output row at a time with 4 vector accumulators; on short rows (a 36-pixel layer has
 // 40-48 samples per phase) most of its work falls into the one-accumulator tail, where every multiply-add
-// waits for the previous one. The kernels here compute several output rows per sweep instead:
-//   mwsum_rows   O rows with the same taps (a horizontal pass over a band of rows),
-//   mwsum_shared O rows with their own weights on shared source rows (a vertical pass: up-factor row
-//                phases, or neighbouring output rows of a down pass), each source vector loaded once.
-// Both keep O x V vector accumulators in registers (8 here: enough independent multiply-adds in flight to
+// waits for the previous one. The kernel here, mwsum, computes several output rows per sweep instead: O rows
+// with the same taps (a horizontal pass over a band of rows), or O rows with their own weights on shared
+// source rows (a vertical pass: neighbouring output rows of an up or down pass, each source vector loaded
+// once). It keeps O x V vector accumulators in registers (8 here: enough independent multiply-adds in flight to
 // hide the FMA latency with 16 vector registers).
 #pragma once
 
@@ -37,77 +36,38 @@ struct RowMap {
   }
 };
 
-// Row o in [0, O): out[o * os + b] = sum_t ws[t] * srcs[t][soff + o * is + b], b in [0, n).
-template <typename T, int O, int V>
-inline void mwsum_rows(T* __restrict out, int64_t os, int64_t n, const T* const* srcs, int64_t soff, int64_t is,
-                       const T* ws, int nt) {
+// Row o in [0, O): outs[o][b] = sum_t w(o, t) * src(o, t)[b], b in [0, n), where
+//   SHARED:  src(o, t) = srcs[t],                w(o, t) = W[o * nt + t]  (vertical: each source loaded once),
+//   !SHARED: src(o, t) = srcs[t] + soff + o * is, w(o, t) = W[t]          (horizontal: O rows, same taps).
+template <typename T, int O, int V, bool SHARED>
+inline void mwsum(T* const* outs, int64_t n, const T* const* srcs, int64_t soff, int64_t is, const T* W, int nt) {
   using Vec = typename VecOf<T>::type;
   constexpr int L = VecOf<T>::kLanes;
+  const auto src = [&](int t, int o) { return SHARED ? srcs[t] : srcs[t] + soff + o * is; };
+  const auto wt = [&](int t, int o) { return SHARED ? W[o * nt + t] : W[t]; };
   int64_t b = 0;
   for (; b + V * L <= n; b += V * L) {
-    Vec acc[O][V];
-    for (int o = 0; o < O; ++o)
-      for (int v = 0; v < V; ++v) acc[o][v] = Vec{};
+    Vec acc[O][V] = {};
     for (int t = 0; t < nt; ++t) {
-      const T* s = srcs[t] + soff + b;
-      const T w = ws[t];
-      for (int o = 0; o < O; ++o)
-        for (int v = 0; v < V; ++v) acc[o][v] += w * *reinterpret_cast<const Vec*>(s + o * is + v * L);
-    }
-    for (int o = 0; o < O; ++o)
-      for (int v = 0; v < V; ++v) *reinterpret_cast<Vec*>(out + o * os + b + v * L) = acc[o][v];
-  }
-  for (; b + L <= n; b += L) {
-    Vec acc[O];
-    for (int o = 0; o < O; ++o) acc[o] = Vec{};
-    for (int t = 0; t < nt; ++t)
-      for (int o = 0; o < O; ++o) acc[o] += ws[t] * *reinterpret_cast<const Vec*>(srcs[t] + soff + o * is + b);
-    for (int o = 0; o < O; ++o) *reinterpret_cast<Vec*>(out + o * os + b) = acc[o];
-  }
-  for (; b < n; ++b) {
-    for (int o = 0; o < O; ++o) {
-      T acc = T(0);
-      for (int t = 0; t < nt; ++t) acc += ws[t] * srcs[t][soff + o * is + b];
-      out[o * os + b] = acc;
-    }
-  }
-}
-
-// Row o in [0, O): outs[o][b] = sum_t W[o * nt + t] * srcs[t][b], b in [0, n).
-template <typename T, int O, int V>
-inline void mwsum_shared(T* const* outs, int64_t n, const T* const* srcs, const T* W, int nt) {
-  using Vec = typename VecOf<T>::type;
-  constexpr int L = VecOf<T>::kLanes;
-  int64_t b = 0;
-  for (; b + V * L <= n; b += V * L) {
-    Vec acc[O][V];
-    for (int o = 0; o < O; ++o)
-      for (int v = 0; v < V; ++v) acc[o][v] = Vec{};
-    for (int t = 0; t < nt; ++t) {
-      const T* s = srcs[t] + b;
-      T w[O];
-      for (int o = 0; o < O; ++o) w[o] = W[o * nt + t];
-      for (int v = 0; v < V; ++v) {
-        const Vec x = *reinterpret_cast<const Vec*>(s + v * L);
-        for (int o = 0; o < O; ++o) acc[o][v] += w[o] * x;
+      for (int o = 0; o < O; ++o) {
+        const T w = wt(t, o);
+        const T* s = src(t, o) + b;
+        for (int v = 0; v < V; ++v) acc[o][v] += w * *reinterpret_cast<const Vec*>(s + v * L);
       }
     }
     for (int o = 0; o < O; ++o)
       for (int v = 0; v < V; ++v) *reinterpret_cast<Vec*>(outs[o] + b + v * L) = acc[o][v];
   }
   for (; b + L <= n; b += L) {
-    Vec acc[O];
-    for (int o = 0; o < O; ++o) acc[o] = Vec{};
-    for (int t = 0; t < nt; ++t) {
-      const Vec x = *reinterpret_cast<const Vec*>(srcs[t] + b);
-      for (int o = 0; o < O; ++o) acc[o] += W[o * nt + t] * x;
-    }
+    Vec acc[O] = {};
+    for (int t = 0; t < nt; ++t)
+      for (int o = 0; o < O; ++o) acc[o] += wt(t, o) * *reinterpret_cast<const Vec*>(src(t, o) + b);
     for (int o = 0; o < O; ++o) *reinterpret_cast<Vec*>(outs[o] + b) = acc[o];
   }
   for (; b < n; ++b) {
     for (int o = 0; o < O; ++o) {
       T acc = T(0);
-      for (int t = 0; t < nt; ++t) acc += W[o * nt + t] * srcs[t][b];
+      for (int t = 0; t < nt; ++t) acc += wt(t, o) * src(t, o)[b];
       outs[o][b] = acc;
     }
   }
@@ -173,13 +133,13 @@ void vertical_pass(const RowMap& map, const T* g, int64_t taps, const T* in, int
     const int64_t d = (p / npat) * shift;
     if (O == 2 && (nu == 0 || (ps[0] + d >= map.lo && ps[nu - 1] + d < map.hi))) {
       for (int c = 0; c < nu; ++c) srcs[c] = in + (ps[c] + d - s0) * istride;
-      mwsum_shared<T, 2, 4>(outs, n, srcs, pat_w.data() + (p % npat) * 2 * cap, nu);
+      mwsum<T, 2, 4, true>(outs, n, srcs, 0, 0, pat_w.data() + (p % npat) * 2 * cap, nu);
       continue;
     }
     const int m = pair_columns(map, r, O, g, taps, col_s, W);
     for (int c = 0; c < m; ++c) srcs[c] = in + (col_s[c] - s0) * istride;
-    if (O == 2) mwsum_shared<T, 2, 4>(outs, n, srcs, W, m);
-    else mwsum_shared<T, 1, 8>(outs, n, srcs, W, m);
+    if (O == 2) mwsum<T, 2, 4, true>(outs, n, srcs, 0, 0, W, m);
+    else mwsum<T, 1, 8, true>(outs, n, srcs, 0, 0, W, m);
   }
 }
 
@@ -198,10 +158,15 @@ void hpass_rows(const Pass1D<T>& pass, const T* in, const PhasedLayout& li, int6
       ws[t] = taps[t].w;
     }
     T* oc = out + c * lo.len + (b0 - lo.a0);
-    int64_t r = 0;
-    for (; r + 4 <= nrows; r += 4) mwsum_rows<T, 4, 2>(oc + r * ostride, ostride, nb, srcs, r * istride, istride, ws, nt);
-    for (; r + 2 <= nrows; r += 2) mwsum_rows<T, 2, 4>(oc + r * ostride, ostride, nb, srcs, r * istride, istride, ws, nt);
-    for (; r < nrows; ++r) mwsum_rows<T, 1, 8>(oc + r * ostride, ostride, nb, srcs, r * istride, istride, ws, nt);
+    T* rows[4];
+    for (int64_t r = 0; r < nrows;) {
+      const int64_t O = nrows - r >= 4 ? 4 : (nrows - r >= 2 ? 2 : 1);
+      for (int64_t o = 0; o < O; ++o) rows[o] = oc + (r + o) * ostride;
+      if (O == 4) mwsum<T, 4, 2, false>(rows, nb, srcs, r * istride, istride, ws, nt);
+      else if (O == 2) mwsum<T, 2, 4, false>(rows, nb, srcs, r * istride, istride, ws, nt);
+      else mwsum<T, 1, 8, false>(rows, nb, srcs, r * istride, istride, ws, nt);
+      r += O;
+    }
   }
 }
 
