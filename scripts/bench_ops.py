@@ -407,7 +407,8 @@ def main(argv: list[str] | None = None) -> int:
         print("peak memory of forward+backward (fresh process each):", flush=True)
         d_mem = bench_memory([], discriminator_cases(2, (256, 64, 16)), args.threads)
         note = (
-            f"Re-measured {datetime.date.today().isoformat()} with `--part d` ({args.threads} threads,"
+            f"Re-measured {datetime.date.today().isoformat()} with `--part d` ({args.threads} thread"
+            f"{'s' if args.threads != 1 else ''},"
             f" {time.perf_counter() - t_start:.0f} s wall; 1-minute load average {load_start:.1f} at the"
             f" start, {os.getloadavg()[0]:.1f} at the end); the rest is from the full run."
         )
