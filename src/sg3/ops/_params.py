@@ -140,3 +140,30 @@ def check_scalar(
 def output_length(n: int, up: int, down: int, pad0: int, pad1: int, taps: int) -> int:
     """Output length of upfirdn along one axis: `(n*up + p0 + p1 - (taps-1) + down - 1) // down`."""
     return (n * up + pad0 + pad1 - (taps - 1) + down - 1) // down
+
+
+def output_size(
+    op: str,
+    shape: torch.Size | list[int],
+    up: tuple[int, int],
+    down: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    taps: tuple[int, int],
+    detail: str,
+) -> tuple[int, int]:
+    """Output `(height, width)` of an upfirdn-shaped op, raising ValueError if it would be empty.
+
+    Args:
+        op: Op name for the message.
+        shape: Input shape `[N, C, H, W]`.
+        up: Upsampling factors `(x, y)`.
+        down: Downsampling factors `(x, y)`.
+        pads: Padding `[x0, x1, y0, y1]`.
+        taps: Effective filter taps `(x, y)`.
+        detail: The op's arguments as text, appended to the message with what to change.
+    """
+    out_w = output_length(shape[3], up[0], down[0], pads[0], pads[1], taps[0])
+    out_h = output_length(shape[2], up[1], down[1], pads[2], pads[3], taps[1])
+    if out_w < 1 or out_h < 1:
+        raise ValueError(f"{op} output would be empty ({out_h}x{out_w}) for input {list(shape)}, {detail}")
+    return out_h, out_w

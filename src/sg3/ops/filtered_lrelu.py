@@ -18,7 +18,7 @@ from sg3.ops._params import (
     check_scalar,
     check_tensor,
     filter_size,
-    output_length,
+    output_size,
     parse_padding,
 )
 from sg3.ops.bias_act import bias_act
@@ -126,13 +126,10 @@ def filtered_lrelu(
             raise TypeError(f"b must have the same dtype as x ({x.dtype}), got {b.dtype}")
     fuw, fuh = filter_size(fu)
     fdw, fdh = filter_size(fd)
-    out_w = output_length(x.shape[3], up, down, pads[0], pads[1], fuw + fdw - 1)
-    out_h = output_length(x.shape[2], up, down, pads[2], pads[3], fuh + fdh - 1)
-    if out_w < 1 or out_h < 1:
-        raise ValueError(
-            f"filtered_lrelu output would be empty ({out_h}x{out_w}) for input {list(x.shape)}, up {up}, "
-            f"down {down}, padding {list(pads)}, fu {fuh}x{fuw}, fd {fdh}x{fdw}"
-        )
+    output_size(
+        "filtered_lrelu", x.shape, (up, up), (down, down), pads, (fuw + fdw - 1, fuh + fdh - 1),
+        f"up {up}, down {down}, padding {list(pads)}, fu {fuh}x{fuw}, fd {fdh}x{fdw}",
+    )  # fmt: skip
     name, ext = _dispatch.resolve(impl, x)
     if name == "ref":
         return _filtered_lrelu_ref(x, fu, fd, b, up, down, pads, gain, slope, clamp, flip_filter)

@@ -18,6 +18,7 @@ from sg3.ops._params import (
     check_tensor,
     filter_size,
     output_length,
+    output_size,
     parse_padding,
     parse_scaling,
 )
@@ -213,13 +214,9 @@ def upfirdn2d(
     pads = parse_padding(padding)
     gain = check_scalar(gain, "gain")
     fw, fh = filter_size(f)
-    out_w = output_length(x.shape[3], upx, downx, pads[0], pads[1], fw)
-    out_h = output_length(x.shape[2], upy, downy, pads[2], pads[3], fh)
-    if out_w < 1 or out_h < 1:
-        raise ValueError(
-            f"upfirdn2d output would be empty ({out_h}x{out_w}) for input {list(x.shape)}, filter "
-            f"{fh}x{fw}, up {(upx, upy)}, down {(downx, downy)}, padding {list(pads)}; pad more or crop less"
-        )
+    args = f"filter {fh}x{fw}, up {(upx, upy)}, down {(downx, downy)}, padding {list(pads)}"
+    args += "; pad more or crop less"
+    output_size("upfirdn2d", x.shape, (upx, upy), (downx, downy), pads, (fw, fh), args)
     name, ext = _dispatch.resolve(impl, x)
     if name == "ref":
         return _upfirdn2d_ref(x, f, (upx, upy), (downx, downy), pads, flip_filter, gain)
