@@ -6,9 +6,9 @@ Stages (each records its own status; a failing stage never stops the next one):
   gpu_tests   `pytest -m gpu tests` (CUDA vs ref parity, gradients, double backward) -> junit counts
   kernels     filtered_lrelu fwd and fwd+bwd per layer of 256 and 1024 T/R generators, CUDA vs ref
   data        synthetic 256x256 images -> webdataset shards (sg3.data.dataset_tool)
+  profile     per-phase times (Gmain, Dmain, Dreg, Gema) and top kernels of both configs (gpu_profile.py)
   train_t     `python -m sg3.train experiment=stylegan3-t-256-1gpu ...` for a few hundred steps -> s/kimg,
   train_r     img/s (median over ticks after the first), peak GPU memory; same for stylegan3-r
-  profile     per-phase times (Gmain, Dmain, Dreg, Gema) and top kernels of both configs (gpu_profile.py)
 Everything finishes inside --budget seconds (default 540): stages get what is left, training runs are
 stopped at their share and measured from the ticks they completed.
 
@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gpu_check_lib as lib  # noqa: E402
+import gpu_profile  # noqa: E402
 
 
 def stage_env() -> dict[str, Any]:
@@ -108,24 +109,6 @@ def stage_gpu_tests(out_dir: Path, timeout: float) -> dict[str, Any]:
     return result
 
 
-def _time_ms(fn, warmup: int, reps: int) -> float:
-    import statistics
-
-    import torch
-
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
-
-
 def _layer_case(layer: dict[str, Any]):
     import torch
 
@@ -178,8 +161,9 @@ def time_layer(layer: dict[str, Any], impls: tuple[str, ...], warmup: int, reps:
 
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-        row[f"{impl}_fwd_ms"] = _time_ms(fwd, warmup, reps)
-        row[f"{impl}_fwd_bwd_ms"] = _time_ms(fwd_bwd, warmup, reps)
+        cuda = torch.device("cuda")
+        row[f"{impl}_fwd_ms"] = gpu_profile.median_ms(fwd, cuda, reps, warmup)
+        row[f"{impl}_fwd_bwd_ms"] = gpu_profile.median_ms(fwd_bwd, cuda, reps, warmup)
         row[f"{impl}_peak_mem_mb"] = round((torch.cuda.max_memory_allocated() - base) / 2**20, 1)
     if "cuda" in impls:
         row["cuda_fwd_gflops"] = lib.polyphase_flops(layer) / (row["cuda_fwd_ms"] * 1e6)
@@ -334,8 +318,6 @@ def stage_profile(
 
     The configurations come from `sg3-train ... dry_run=true` with the timed runs' overrides.
     """
-    import gpu_profile
-
     deadline = lib.Deadline(budget)
     result: dict[str, Any] = {}
     tables = []

@@ -21,22 +21,32 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
 
-def _timed(fn, device) -> float:
-    """Milliseconds one call of fn takes on `device` (events on CUDA, a host clock elsewhere)."""
+def median_ms(fn, device, reps: int, warmup: int = 0) -> float:
+    """Median milliseconds of one call of fn over `reps` calls after `warmup` untimed ones.
+
+    Each call is timed on `device` (CUDA events around it, then a wait for the end event; a host clock
+    elsewhere).
+    """
     import time
 
     import torch
 
-    if device.type == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
+    for _ in range(warmup):
         fn()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end)
-    t0 = time.perf_counter()
-    fn()
-    return (time.perf_counter() - t0) * 1e3
+    times = []
+    for _ in range(reps):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
 
 
 def profile_run(config: str | Path, steps: int = 6, device: str = "cuda", top: int = 30) -> dict[str, Any]:
@@ -81,7 +91,7 @@ def profile_run(config: str | Path, steps: int = 6, device: str = "cuda", top: i
     if dev.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    ms = {name: statistics.median(_timed(fn, dev) for _ in range(steps)) for name, fn in phases.items()}
+    ms = {name: median_ms(fn, dev, steps) for name, fn in phases.items()}
     step_ms = sum(v / intervals.get(k, 1) for k, v in ms.items())
     result: dict[str, Any] = {
         "config": str(config),
