@@ -68,7 +68,11 @@ def _out_len(n, up, down, p0, p1, taps):
     return 0 if length < 1 else (length + down - 1) // down
 
 
-def _fused(lib, x, gu, gd, b, out_hw, up, down, px0, py0, reals, mode, signs, sign_geom):
+KERNELS = {"tiled": 0, "blocked": 1}  # FlreluKernel (cuda_launch.cuh)
+
+
+def _fused(lib, x, gu, gd, b, out_hw, up, down, px0, py0, reals, mode, signs, sign_geom, kernel):
+    """One fused call; asserts that the blocked kernel ran when it should (`kernel` 'blocked' and covered)."""
     y = torch.full([x.shape[0], x.shape[1], *out_hw], float("nan"), dtype=x.dtype)
     ints = [
         int(gu.ndim == 2),
@@ -86,7 +90,11 @@ def _fused(lib, x, gu, gd, b, out_hw, up, down, px0, py0, reals, mode, signs, si
         mode,
         *sign_geom,
         DTYPE_CODE[x.dtype],
+        KERNELS[kernel],
     ]
+    covered = bool(lib.emu_filtered_lrelu_blocked_covers(_arr(ctypes.c_int, ints)))
+    want = gu.ndim == 1 and gd.ndim == 1 and up in (1, 2, 4) and down in (1, 2, 4)
+    assert covered == (want and gu.shape[0] <= 8 * up and gd.shape[0] <= 8 * down)
     rc = lib.emu_filtered_lrelu(
         _ptr(x),
         _ptr(b),
@@ -102,7 +110,7 @@ def _fused(lib, x, gu, gd, b, out_hw, up, down, px0, py0, reals, mode, signs, si
     return y
 
 
-def _flrelu_fwd(lib, x, fu, fd, b, up, down, pad, gain, slope, clamp, flip, write):
+def _flrelu_fwd(lib, x, fu, fd, b, up, down, pad, gain, slope, clamp, flip, write, kernel="tiled"):
     """Mirror of bind_cuda.cpp filtered_lrelu_fwd."""
     px0, px1, py0, py1 = pad
     acc = x.dtype
@@ -113,35 +121,21 @@ def _flrelu_fwd(lib, x, fu, fd, b, up, down, pad, gain, slope, clamp, flip, writ
     row = (wz + 15) // 16 * 4
     signs = torch.full([x.shape[0], x.shape[1], hz, row], 0xEE, dtype=torch.uint8) if write else None
     reals = [gain, slope, -1.0 if clamp is None else clamp]
-    y = _fused(
-        lib, x, gu, gd, b, [oh, ow], up, down, px0, py0, reals, 1 if write else 0, signs, [hz, wz, row, 0, 0]
-    )
+    geom = [hz, wz, row, 0, 0]
+    y = _fused(lib, x, gu, gd, b, [oh, ow], up, down, px0, py0, reals, 1 if write else 0, signs, geom, kernel)
     return y, signs
 
 
-def _flrelu_bwd(lib, dy, fu, fd, signs, up, down, pad, in_hw, gain, slope, flip):
+def _flrelu_bwd(lib, dy, fu, fd, signs, up, down, pad, in_hw, gain, slope, flip, kernel="tiled"):
     """Mirror of bind_cuda.cpp filtered_lrelu_bwd: the transposed fused call reading the signs."""
     px0, _, py0, _ = pad
     gu, gd = _oriented(fd, not flip, 1, 1, dy.dtype), _oriented(fu, not flip, up, up * up, dy.dtype)
     fuw, fuh, fdw, fdh = gd.shape[-1], gd.shape[0], gu.shape[-1], gu.shape[0]
     hz, wz = (dy.shape[2] - 1) * down + fdh, (dy.shape[3] - 1) * down + fdw
     geom = [hz, wz, (wz + 15) // 16 * 4, px0 - (fuw - 1), py0 - (fuh - 1)]
-    return _fused(
-        lib,
-        dy,
-        gu,
-        gd,
-        None,
-        in_hw,
-        down,
-        up,
-        fdw - 1 + fuw - 1 - px0,
-        fdh - 1 + fuh - 1 - py0,
-        [gain, slope, -1.0],
-        2,
-        signs,
-        geom,
-    )
+    pad0 = (fdw - 1 + fuw - 1 - px0, fdh - 1 + fuh - 1 - py0)
+    reals = [gain, slope, -1.0]
+    return _fused(lib, dy, gu, gd, None, in_hw, down, up, *pad0, reals, 2, signs, geom, kernel)
 
 
 def _lowpass(taps: int, radial: bool = False) -> torch.Tensor:
@@ -167,12 +161,19 @@ FLRELU = [
     ([1, 1, 24, 12], 1, 4, [5, 6, 7, 8], 4, 16, False, None, 0.2, S2, False, False, "nchw"),
     ([1, 1, 9, 9], 2, 2, [3, 2, 1, 4], 4, 4, False, 0.5, 0.2, 1.5, True, True, "nchw"),
     ([1, 1, 40, 36], 2, 2, [9, 8, 9, 8], 12, 12, False, 0.7, 0.2, S2, False, False, "nchw"),
+    # several tiles with partial edge tiles (forward 32x32 tiles, backward up 2 / down 4 at 16x16)
+    ([1, 1, 34, 30], 4, 2, [-6, -9, -6, -9], 24, 12, False, 0.6, 0.2, S2, False, False, "nchw"),
+    # odd sizes, asymmetric padding, short filters padded to the (2, 2, 12, 12) instance, 6 planes
+    ([2, 3, 15, 21], 2, 2, [5, 2, 7, 3], 10, 6, False, 0.9, 0.2, S2, True, False, "channels_last"),
+    # the general instances (taps padded to 8 * factor), forward and transposed
+    ([1, 2, 19, 23], 4, 4, [8, 7, 6, 9], 16, 20, False, None, 0.2, S2, False, False, "nchw"),
+    ([1, 1, 21, 17], 2, 1, [4, 3, 4, 3], 8, 4, False, 0.5, 0.3, 1.0, False, False, "nchw"),
+    ([1, 1, 10, 11], 4, 1, [5, 6, 5, 6], 12, 3, False, None, 0.2, S2, True, False, "nchw"),
 ]
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("case", range(len(FLRELU)), ids=lambda i: f"flrelu{i}")
-def test_filtered_lrelu_kernel_forward_and_backward(lib, case, dtype):
+def _flrelu_case(case: int):
+    """Inputs of FLRELU[case] and the reference forward and gradients (float64)."""
     shape, up, down, pad, tu, td, radial, clamp, slope, gain, flip, fu_2d, layout = FLRELU[case]
     g = torch.Generator().manual_seed(case)
     x = torch.randn(shape, generator=g, dtype=torch.float64) * 2
@@ -184,18 +185,43 @@ def test_filtered_lrelu_kernel_forward_and_backward(lib, case, dtype):
     y_ref = ops.filtered_lrelu(xr, fu, fd, br, impl="ref", **kw)
     dy = torch.randn(y_ref.shape, generator=g, dtype=torch.float64)
     dx_ref, db_ref = torch.autograd.grad(y_ref, [xr, br], dy)
+    x = x.to(memory_format=torch.channels_last) if layout == "channels_last" else x
+    return x, b, dy, fu, fd, (up, down, pad, gain, slope, clamp, flip), (y_ref, dx_ref, db_ref)
 
-    xk = x.to(dtype)
-    xk = xk.to(memory_format=torch.channels_last) if layout == "channels_last" else xk
-    bk, dyk = b.to(dtype), dy.to(dtype)  # kept alive across the calls
-    y, signs = _flrelu_fwd(lib, xk, fu, fd, bk, up, down, pad, gain, slope, clamp, flip, True)
-    y_plain, _ = _flrelu_fwd(lib, xk, fu, fd, bk, up, down, pad, gain, slope, clamp, flip, False)
+
+@pytest.mark.parametrize("kernel", list(KERNELS))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", range(len(FLRELU)), ids=lambda i: f"flrelu{i}")
+def test_filtered_lrelu_kernel_forward_and_backward(lib, case, dtype, kernel):
+    x, b, dy, fu, fd, args, (y_ref, dx_ref, db_ref) = _flrelu_case(case)
+    up, down, pad, gain, slope, clamp, flip = args
+    xk, bk, dyk = x.to(dtype), b.to(dtype), dy.to(dtype)  # kept alive across the calls
+    y, signs = _flrelu_fwd(lib, xk, fu, fd, bk, up, down, pad, gain, slope, clamp, flip, True, kernel)
+    y_plain, _ = _flrelu_fwd(lib, xk, fu, fd, bk, up, down, pad, gain, slope, clamp, flip, False, kernel)
     assert torch.equal(y, y_plain), "recording signs changed the forward result"
-    dx = _flrelu_bwd(lib, dyk, fu, fd, signs, up, down, pad, shape[2:], gain, slope, flip)
+    dx = _flrelu_bwd(lib, dyk, fu, fd, signs, up, down, pad, x.shape[2:], gain, slope, flip, kernel)
     tol = 1e-12 if dtype == torch.float64 else 1e-5
     assert _rel(y, y_ref) < tol
     assert _rel(dx, dx_ref) < tol
     assert _rel(dx.sum([0, 2, 3]), db_ref) < tol
+
+
+def _codes(signs: torch.Tensor, wz: int) -> torch.Tensor:
+    """The 2-bit codes of the first wz samples of every row (the recorded region)."""
+    v = torch.arange(wz)
+    return (signs[..., v // 4].long() >> (2 * (v % 4))) & 3
+
+
+@pytest.mark.parametrize("case", [0, 1, 4, 9, 10, 12], ids=lambda i: f"flrelu{i}")
+def test_filtered_lrelu_sign_bytes_interchangeable_between_kernels(lib, case):
+    # The variants record the same codes, and each one's backward reads the other's signs.
+    x, b, dy, fu, fd, (up, down, pad, gain, slope, clamp, flip), (_, dx_ref, _) = _flrelu_case(case)
+    fwd = {k: _flrelu_fwd(lib, x, fu, fd, b, up, down, pad, gain, slope, clamp, flip, True, k) for k in KERNELS}
+    wz = (fwd["tiled"][0].shape[3] - 1) * down + fd.shape[-1]
+    assert torch.equal(_codes(fwd["tiled"][1], wz), _codes(fwd["blocked"][1], wz))
+    for k_fwd, k_bwd in (("tiled", "blocked"), ("blocked", "tiled")):
+        dx = _flrelu_bwd(lib, dy, fu, fd, fwd[k_fwd][1], up, down, pad, x.shape[2:], gain, slope, flip, k_bwd)
+        assert _rel(dx, dx_ref) < 1e-12, f"forward {k_fwd}, backward {k_bwd}"
 
 
 UPFIRDN = [

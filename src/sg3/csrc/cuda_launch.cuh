@@ -48,6 +48,9 @@ cudaError_t launch_bias_act(const BiasActArgs& a, cudaStream_t stream);
 // Sign codes (2 bits per z-grid sample: bit0 negative, bit1 clamped), 4 samples per byte, rows of
 // `sign_row_bytes` bytes, planes of sign_h * sign_row_bytes bytes.
 enum SignMode : int { kNoSigns = 0, kWriteSigns = 1, kReadSigns = 2 };
+// Kernel variant (docs/gpu.md): tiled (default, every configuration) or blocked (register-blocked passes
+// for separable filters with up, down in {1, 2, 4}; other calls run the tiled kernel).
+enum FlreluKernel : int { kTiledKernel = 0, kBlockedKernel = 1 };
 struct FusedArgs {
   const void* x;                   // [N, C, H, W], any strides
   const void* b;                   // [C] of the same dtype, or nullptr
@@ -66,7 +69,10 @@ struct FusedArgs {
   int sign_row_bytes;          // bytes per row (>= ceil(sign_w / 4))
   int sign_x, sign_y;          // offset of this call's z grid inside the recorded region
   DType dtype;
+  int kernel;  // FlreluKernel
 };
 cudaError_t launch_filtered_lrelu(const FusedArgs& a, cudaStream_t stream);
+// Whether a call with kernel == kBlockedKernel runs the blocked kernel (false: it runs the tiled one).
+bool filtered_lrelu_blocked_covers(const FusedArgs& a);
 
 }  // namespace sg3cuda

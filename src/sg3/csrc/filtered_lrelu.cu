@@ -5,8 +5,10 @@
 // (4, 2) with 24/12 taps and its transpose (2, 4) with 12/24 taps, and (1, 1) without filters (ToRGB);
 // further instances take every up/down in {1, 2, 4} with filters of up to 8 * factor taps. Everything
 // else (other factors, longer filters, float64) runs the generic instance of the same tiled kernel.
+// With FusedArgs::kernel == kBlockedKernel, the calls that filtered_lrelu_blocked_covers run the blocked
+// variant instead (filtered_lrelu_blocked.cuh).
 // Copyright 2026 the sg3 authors. Apache-2.0.
-#include "filtered_lrelu_kernel.cuh"
+#include "filtered_lrelu_blocked.cuh"
 
 namespace sg3cuda {
 namespace {
@@ -30,6 +32,7 @@ cudaError_t launch_fast(const FusedArgs& a, cudaStream_t stream, bool* handled) 
 cudaError_t launch_filtered_lrelu(const FusedArgs& a, cudaStream_t stream) {
   if (static_cast<int64_t>(a.N) * a.C * a.OH * a.OW == 0) return cudaSuccess;
   if (a.sign_mode == kWriteSigns && (a.sign_x % 4 != 0)) return cudaErrorInvalidValue;
+  if (a.kernel == kBlockedKernel && filtered_lrelu_blocked_covers(a)) return launch_filtered_lrelu_blocked(a, stream);
   switch (a.dtype) {
     case DType::kHalf: {
       bool handled = false;

@@ -72,8 +72,9 @@ __device__ __forceinline__ A dot_strided(const A* __restrict__ g, int t0, int T,
 }
 
 // Activation applied to one z sample; returns the 2-bit sign code it produced (write mode).
-template <typename A>
-__device__ __forceinline__ A fused_act(A v, const FusedParams<A>& p, int code_in, int* code_out) {
+// P: FusedParams<A> or BlockedParams<A> (fields sign_mode, gain, slope, clamp).
+template <typename A, typename P>
+__device__ __forceinline__ A fused_act(A v, const P& p, int code_in, int* code_out) {
   if (p.sign_mode == kReadSigns) {
     if (code_in & 2) return A(0);
     return v * p.gain * ((code_in & 1) ? p.slope : A(1));

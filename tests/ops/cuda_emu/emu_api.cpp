@@ -5,11 +5,12 @@
 
 using namespace sg3cuda;
 
-extern "C" {
+namespace {
 
-int emu_filtered_lrelu(const void* x, const void* b, void* y, const void* fu, const void* fd, const int* ints,
-                       const int64_t* strides, const double* reals, void* signs) {
-  // ints: fu_2d fd_2d fux fuy fdx fdy N C H W OH OW up down px0 py0 mode sign_h sign_w row sign_x sign_y dtype
+// ints: fu_2d fd_2d fux fuy fdx fdy N C H W OH OW up down px0 py0 mode sign_h sign_w row sign_x sign_y dtype
+//       kernel (FlreluKernel)
+FusedArgs fused_args(const void* x, const void* b, void* y, const void* fu, const void* fd, const int* ints,
+                     const int64_t* strides, const double* reals, void* signs) {
   FusedArgs a{};
   a.x = x;
   a.b = b;
@@ -47,7 +48,27 @@ int emu_filtered_lrelu(const void* x, const void* b, void* y, const void* fu, co
   a.slope = reals[1];
   a.clamp = reals[2];
   a.signs = signs;
-  return launch_filtered_lrelu(a, nullptr);
+  a.kernel = ints[23];
+  return a;
+}
+
+}  // namespace
+
+extern "C" {
+
+int emu_filtered_lrelu(const void* x, const void* b, void* y, const void* fu, const void* fd, const int* ints,
+                       const int64_t* strides, const double* reals, void* signs) {
+  return launch_filtered_lrelu(fused_args(x, b, y, fu, fd, ints, strides, reals, signs), nullptr);
+}
+
+// 1 when the call described by `ints` (as above; pointers unused) runs the blocked kernel.
+int emu_filtered_lrelu_blocked_covers(const int* ints) {
+  const int64_t strides[4] = {0, 0, 0, 0};
+  const double reals[3] = {0, 0, 0};
+  return filtered_lrelu_blocked_covers(fused_args(nullptr, nullptr, nullptr, nullptr, nullptr, ints, strides,
+                                                  reals, nullptr))
+             ? 1
+             : 0;
 }
 
 int emu_upfirdn2d(const void* x, void* y, const void* g, const int* ints, const int64_t* strides) {
