@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from sg3 import ops
+from sg3.modules.modconv import modulated_conv
 
 
 class FullyConnectedLayer(nn.Module):
@@ -73,8 +74,10 @@ def modulated_conv2d(
 ) -> torch.Tensor:
     """Style-modulated convolution of StyleGAN3 (spec §1.7).
 
-    Executed as one grouped conv over the batch; a 1x1 kernel without padding is executed as a
-    batched matrix product instead (same math, much faster on the CPU).
+    The per-sample weight `weight[o,i] * s[n,i] * dcoefs[n,o] * input_gain[n,i]` is never kept for the
+    backward pass (sg3.modules.modconv rebuilds it there); the convolution runs as one grouped conv over
+    the batch, or as a batched matrix product for a 1x1 kernel without padding (same math, much faster
+    on the CPU).
 
     Args:
         x: Input `[N, I, H, W]` (any float dtype; weights are cast to it at the end).
@@ -88,7 +91,7 @@ def modulated_conv2d(
         `[N, O, H + 2*padding - k + 1, W + 2*padding - k + 1]` in the dtype of `x`.
     """
     batch = x.shape[0]
-    out_channels, in_channels, kh, kw = w.shape
+    out_channels, in_channels = w.shape[:2]
     if x.ndim != 4 or x.shape[1] != in_channels:
         raise ValueError(f"x must be [N, {in_channels}, H, W], got {list(x.shape)}")
     if s.shape != (batch, in_channels):
@@ -96,20 +99,11 @@ def modulated_conv2d(
     if demodulate:
         w = w * w.square().mean([1, 2, 3], keepdim=True).rsqrt()
         s = s * s.square().mean().rsqrt()
-    w = w.unsqueeze(0) * s.unsqueeze(1).unsqueeze(3).unsqueeze(4)  # [NOIkk]
-    if demodulate:
-        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [NO]
-        w = w * dcoefs.unsqueeze(2).unsqueeze(3).unsqueeze(4)
+        # sum_{i,k} (w[o,i,k] s[n,i])^2 = sum_i s[n,i]^2 sum_k w[o,i,k]^2: no [N, O, I, k, k] tensor.
+        energy = (s.square().unsqueeze(1) * w.square().sum([2, 3]).unsqueeze(0)).sum(2)  # [N, O]
+        dcoefs = (energy + 1e-8).rsqrt()
+    else:
+        dcoefs = torch.ones([batch, out_channels], dtype=w.dtype, device=w.device)
     if input_gain is not None:
-        input_gain = input_gain.expand(batch, in_channels)  # [NI]
-        w = w * input_gain.unsqueeze(1).unsqueeze(3).unsqueeze(4)
-    if kh == 1 and kw == 1 and padding == 0:
-        # A 1x1 conv is a per-sample matrix product; bmm avoids the slow grouped 1x1 conv path.
-        height, width = x.shape[2:]
-        w = w.reshape(batch, out_channels, in_channels).to(x.dtype)  # [N, O, I]
-        x = torch.bmm(w, x.reshape(batch, in_channels, -1))  # [N, O, H*W]
-        return x.reshape(batch, out_channels, height, width)  # [NOHW]
-    x = x.reshape(1, -1, *x.shape[2:])  # [1, N*I, H, W]
-    w = w.reshape(-1, in_channels, kh, kw)  # [N*O, I, k, k]
-    x = torch.nn.functional.conv2d(x, w.to(x.dtype), padding=padding, groups=batch)
-    return x.reshape(batch, -1, *x.shape[2:])  # [NOHW]
+        s = s * input_gain.expand(batch, in_channels)  # [NI]
+    return modulated_conv(x, w, s, dcoefs, padding)
