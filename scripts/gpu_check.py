@@ -4,7 +4,8 @@ Stages (each records its own status; a failing stage never stops the next one):
   env         device name, driver, torch / CUDA / cuDNN versions, SM count, memory
   build       builds sg3_ops_cuda for the visible GPU (timed)
   gpu_tests   `pytest -m gpu tests` (CUDA vs ref parity, gradients, double backward) -> junit counts
-  kernels     filtered_lrelu fwd and fwd+bwd per layer of 256 and 1024 T/R generators, CUDA vs ref
+  kernels     filtered_lrelu fwd and fwd+bwd per layer of 256 and 1024 T/R generators: the tiled and the
+              blocked CUDA kernels (speed-up, differences) and ref
   data        synthetic 256x256 images -> webdataset shards (sg3.data.dataset_tool)
   profile     per-phase times (Gmain, Dmain, Dreg, Gema) and top kernels of both configs (gpu_profile.py)
   train_t     `python -m sg3.train experiment=stylegan3-t-256-1gpu ...` for a few hundred steps -> s/kimg,
@@ -132,11 +133,44 @@ def _layer_case(layer: dict[str, Any]):
     return x, b, filt(layer["up_filter"]), filt(layer["down_filter"]), kw
 
 
-def time_layer(layer: dict[str, Any], impls: tuple[str, ...], warmup: int, reps: int) -> dict[str, Any]:
-    """fwd and fwd+bwd time (ms, median) of one filtered_lrelu layer per impl, and GFLOP/s of the CUDA fwd."""
+KERNEL_IMPLS = ("cuda", "blocked", "ref")  # 'cuda': the tiled CUDA kernel; 'blocked': the blocked variant
+
+
+def _variant_diff(x, b, fu, fd, dy, kw: dict[str, Any]) -> dict[str, float]:
+    """Max abs and relative L2 difference, blocked vs tiled CUDA kernel, of the forward output and of dx."""
     import torch
 
     import sg3.ops as ops
+    from sg3.ops.filtered_lrelu import set_cuda_kernel
+
+    out = {}
+    try:
+        for kernel in ("tiled", "blocked"):
+            set_cuda_kernel(kernel)
+            xg = x.detach().requires_grad_(True)
+            y = ops.filtered_lrelu(xg, fu, fd, b, impl="cuda", **kw)
+            (dx,) = torch.autograd.grad(y, [xg], dy)
+            out[kernel] = (y.detach().double(), dx.double())
+    finally:
+        set_cuda_kernel(None)
+    row = {}
+    for i, name in enumerate(("fwd", "dx")):
+        a, t = out["blocked"][i], out["tiled"][i]
+        row[f"blocked_{name}_max_abs_diff"] = float((a - t).abs().max())
+        row[f"blocked_{name}_rel_diff"] = float((a - t).norm() / t.norm().clamp_min(1e-30))
+    return row
+
+
+def time_layer(layer: dict[str, Any], impls: tuple[str, ...], warmup: int, reps: int) -> dict[str, Any]:
+    """fwd and fwd+bwd time (ms, median) of one filtered_lrelu layer per impl, GFLOP/s of the CUDA fwd.
+
+    impls: from KERNEL_IMPLS; with both 'cuda' and 'blocked', the row also holds the blocked/tiled speed-ups
+    and the differences between the two kernels' results.
+    """
+    import torch
+
+    import sg3.ops as ops
+    from sg3.ops.filtered_lrelu import set_cuda_kernel
 
     x, b, fu, fd, kw = _layer_case(layer)
     row: dict[str, Any] = {
@@ -151,20 +185,31 @@ def time_layer(layer: dict[str, Any], impls: tuple[str, ...], warmup: int, reps:
     dy = torch.randn_like(y0)
     xg, bg = x.detach().requires_grad_(True), b.detach().requires_grad_(True)
     for impl in impls:
+        op_impl = "ref" if impl == "ref" else "cuda"
 
-        def fwd(impl=impl):
-            return ops.filtered_lrelu(x, fu, fd, b, impl=impl, **kw)
+        def fwd(op_impl=op_impl):
+            return ops.filtered_lrelu(x, fu, fd, b, impl=op_impl, **kw)
 
-        def fwd_bwd(impl=impl):
-            y = ops.filtered_lrelu(xg, fu, fd, bg, impl=impl, **kw)
+        def fwd_bwd(op_impl=op_impl):
+            y = ops.filtered_lrelu(xg, fu, fd, bg, impl=op_impl, **kw)
             torch.autograd.grad(y, [xg, bg], dy)
 
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
         cuda = torch.device("cuda")
-        row[f"{impl}_fwd_ms"] = gpu_profile.median_ms(fwd, cuda, reps, warmup)
-        row[f"{impl}_fwd_bwd_ms"] = gpu_profile.median_ms(fwd_bwd, cuda, reps, warmup)
+        set_cuda_kernel("blocked" if impl == "blocked" else "tiled")
+        try:
+            row[f"{impl}_fwd_ms"] = gpu_profile.median_ms(fwd, cuda, reps, warmup)
+            row[f"{impl}_fwd_bwd_ms"] = gpu_profile.median_ms(fwd_bwd, cuda, reps, warmup)
+        finally:
+            set_cuda_kernel(None)
         row[f"{impl}_peak_mem_mb"] = round((torch.cuda.max_memory_allocated() - base) / 2**20, 1)
+    if "blocked" in impls:
+        row["blocked_fwd_gflops"] = lib.polyphase_flops(layer) / (row["blocked_fwd_ms"] * 1e6)
+    if "blocked" in impls and "cuda" in impls:
+        row["blocked_speedup_fwd"] = row["cuda_fwd_ms"] / row["blocked_fwd_ms"]
+        row["blocked_speedup_fwd_bwd"] = row["cuda_fwd_bwd_ms"] / row["blocked_fwd_bwd_ms"]
+        row.update(_variant_diff(x, b, fu, fd, dy, kw))
     if "cuda" in impls:
         row["cuda_fwd_gflops"] = lib.polyphase_flops(layer) / (row["cuda_fwd_ms"] * 1e6)
         err = (
@@ -181,6 +226,9 @@ def stage_kernels(
 ) -> dict[str, Any]:
     import torch
 
+    unknown = [i for i in impls if i not in KERNEL_IMPLS]
+    if unknown:
+        raise ValueError(f"--kernel-impls: unknown {unknown}; accepted: {', '.join(KERNEL_IMPLS)}")
     torch.backends.cudnn.benchmark = True
     deadline = time.monotonic() + budget
     result: dict[str, Any] = {"generators": {}, "skipped_layers": []}
@@ -359,8 +407,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reps", type=int, default=7, help="timed repetitions per kernel measurement")
     p.add_argument(
         "--kernel-impls",
-        default="cuda,ref",
-        help="filtered_lrelu implementations to time (cuda,ref; the reference takes GBs and seconds at 1024)",
+        default="cuda,blocked,ref",
+        help="filtered_lrelu implementations to time: cuda (tiled kernel), blocked (blocked kernel), ref "
+        "(the reference takes GBs and seconds at 1024)",
     )
     p.add_argument("--skip", default="", help="comma list of stages to skip (e.g. gpu_tests,train_r)")
     p.add_argument(

@@ -322,7 +322,11 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     for gen, rows in report["stages"].get("kernels", {}).get("result", {}).get("generators", {}).items():
         total = sum(r.get("cuda_fwd_bwd_ms") or 0 for r in rows)
         ref = sum(r.get("ref_fwd_bwd_ms") or 0 for r in rows)
-        lines.append(f"filtered_lrelu {gen}: fwd+bwd all layers {total:.2f} ms (ref {ref:.2f} ms)")
+        blocked = sum(r.get("blocked_fwd_bwd_ms") or 0 for r in rows)
+        lines.append(
+            f"filtered_lrelu {gen}: fwd+bwd all layers {total:.2f} ms (blocked kernel {blocked:.2f} ms, "
+            f"ref {ref:.2f} ms)"
+        )
     return lines
 
 

@@ -63,6 +63,33 @@ def kernel_rows(report: dict[str, Any]) -> list[str]:
     return rows
 
 
+def blocked_rows(report: dict[str, Any]) -> list[str]:
+    """Markdown rows comparing the blocked CUDA kernel with the tiled one (layers where both were timed)."""
+    rows = []
+    gens = report["stages"].get("kernels", {}).get("result", {}).get("generators", {})
+    for gen, layers in gens.items():
+        for r in layers:
+            if "blocked_fwd_ms" not in r or "cuda_fwd_ms" not in r:
+                continue
+            e, x = "{:.1e}", "{:.2f}x"
+            cells = [
+                f"{gen} {r['layer']}",
+                f"{r['up']}/{r['down']}",
+                "yes" if r["fp16"] else "no",
+                _num(r["cuda_fwd_ms"]),
+                _num(r["blocked_fwd_ms"]),
+                _num(r.get("blocked_speedup_fwd"), x),
+                _num(r.get("cuda_fwd_bwd_ms")),
+                _num(r.get("blocked_fwd_bwd_ms")),
+                _num(r.get("blocked_speedup_fwd_bwd"), x),
+                _num(r.get("blocked_fwd_gflops"), "{:.0f}"),
+                f"{_num(r.get('blocked_fwd_max_abs_diff'), e)} / {_num(r.get('blocked_dx_max_abs_diff'), e)}",
+                f"{_num(r.get('blocked_fwd_rel_diff'), e)} / {_num(r.get('blocked_dx_rel_diff'), e)}",
+            ]
+            rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
 def render(report: dict[str, Any], name: str) -> str:
     """One report as a Markdown subsection."""
     env = report["stages"].get("env", {}).get("result", {})
@@ -111,6 +138,19 @@ def render(report: dict[str, Any], name: str) -> str:
         skipped = report["stages"]["kernels"]["result"].get("skipped_layers") or []
         if skipped:
             lines += ["", f"Not timed (stage budget spent): {len(skipped)} layers ({skipped[0]} ...)."]
+    blocked = blocked_rows(report)
+    if blocked:
+        lines += [
+            "",
+            "filtered_lrelu, blocked vs tiled CUDA kernel (docs/gpu.md), median ms; differences blocked - "
+            "tiled of the output y and of dx:",
+            "",
+            "| layer | up/down | fp16 | tiled fwd | blocked fwd | fwd speed-up | tiled fwd+bwd | "
+            "blocked fwd+bwd | fwd+bwd speed-up | blocked fwd GFLOP/s | max abs diff (y / dx) | "
+            "rel. diff (y / dx) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            *blocked,
+        ]
     return "\n".join(lines)
 
 

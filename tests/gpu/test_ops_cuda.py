@@ -15,6 +15,7 @@ from gpu_helpers import assert_close
 
 import sg3.ops as ops
 from sg3.modules.filters import design_lowpass_filter
+from sg3.ops.filtered_lrelu import CUDA_KERNELS, set_cuda_kernel
 
 pytestmark = pytest.mark.gpu
 
@@ -164,6 +165,14 @@ FLRELU_CASES = [
 ]
 
 
+@pytest.fixture(params=CUDA_KERNELS)
+def flrelu_kernel(request):
+    """Runs the test once per CUDA filtered_lrelu kernel variant (tiled, blocked)."""
+    set_cuda_kernel(request.param)
+    yield request.param
+    set_cuda_kernel(None)
+
+
 def _flrelu_filters(up_taps, down_taps, radial, device):
     fu = _lowpass(up_taps).to(device)
     fd = _lowpass(down_taps, radial=radial).to(device)
@@ -173,7 +182,7 @@ def _flrelu_filters(up_taps, down_taps, radial, device):
 @pytest.mark.parametrize("dtype", DTYPES + [torch.float64])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("case", range(len(FLRELU_CASES)))
-def test_filtered_lrelu_forward_and_grads(device, dtype, layout, case):
+def test_filtered_lrelu_forward_and_grads(device, dtype, layout, case, flrelu_kernel):
     shape, up, down, padding, tu, td, radial, clamp, slope, gain, flip = FLRELU_CASES[case]
     fu, fd = _flrelu_filters(tu, td, radial, device)
     x = _rand(shape, dtype, device, seed=300 + case, layout=layout) * 2
@@ -195,7 +204,7 @@ def test_filtered_lrelu_forward_and_grads(device, dtype, layout, case):
     assert_close(db, db_r, dtype, "filtered_lrelu db", factor=4)
 
 
-def test_filtered_lrelu_batch_larger_than_grid_limit_of_one_launch(device):
+def test_filtered_lrelu_batch_larger_than_grid_limit_of_one_launch(device, flrelu_kernel):
     # 70000 planes exceed one grid dimension (65535): the kernel must loop over planes.
     fu, fd = _flrelu_filters(12, 12, False, device)
     x = _rand([1, 70000, 4, 4], torch.float32, device, seed=31)
@@ -208,7 +217,7 @@ def test_filtered_lrelu_batch_larger_than_grid_limit_of_one_launch(device):
     )
 
 
-def test_filtered_lrelu_spec_vector_a(device):
+def test_filtered_lrelu_spec_vector_a(device, flrelu_kernel):
     """Spec 11.3 vector A (official-code output) through the CUDA kernel."""
     h = torch.arange(8, dtype=torch.float64)[:, None]
     w = torch.arange(8, dtype=torch.float64)[None, :]
@@ -222,6 +231,31 @@ def test_filtered_lrelu_spec_vector_a(device):
     want_row = torch.tensor([0.8576723, 0.8926805, 0.6267111, 0.2388392, -0.0312557, -0.1246599])
     assert torch.allclose(y[0, 0, 0].cpu(), want_row, atol=2e-6)
     assert abs(y.sum().item() - 10.25981) < 1e-4
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", [0, 1, 4])
+def test_filtered_lrelu_kernel_variants_agree(device, dtype, case):
+    """blocked vs tiled on the same data (several planes and tiles): forward, dx and db agree."""
+    shape, up, down, padding, tu, td, radial, clamp, slope, gain, flip = FLRELU_CASES[case]
+    fu, fd = _flrelu_filters(tu, td, radial, device)
+    x = _rand([4, 8, shape[2] + 29, shape[3] + 34], dtype, device, seed=600 + case) * 2
+    b = _rand_vec(8, dtype, device, seed=700 + case)
+    kw = dict(up=up, down=down, padding=padding, gain=gain, slope=slope, clamp=clamp, flip_filter=flip)
+    ref = ops.filtered_lrelu(x.double(), fu, fd, b.double(), impl="ref", **kw)
+    dy = _rand(list(ref.shape), dtype, device, seed=800 + case)
+    out = {}
+    try:
+        for kernel in CUDA_KERNELS:
+            set_cuda_kernel(kernel)
+            fn = lambda t, c: ops.filtered_lrelu(t, fu, fd, c, impl="cuda", **kw)  # noqa: E731
+            y, (dx, db) = _grads(fn, [x, b], dy)
+            out[kernel] = (y, dx, db)
+    finally:
+        set_cuda_kernel(None)
+    for got, want, what in zip(out["blocked"], out["tiled"], ("forward", "dx", "db")):
+        assert_close(got, want, dtype, f"blocked vs tiled {what}", factor=4)
+    assert_close(out["blocked"][0], ref, dtype, "blocked forward vs ref")
 
 
 def _lowpass_exact(taps, cutoff, width, fs):

@@ -11,6 +11,7 @@ It cannot check float16 rounding, the GPU memory model or speed: that is the `gp
 from __future__ import annotations
 
 import ctypes
+import importlib
 import math
 import subprocess
 from pathlib import Path
@@ -23,6 +24,7 @@ from sg3.modules.filters import design_lowpass_filter
 from sg3.ops import _build
 
 pytestmark = pytest.mark.cpp
+flrelu_mod = importlib.import_module("sg3.ops.filtered_lrelu")  # the module (sg3.ops exports the function)
 
 EMU = Path(__file__).resolve().parent / "cuda_emu"
 DTYPE_CODE = {torch.float32: 2, torch.float64: 3}
@@ -216,12 +218,82 @@ def _codes(signs: torch.Tensor, wz: int) -> torch.Tensor:
 def test_filtered_lrelu_sign_bytes_interchangeable_between_kernels(lib, case):
     # The variants record the same codes, and each one's backward reads the other's signs.
     x, b, dy, fu, fd, (up, down, pad, gain, slope, clamp, flip), (_, dx_ref, _) = _flrelu_case(case)
-    fwd = {k: _flrelu_fwd(lib, x, fu, fd, b, up, down, pad, gain, slope, clamp, flip, True, k) for k in KERNELS}
+    args = (up, down, pad, gain, slope, clamp, flip, True)
+    fwd = {k: _flrelu_fwd(lib, x, fu, fd, b, *args, k) for k in KERNELS}
     wz = (fwd["tiled"][0].shape[3] - 1) * down + fd.shape[-1]
     assert torch.equal(_codes(fwd["tiled"][1], wz), _codes(fwd["blocked"][1], wz))
     for k_fwd, k_bwd in (("tiled", "blocked"), ("blocked", "tiled")):
         dx = _flrelu_bwd(lib, dy, fu, fd, fwd[k_fwd][1], up, down, pad, x.shape[2:], gain, slope, flip, k_bwd)
         assert _rel(dx, dx_ref) < 1e-12, f"forward {k_fwd}, backward {k_bwd}"
+
+
+class _RecordingExt:
+    """Stand-in for sg3_ops_cuda: records the entry point and kernel code of each call, computes on CPU."""
+
+    def __init__(self):
+        self.cpu = _build.load_extension("cpp")
+        self.calls: list[tuple[str, int | None]] = []
+
+    def filtered_lrelu_fwd(self, *args):
+        self.calls.append(("fwd", None))
+        return self.cpu.filtered_lrelu_fwd(*args)
+
+    def filtered_lrelu_bwd(self, *args):
+        self.calls.append(("bwd", None))
+        return self.cpu.filtered_lrelu_bwd(*args)
+
+    def filtered_lrelu_fwd_variant(self, *args):
+        self.calls.append(("fwd", args[-1]))
+        return self.cpu.filtered_lrelu_fwd(*args[:-1])
+
+    def filtered_lrelu_bwd_variant(self, *args):
+        self.calls.append(("bwd", args[-1]))
+        return self.cpu.filtered_lrelu_bwd(*args[:-1])
+
+
+@pytest.mark.parametrize(
+    ("env", "setting", "code"),
+    [
+        (None, None, None),
+        ("tiled", None, None),
+        ("blocked", None, 1),
+        ("blocked", "tiled", None),
+        ("tiled", "blocked", 1),
+    ],
+)
+def test_filtered_lrelu_kernel_selection_reaches_the_extension(monkeypatch, env, setting, code):
+    # $SG3_FLRELU_KERNEL, overridden by set_cuda_kernel, picks the entry point and kernel code of both passes.
+    ext = _RecordingExt()
+    monkeypatch.setattr(flrelu_mod._dispatch, "resolve", lambda impl, x: ("cuda", ext))
+    if env is None:
+        monkeypatch.delenv(flrelu_mod.KERNEL_ENV, raising=False)
+    else:
+        monkeypatch.setenv(flrelu_mod.KERNEL_ENV, env)
+    flrelu_mod.set_cuda_kernel(setting)
+    try:
+        x = torch.randn([1, 2, 8, 8], requires_grad=True)
+        f = _lowpass(12).float()
+        y = ops.filtered_lrelu(x, f, f, up=2, down=2, padding=[9, 8, 9, 8], clamp=256.0)
+        y.sum().backward()
+    finally:
+        flrelu_mod.set_cuda_kernel(None)
+    assert ext.calls == [("fwd", code), ("bwd", code)]
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_filtered_lrelu_kernel_setting_is_validated(monkeypatch):
+    monkeypatch.setenv(flrelu_mod.KERNEL_ENV, "fast")
+    with pytest.raises(ValueError, match=r"SG3_FLRELU_KERNEL must be one of tiled, blocked, got 'fast'"):
+        flrelu_mod.get_cuda_kernel()
+    with pytest.raises(ValueError, match=r"set_cuda_kernel\(name\) must be one of .*, got 'Blocked'"):
+        flrelu_mod.set_cuda_kernel("Blocked")
+    flrelu_mod.set_cuda_kernel("blocked")
+    try:
+        assert flrelu_mod.get_cuda_kernel() == "blocked"  # the explicit setting wins over the environment
+    finally:
+        flrelu_mod.set_cuda_kernel(None)
+    monkeypatch.delenv(flrelu_mod.KERNEL_ENV)
+    assert flrelu_mod.get_cuda_kernel() == "tiled"
 
 
 UPFIRDN = [

@@ -222,10 +222,23 @@ int64_t sign_row_bytes(int64_t wz) { return (wz + 15) / 16 * 4; }
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor> filtered_lrelu_fwd(const at::Tensor& x, const at::Tensor& fu, const at::Tensor& fd,
-                                                      const at::Tensor& b, int64_t up, int64_t down, int64_t padx0,
-                                                      int64_t padx1, int64_t pady0, int64_t pady1, double gain,
-                                                      double slope, double clamp, bool flip, bool write_signs) {
+namespace {
+
+int kernel_code(int64_t kernel, const char* op) {
+  TORCH_CHECK(kernel == kTiledKernel || kernel == kBlockedKernel, "sg3_ops_cuda.", op, ": 'kernel' = ", kernel,
+              " is not a filtered_lrelu kernel variant; accepted: 0 (tiled), 1 (blocked)");
+  return static_cast<int>(kernel);
+}
+
+}  // namespace
+
+// filtered_lrelu_fwd of ops.h with a kernel variant (FlreluKernel: 0 tiled, 1 blocked; docs/gpu.md).
+std::tuple<at::Tensor, at::Tensor> filtered_lrelu_fwd_variant(const at::Tensor& x, const at::Tensor& fu,
+                                                              const at::Tensor& fd, const at::Tensor& b, int64_t up,
+                                                              int64_t down, int64_t padx0, int64_t padx1,
+                                                              int64_t pady0, int64_t pady1, double gain, double slope,
+                                                              double clamp, bool flip, bool write_signs,
+                                                              int64_t kernel) {
   const char* op = "filtered_lrelu_fwd";
   check_cuda(x, op, "x");
   check_image(x, op, "x");
@@ -264,13 +277,24 @@ std::tuple<at::Tensor, at::Tensor> filtered_lrelu_fwd(const at::Tensor& x, const
   c.a.sign_w = to_int(wz, op, "z-grid width");
   c.a.sign_row_bytes = to_int(sign_row_bytes(wz), op, "sign row bytes");
   c.a.sign_x = c.a.sign_y = 0;
+  c.a.kernel = kernel_code(kernel, op);
   check_launch(launch_filtered_lrelu(c.a, at::cuda::getCurrentCUDAStream()), op);
   return {y, si};
 }
 
-at::Tensor filtered_lrelu_bwd(const at::Tensor& dy, const at::Tensor& fu, const at::Tensor& fd, const at::Tensor& si,
-                              int64_t up, int64_t down, int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1,
-                              int64_t in_h, int64_t in_w, double gain, double slope, bool flip) {
+std::tuple<at::Tensor, at::Tensor> filtered_lrelu_fwd(const at::Tensor& x, const at::Tensor& fu, const at::Tensor& fd,
+                                                      const at::Tensor& b, int64_t up, int64_t down, int64_t padx0,
+                                                      int64_t padx1, int64_t pady0, int64_t pady1, double gain,
+                                                      double slope, double clamp, bool flip, bool write_signs) {
+  return filtered_lrelu_fwd_variant(x, fu, fd, b, up, down, padx0, padx1, pady0, pady1, gain, slope, clamp, flip,
+                                    write_signs, kTiledKernel);
+}
+
+// filtered_lrelu_bwd of ops.h with a kernel variant (as filtered_lrelu_fwd_variant).
+at::Tensor filtered_lrelu_bwd_variant(const at::Tensor& dy, const at::Tensor& fu, const at::Tensor& fd,
+                                      const at::Tensor& si, int64_t up, int64_t down, int64_t padx0, int64_t padx1,
+                                      int64_t pady0, int64_t pady1, int64_t in_h, int64_t in_w, double gain,
+                                      double slope, bool flip, int64_t kernel) {
   (void)padx1;  // the transposed call's geometry is fixed by the output size in_h x in_w
   (void)pady1;
   const char* op = "filtered_lrelu_bwd";
@@ -311,10 +335,23 @@ at::Tensor filtered_lrelu_bwd(const at::Tensor& dy, const at::Tensor& fu, const 
   c.a.sign_row_bytes = to_int(sign_row_bytes(wz), op, "sign row bytes");
   c.a.sign_x = to_int(padx0 - (fuw - 1), op, "sign offset x");
   c.a.sign_y = to_int(pady0 - (fuh - 1), op, "sign offset y");
+  c.a.kernel = kernel_code(kernel, op);
   check_launch(launch_filtered_lrelu(c.a, at::cuda::getCurrentCUDAStream()), op);
   return dx;
 }
 
+at::Tensor filtered_lrelu_bwd(const at::Tensor& dy, const at::Tensor& fu, const at::Tensor& fd, const at::Tensor& si,
+                              int64_t up, int64_t down, int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1,
+                              int64_t in_h, int64_t in_w, double gain, double slope, bool flip) {
+  return filtered_lrelu_bwd_variant(dy, fu, fd, si, up, down, padx0, padx1, pady0, pady1, in_h, in_w, gain, slope,
+                                    flip, kTiledKernel);
+}
+
 }  // namespace sg3cuda
 
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) { SG3_OPS_DEFINE_BINDINGS(m); }
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  SG3_OPS_DEFINE_BINDINGS(m);
+  // CUDA only: the filtered_lrelu calls with a kernel variant argument (sg3/ops/filtered_lrelu.py).
+  m.def("filtered_lrelu_fwd_variant", &sg3cuda::filtered_lrelu_fwd_variant, "filtered_lrelu_fwd, kernel variant");
+  m.def("filtered_lrelu_bwd_variant", &sg3cuda::filtered_lrelu_bwd_variant, "filtered_lrelu_bwd, kernel variant");
+}

@@ -9,6 +9,7 @@ forward stores one small code per upsampled-domain sample (sign / clamped) that 
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 
@@ -23,6 +24,34 @@ from sg3.ops._params import (
 )
 from sg3.ops.bias_act import bias_act
 from sg3.ops.upfirdn2d import compiled_filter, kernel_input, upfirdn2d
+
+CUDA_KERNELS = ("tiled", "blocked")  # index = the extension's kernel code (FlreluKernel, cuda_launch.cuh)
+KERNEL_ENV = "SG3_FLRELU_KERNEL"
+_cuda_kernel: str | None = None  # set_cuda_kernel; None = the environment variable, default 'tiled'
+
+
+def _check_kernel(name: object, source: str) -> str:
+    if name not in CUDA_KERNELS:
+        raise ValueError(f"{source} must be one of {', '.join(CUDA_KERNELS)}, got {name!r}")
+    return name  # type: ignore[return-value]
+
+
+def set_cuda_kernel(name: str | None) -> None:
+    """Choose the CUDA filtered_lrelu kernel variant for this process (docs/gpu.md).
+
+    Args:
+        name: 'tiled' (the default) or 'blocked' (register-blocked passes; calls it does not cover run
+            the tiled kernel); None = back to the environment variable SG3_FLRELU_KERNEL (unset: 'tiled').
+    """
+    global _cuda_kernel
+    _cuda_kernel = None if name is None else _check_kernel(name, "set_cuda_kernel(name)")
+
+
+def get_cuda_kernel() -> str:
+    """The CUDA filtered_lrelu kernel in effect: set_cuda_kernel's, else $SG3_FLRELU_KERNEL, else 'tiled'."""
+    if _cuda_kernel is not None:
+        return _cuda_kernel
+    return _check_kernel(os.environ.get(KERNEL_ENV, "tiled"), f"the environment variable {KERNEL_ENV}")
 
 
 def _check_factor(value: object, name: str) -> int:
@@ -46,33 +75,36 @@ class _FilteredLreluCompiled(torch.autograd.Function):
     """Fused forward; fused backward for x and b (filters get no gradient). Differentiable once."""
 
     @staticmethod
-    def forward(ctx, x, fu, fd, b, ext, up, down, padding, gain, slope, clamp, flip_filter):  # noqa: D102
+    def forward(ctx, x, fu, fd, b, ext, kernel, up, down, padding, gain, slope, clamp, flip_filter):  # noqa: D102
         fu_k = compiled_filter(fu, x)
         fd_k = compiled_filter(fd, x)
         xk = kernel_input(x)
         bk = b.to(xk.dtype) if b is not None else torch.empty([0], dtype=xk.dtype, device=x.device)
         write_signs = bool(ctx.needs_input_grad[0] or ctx.needs_input_grad[3])  # codes only if needed
-        y, signs = ext.filtered_lrelu_fwd(
-            xk, fu_k, fd_k, bk, up, down, *padding, gain, slope, -1.0 if clamp is None else clamp,
-            flip_filter, write_signs,
-        )  # fmt: skip
+        args = (xk, fu_k, fd_k, bk, up, down, *padding, gain, slope, -1.0 if clamp is None else clamp)
+        if kernel is None:  # the C++ CPU extension, or the default CUDA kernel
+            y, signs = ext.filtered_lrelu_fwd(*args, flip_filter, write_signs)
+        else:
+            y, signs = ext.filtered_lrelu_fwd_variant(*args, flip_filter, write_signs, kernel)
         ctx.save_for_backward(fu_k, fd_k, signs)
-        ctx.args = (ext, up, down, padding, gain, slope, flip_filter, x.shape, x.dtype, b is not None)
+        ctx.args = (ext, kernel, up, down, padding, gain, slope, flip_filter, x.shape, x.dtype, b is not None)
         return y.to(x.dtype)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dy):  # noqa: D102
         fu_k, fd_k, signs = ctx.saved_tensors
-        ext, up, down, padding, gain, slope, flip_filter, in_shape, in_dtype, has_bias = ctx.args
+        ext, kernel, up, down, padding, gain, slope, flip_filter, in_shape, in_dtype, has_bias = ctx.args
         if signs.numel() == 0:
             raise RuntimeError("filtered_lrelu: backward called but the forward ran without recording signs")
-        dx = ext.filtered_lrelu_bwd(
-            kernel_input(dy), fu_k, fd_k, signs, up, down, *padding, in_shape[2], in_shape[3], gain, slope,
-            flip_filter,
-        )  # fmt: skip
+        dyk = kernel_input(dy)
+        args = (dyk, fu_k, fd_k, signs, up, down, *padding, in_shape[2], in_shape[3], gain, slope)
+        if kernel is None:
+            dx = ext.filtered_lrelu_bwd(*args, flip_filter)
+        else:
+            dx = ext.filtered_lrelu_bwd_variant(*args, flip_filter, kernel)
         db = dx.sum([0, 2, 3]).to(in_dtype) if has_bias and ctx.needs_input_grad[3] else None
-        return dx.to(in_dtype), None, None, db, None, None, None, None, None, None, None, None
+        return dx.to(in_dtype), None, None, db, *([None] * 9)
 
 
 def filtered_lrelu(
@@ -103,7 +135,7 @@ def filtered_lrelu(
         slope: Negative slope of the leaky ReLU (1 = identity).
         clamp: Clamp the activation to `[-clamp, clamp]` (None = no clamping; must be >= 0).
         flip_filter: False = true convolution with the filters, True = correlation.
-        impl: 'auto', 'ref', 'cpp' or 'cuda'.
+        impl: 'auto', 'ref', 'cpp' or 'cuda' (CUDA kernel variant: see `set_cuda_kernel`).
 
     Returns:
         `[N, C, out_h, out_w]` of x's dtype, per axis
@@ -133,6 +165,8 @@ def filtered_lrelu(
     name, ext = _dispatch.resolve(impl, x)
     if name == "ref":
         return _filtered_lrelu_ref(x, fu, fd, b, up, down, pads, gain, slope, clamp, flip_filter)
+    kernel = get_cuda_kernel() if name == "cuda" else "tiled"
+    code = None if kernel == "tiled" else CUDA_KERNELS.index(kernel)
     return _FilteredLreluCompiled.apply(
-        x, fu, fd, b, ext, up, down, pads, gain, slope, clamp, bool(flip_filter)
+        x, fu, fd, b, ext, code, up, down, pads, gain, slope, clamp, bool(flip_filter)
     )
