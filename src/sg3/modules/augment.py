@@ -338,14 +338,19 @@ class AugmentPipe(torch.nn.Module):
         pad = self.Hz_geom.shape[0] // 4  # P = 3 for the 12-tap filter
         hz = self.Hz_geom.to(device=dev, dtype=dt)
         # One padding for the whole batch: enough to cover every sample's transformed corners plus the filter.
+        # The corners (+-cx, +-cy, 1) reach g[:2, 2] +- (|g[:2, 0]| cx + |g[:2, 1]| cy) at the extremes, so
+        # the margins need no constant tensors (a tensor made from host data is a synchronising copy on CUDA).
         cx, cy = (w - 1) / 2, (h - 1) / 2
-        corners = torch.tensor([[-cx, -cy, 1], [cx, -cy, 1], [cx, cy, 1], [-cx, cy, 1]], device=dev, dtype=dt)
-        mapped = g_inv @ corners.t()  # [N, 3, 4]
-        xy = mapped[:, :2, :].permute(1, 0, 2).reshape(2, -1)  # [2, N*4]
-        margin = torch.cat([-xy, xy]).amax(dim=1)  # [4] = x0, y0, x1, y1
-        margin = margin + torch.tensor([2 * pad - cx, 2 * pad - cy] * 2, device=dev, dtype=dt)
-        limit = torch.tensor([w - 1, h - 1] * 2, device=dev, dtype=dt)
-        x0, y0, x1, y1 = (int(v) for v in torch.minimum(margin.clamp(min=0), limit).ceil().tolist())
+        spread = g_inv[:, :2, 0].abs() * cx + g_inv[:, :2, 1].abs() * cy  # [N, 2] (x, y)
+        low = (spread - g_inv[:, :2, 2]).amax(dim=0) + 2 * pad  # [2]: how far the corners reach left / up
+        high = (spread + g_inv[:, :2, 2]).amax(dim=0) + 2 * pad  # [2]: right / down
+        margin = torch.stack([
+            (low[0] - cx).clamp(0, w - 1), (low[1] - cy).clamp(0, h - 1),
+            (high[0] - cx).clamp(0, w - 1), (high[1] - cy).clamp(0, h - 1),
+        ])  # fmt: skip
+        # The one host read of the augmentation: the padded size depends on this batch's transforms (a fixed
+        # worst-case padding would triple the image side in every resampling pass).
+        x0, y0, x1, y1 = (int(v) for v in margin.ceil().tolist())
         images = reflect_pad(images, x0, x1, y0, y1)
         g_inv = translate2d((x0 - x1) / 2, (y0 - y1) / 2, n, dev, dt) @ g_inv
         # Upsample 2x and express the matrix in the upsampled pixel grid.
@@ -380,7 +385,8 @@ class AugmentPipe(torch.nn.Module):
             c_mat = rotate3d(luma_axis(), theta, dev, dt) @ c_mat
         if self.saturation > 0 and channels > 1:
             s = draws.lognormal2(self.saturation * p, self.saturation_std).reshape(n, 1, 1)
-            rgb = torch.diag(torch.tensor([1.0, 1.0, 1.0, 0.0], device=dev, dtype=dt))
+            rgb = torch.eye(4, device=dev, dtype=dt)
+            rgb[3].zero_()  # diag(1, 1, 1, 0)
             c_mat = (vvt + (rgb - vvt) * s + (eye - rgb)) @ c_mat  # scale the chroma, keep luma
         return c_mat
 

@@ -102,7 +102,9 @@ def rotate3d(axis: tuple[float, float, float], theta: torch.Tensor, device: torc
 
 def project_luma(axis: tuple[float, float, float], batch: int, device: torch.device, dtype: torch.dtype):
     """The 4x4 outer product v v^T of the homogeneous direction v = (vx, vy, vz, 0), shape [N, 4, 4]."""
-    v = torch.tensor([*axis, 0.0], device=device, dtype=dtype)
+    v = torch.zeros(4, device=device, dtype=dtype)
+    for i, component in enumerate(axis):
+        v[i].fill_(component)  # filled from Python numbers: no host-to-device copy
     return torch.outer(v, v).expand(batch, 4, 4)
 
 

@@ -74,9 +74,9 @@ class SynthesisInput(nn.Module):
         amps = amps.clamp(0, 1)  # [N, C]
 
         width, height = int(self.size[0]), int(self.size[1])
-        theta = torch.eye(2, 3, device=w.device)
-        theta[0, 0] = 0.5 * width / self.sampling_rate
-        theta[1, 1] = 0.5 * height / self.sampling_rate
+        theta = torch.eye(2, 3, device=w.device)  # scaled by Python numbers: no host-to-device copy
+        theta[0].mul_(0.5 * width / self.sampling_rate)
+        theta[1].mul_(0.5 * height / self.sampling_rate)
         grids = torch.nn.functional.affine_grid(
             theta.unsqueeze(0), [1, 1, height, width], align_corners=False
         )  # [1, H, W, 2]

@@ -24,9 +24,8 @@ class StatCollector:
         if not isinstance(values, torch.Tensor):
             values = torch.tensor(float(values))
         v = values.detach().flatten().to(torch.float64)
-        moments = torch.stack(
-            [torch.tensor(float(v.numel()), dtype=torch.float64, device=v.device), v.sum(), v.square().sum()]
-        )
+        # The count is filled on the device (new_full): a tensor from host data would be a synchronising copy.
+        moments = torch.stack([v.new_full([], v.numel()), v.sum(), v.square().sum()])
         if name in self._sums:
             self._sums[name] = self._sums[name] + moments.to(self._sums[name].device)
         else:
