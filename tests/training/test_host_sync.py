@@ -136,3 +136,35 @@ def test_training_steps_between_ticks_do_not_sync(extra):
         assert len(padding_reads) == len(augment_calls)
         assert augment_calls or module.augment_pipe is None
     assert [p for p, _ in module.derived["phases"]] == ["Gmain", "Dmain", "Dreg"]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("augment", ["none", "ada"])
+def test_training_steps_between_ticks_do_not_sync_on_cuda(augment):
+    """On CUDA (gpu tier), with torch's own sync detector: no synchronisation between ticks, except the
+    geometric augmentation's padding read (one per augmentation call)."""
+    import warnings
+
+    extra = ["augment.p=0.5", "augment.interval=2"] if augment == "ada" else []
+    module = tiny_module(["kimg_per_tick=1000", "optim.D_reg_interval=2", f"augment={augment}", *extra])
+    device = torch.device("cuda", torch.cuda.current_device())
+    module = module.to(device)
+    augment_calls = []
+    if module.augment_pipe is not None:
+        module.augment_pipe.register_forward_hook(lambda *args: augment_calls.append(1))
+    module.training_step(reals(), 0)
+    torch.cuda.synchronize()
+    for step in range(1, 5):
+        augment_calls.clear()
+        batch = [t.to(device) for t in reals(seed=step)]  # Lightning moves the batch before the step
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                module.training_step(batch, step)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message)]
+        assert len(syncs) == len(augment_calls), f"step {step}: {syncs}"
+        assert module.tick_info is None
