@@ -73,6 +73,18 @@ def _out_len(n, up, down, p0, p1, taps):
 KERNELS = {"tiled": 0, "blocked": 1}  # FlreluKernel (cuda_launch.cuh)
 
 
+def _blocked_covers(up: int, down: int, gu: torch.Tensor, gd: torch.Tensor) -> bool:
+    """Which calls the blocked kernel runs (docs/gpu.md): separable, or one 2-D filter of config R."""
+    tu, td = gu.shape[-1], gd.shape[-1]
+    if gu.ndim == 2 and gd.ndim == 2:
+        return False
+    if gd.ndim == 2:  # R forward: 2-D down filter
+        return down == 2 and td <= 12 and ((up == 2 and tu <= 12) or (up == 4 and tu <= 24))
+    if gu.ndim == 2:  # R backward: 2-D up filter
+        return up == 2 and tu <= 12 and ((down == 2 and td <= 12) or (down == 4 and td <= 24))
+    return up in (1, 2, 4) and down in (1, 2, 4) and tu <= 8 * up and td <= 8 * down
+
+
 def _fused(lib, x, gu, gd, b, out_hw, up, down, px0, py0, reals, mode, signs, sign_geom, kernel):
     """One fused call; asserts that the blocked kernel ran when it should (`kernel` 'blocked' and covered)."""
     y = torch.full([x.shape[0], x.shape[1], *out_hw], float("nan"), dtype=x.dtype)
@@ -95,8 +107,7 @@ def _fused(lib, x, gu, gd, b, out_hw, up, down, px0, py0, reals, mode, signs, si
         KERNELS[kernel],
     ]
     covered = bool(lib.emu_filtered_lrelu_blocked_covers(_arr(ctypes.c_int, ints)))
-    want = gu.ndim == 1 and gd.ndim == 1 and up in (1, 2, 4) and down in (1, 2, 4)
-    assert covered == (want and gu.shape[0] <= 8 * up and gd.shape[0] <= 8 * down)
+    assert covered == _blocked_covers(up, down, gu, gd)
     rc = lib.emu_filtered_lrelu(
         _ptr(x),
         _ptr(b),
@@ -171,6 +182,9 @@ FLRELU = [
     ([1, 2, 19, 23], 4, 4, [8, 7, 6, 9], 16, 20, False, None, 0.2, S2, False, False, "nchw"),
     ([1, 1, 21, 17], 2, 1, [4, 3, 4, 3], 8, 4, False, 0.5, 0.3, 1.0, False, False, "nchw"),
     ([1, 1, 10, 11], 4, 1, [5, 6, 5, 6], 12, 3, False, None, 0.2, S2, True, False, "nchw"),
+    # config R: radial 2-D down filter (the backward has the 2-D filter as up filter), several tiles
+    ([2, 2, 21, 19], 4, 2, [-2, -5, -2, -5], 24, 12, True, 0.6, 0.2, S2, False, False, "nchw"),
+    ([1, 1, 37, 35], 2, 2, [11, 10, 11, 10], 12, 12, True, None, 0.2, S2, True, False, "channels_last"),
 ]
 
 
@@ -214,7 +228,7 @@ def _codes(signs: torch.Tensor, wz: int) -> torch.Tensor:
     return (signs[..., v // 4].long() >> (2 * (v % 4))) & 3
 
 
-@pytest.mark.parametrize("case", [0, 1, 4, 9, 10, 12], ids=lambda i: f"flrelu{i}")
+@pytest.mark.parametrize("case", [0, 1, 2, 4, 9, 10, 12, 14], ids=lambda i: f"flrelu{i}")
 def test_filtered_lrelu_sign_bytes_interchangeable_between_kernels(lib, case):
     # The variants record the same codes, and each one's backward reads the other's signs.
     x, b, dy, fu, fd, (up, down, pad, gain, slope, clamp, flip), (_, dx_ref, _) = _flrelu_case(case)

@@ -1,45 +1,36 @@
 // Fused filtered_lrelu on CUDA, "blocked" variant (opt-in: FusedArgs::kernel == kBlockedKernel).
 //
-// Same arithmetic and sign format as the tiled kernel (filtered_lrelu_kernel.cuh), for separable up and
-// down filters with compile-time factors UP, DOWN in {1, 2, 4} and compile-time tap counts TU (a multiple
-// of UP) and TD; the real filters are zero-padded to TU / TD taps (zeros at the end change no sum), and
-// every region below is sized for the padded counts, so no hot loop has a runtime bound or a tap guard.
-// Every pass is a small device function (up_pass, down_pass) shared by the x and the y direction.
+// Same stages, arithmetic and sign format as the tiled kernel (filtered_lrelu_kernel.cuh), with the
+// register-blocked passes of filtered_lrelu_blocked_passes.cuh. Compile-time factors UP, DOWN in {1, 2, 4}
+// and tap counts TU (a multiple of UP) and TD; the real filters are zero-padded to TU / TD taps per axis
+// (zeros at the end change no sum) and every region below is sized for the padded counts, so no hot loop
+// has a runtime bound or a tap guard. UP2D / DN2D: the up / down filter is 2-D ([TU][TU] / [TD][TD],
+// config R's radial filter and its transpose) instead of separable.
 //
-// Register blocking. The tiled kernel computes one sample per thread and reads both the sample and the
-// tap for every multiply-add. Here each thread computes a run of consecutive samples along the pass
-// axis, keeps the taps in registers (read once per pass from shared memory, where they are staged once
-// per block) and streams the input window through one register, so that one shared-memory load feeds
-// several multiply-adds:
-//   up passes    kRunUp = 8 consecutive z samples (8 / UP whole polyphase cycles, so the phase of every
-//                output is known at compile time): 8/UP + TU/UP loads for 8 * TU/UP MACs
-//                (up 2, 12 taps: 10 loads, 48 MACs; up 4, 24 taps: 8 loads, 48 MACs)
-//   down passes  kRunDown = 4 consecutive kept outputs: 3 * DOWN + TD loads for 4 * TD MACs
-//                (down 2, 12 taps: 18 loads, 48 MACs; down 4, 24 taps: 36 loads, 96 MACs)
-// (the tiled kernel: 2 loads per MAC, one of them a tap from global memory / L1).
+// Per 1-D up pass a thread issues 8/UP + TU/UP shared loads for 8 * TU/UP multiply-adds, per 1-D down pass
+// 3 * DOWN + TD loads for 4 * TD (the tiled kernel: 2 loads per multiply-add, one a tap from global memory /
+// L1); a 2-D pass adds one tap-row load per tap. Threads of a warp take consecutive rows in the x passes and
+// the activation and consecutive columns in the y passes; row pitches are odd, so no bank conflicts
+// (except the 2-D down pass: 2-way for DOWN = 2).
 //
-// Bank conflicts. Threads of a warp take consecutive rows in the x passes (and the activation) and
-// consecutive columns in the y passes; every row pitch read or written by a row-wise pass is odd, so the
-// 32 lanes of a warp hit 32 different banks (the y passes are conflict-free at any pitch).
-//
-// Shared memory (A = float, or double for float64 data), per block:
-//   buffer A  s_x [ih][pitch_x] input + bias, then s_z [zh][pitch_z] upsampled and activated z tile
-//   buffer B  s_t [ih][pitch_z] after the up x-pass, then s_d [zh_d][pitch_d] after the down x-pass
-//   taps      TU up taps, TD down taps (zero-padded)
-//   signs     [zh][pitch_s] bytes, 4 codes per byte (only when signs are written or read)
-// The largest tile of {32x32, 32x16, 16x16, ...} whose buffers fit kSmemBudget (48 KB) is used:
-// ~37 KB at 32x32 for up 2 / down 2 with 12 taps, ~33 KB at 32x32 for up 4 / down 2 with 24 / 12 taps,
-// ~47 KB at 16x16 for up 2 / down 4 with 12 / 24 taps (the backward of the up-4 layers). With 256
-// threads per block that allows 4 resident blocks (1024 threads) per SM on sm_80 / sm_90.
+// Shared memory (A = float, or double for float64 data), per block; the stages reuse two buffers:
+//   separable up   s_x [ih][pitch_x] (buffer A) -> x pass -> s_t [ih][pitch_z] (B) -> y pass -> s_z (A)
+//   2-D up         s_x (B) -> 2-D pass -> s_z [zh][pitch_z] (A)
+//   activation     in place in s_z; sign codes [zh][pitch_s] bytes, 4 per byte (only with signs)
+//   separable down s_z -> x pass -> s_d [zh_d][pitch_d] (B) -> y pass -> output
+//   2-D down       s_z -> 2-D pass -> output
+//   taps           up taps (TU or TU*TU), down taps (TD or TD*TD), zero-padded
+// The largest tile of {32x32, 32x16, 16x16, ...} whose buffers fit kSmemBudget (48 KB) is used: ~37 KB at
+// 32x32 for up 2 / down 2 with 12 taps, ~33 KB at 32x32 for up 4 / down 2 with 24 / 12 taps, ~47 KB at
+// 16x16 for up 2 / down 4 with 12 / 24 taps (the backward of the up-4 layers). With 256 threads and <= 64
+// registers per thread (float, sm_90) that allows 4 resident blocks (1024 threads) per SM.
 // Copyright 2026 the sg3 authors. Apache-2.0.
 #pragma once
 
+#include "filtered_lrelu_blocked_passes.cuh"
 #include "filtered_lrelu_kernel.cuh"
 
 namespace sg3cuda {
-
-constexpr int kRunUp = 8;    // z samples per thread in the up passes (a multiple of every UP in {1, 2, 4})
-constexpr int kRunDown = 4;  // kept outputs per thread in the down passes (divides every tile width)
 
 // Shared-memory layout of one tile (computed on the host for the full tile; edge tiles use less).
 struct BlockedLayout {
@@ -77,132 +68,77 @@ struct BlockedParams {
 __host__ __device__ __forceinline__ int odd_at_least(int n) { return n | 1; }
 __host__ __device__ __forceinline__ int round_up4(int n) { return (n + 3) & ~3; }
 
+// The compile-time configuration of one instance.
+template <int UP_, int DOWN_, int TU_, int TD_, bool UP2D_ = false, bool DN2D_ = false>
+struct BlockedCfg {
+  static constexpr int UP = UP_, DOWN = DOWN_, TU = TU_, TD = TD_;
+  static constexpr bool UP2D = UP2D_, DN2D = DN2D_;
+  static constexpr int kUpTaps = UP2D ? TU * TU : TU, kDownTaps = DN2D ? TD * TD : TD;
+  static_assert(TU % UP == 0 && kRunUp % UP == 0, "TU and kRunUp must be multiples of UP");
+  static_assert(!(UP2D && DN2D), "at most one 2-D filter");
+};
+
 // Along one axis: z samples computed for `n_out` outputs, and the up runs / input samples that cover them
 // when the first run starts `c` samples before the region (c = the phase offset, < UP).
-template <int UP, int DOWN, int TU, int TD>
+template <class Cfg>
 struct AxisPlan {
   int z, runs, in;
   __host__ __device__ AxisPlan(int n_out, int c) {
-    z = (n_out - 1) * DOWN + TD;
+    z = (n_out - 1) * Cfg::DOWN + Cfg::TD;
     runs = (z + c + kRunUp - 1) / kRunUp;
-    in = runs * (kRunUp / UP) + TU / UP;
+    in = runs * (kRunUp / Cfg::UP) + Cfg::TU / Cfg::UP;
   }
 };
 
-template <int UP, int DOWN, int TU, int TD>
+template <class Cfg>
 BlockedLayout plan_blocked(int tw, int th, size_t acc_size, bool signs) {
   BlockedLayout L;
   L.tile_w = tw;
   L.tile_h = th;
-  const AxisPlan<UP, DOWN, TU, TD> ax(tw, UP - 1), ay(th, UP - 1);  // upper bounds over all phases
+  const AxisPlan<Cfg> ax(tw, Cfg::UP - 1), ay(th, Cfg::UP - 1);  // upper bounds over all phases
   L.pitch_x = odd_at_least(ax.in);
-  L.pitch_z = odd_at_least((round_up4(tw) - 1) * DOWN + TD);  // the down x-pass reads whole 4-output runs
+  L.pitch_z = odd_at_least((round_up4(tw) - 1) * Cfg::DOWN + Cfg::TD);  // down passes read whole 4-runs
   L.pitch_d = odd_at_least(tw);
   L.pitch_s = L.pitch_z / 4 + 2;
-  const int zh_d = (round_up4(th) - 1) * DOWN + TD;  // rows the down y-pass reads (whole 4-output runs)
-  const int a1 = ay.in * L.pitch_x, a2 = ay.z * L.pitch_z;
-  const int b1 = ay.in * L.pitch_z, b2 = zh_d * L.pitch_d;
-  L.buf_a = a1 > a2 ? a1 : a2;
-  L.buf_b = b1 > b2 ? b1 : b2;
-  L.bytes = acc_size * (static_cast<size_t>(L.buf_a) + L.buf_b + TU + TD) +
+  const int zh_d = (round_up4(th) - 1) * Cfg::DOWN + Cfg::TD;  // rows the down y-pass reads (whole runs)
+  const int s_x = ay.in * L.pitch_x, s_t = Cfg::UP2D ? 0 : ay.in * L.pitch_z, s_z = ay.z * L.pitch_z;
+  const int s_d = Cfg::DN2D ? 0 : zh_d * L.pitch_d;
+  const int a1 = Cfg::UP2D ? 0 : s_x, b1 = Cfg::UP2D ? s_x : s_t;  // where s_x lives (see the header)
+  L.buf_a = a1 > s_z ? a1 : s_z;
+  L.buf_b = b1 > s_d ? b1 : s_d;
+  L.bytes = acc_size * (static_cast<size_t>(L.buf_a) + L.buf_b + Cfg::kUpTaps + Cfg::kDownTaps) +
             (signs ? static_cast<size_t>(ay.z) * L.pitch_s : 0);
   return L;
 }
 
-// One polyphase upsampling pass (the x or the y pass): every item is one line `a` (a row for the x pass, a
-// column for the y pass) and one run of kRunUp outputs. Run k of a line starts at output k*kRunUp - c
-// (phase 0) and reads the inputs k*R ... k*R + R + J - 1 (R = kRunUp/UP runs of phases, J = TU/UP taps per
-// phase): output s*UP + m takes taps (UP - m) % UP + j*UP from input k*R + s + (m > 0) + j, j < J.
-// `w_step`: distance between consecutive inputs of a line; `a_in` / `a_out`: between lines; `z_step`:
-// between consecutive outputs. Outputs outside [0, n_z) are computed but not stored. g: the taps, in registers.
-template <int UP, int TU, typename A>
-__device__ __forceinline__ void up_pass(const A* __restrict__ s_in, int a_in, int w_step, int lines, int runs,
-                                        int c, int n_z, A* __restrict__ s_out, int a_out, int z_step,
-                                        const A (&g)[TU]) {
-  constexpr int J = TU / UP, R = kRunUp / UP, WIN = R + J;
-  for (int i = threadIdx.x; i < lines * runs; i += blockDim.x) {
-    const int a = i % lines;
-    const int k = i / lines;
-    const A* src = s_in + a * a_in + k * R * w_step;
-    A acc[kRunUp];
-#pragma unroll
-    for (int o = 0; o < kRunUp; ++o) acc[o] = A(0);
-#pragma unroll
-    for (int w = 0; w < WIN; ++w) {
-      const A v = src[w * w_step];
-#pragma unroll
-      for (int s = 0; s < R; ++s) {
-#pragma unroll
-        for (int m = 0; m < UP; ++m) {
-          const int j = w - s - (m > 0 ? 1 : 0);  // compile-time after unrolling
-          if (j >= 0 && j < J) acc[s * UP + m] += g[(m == 0 ? 0 : UP - m) + j * UP] * v;
-        }
-      }
-    }
-    const int z0 = k * kRunUp - c;
-    A* dst = s_out + a * a_out;
-#pragma unroll
-    for (int o = 0; o < kRunUp; ++o) {
-      const int z = z0 + o;
-      if (z >= 0 && z < n_z) dst[z * z_step] = acc[o];
-    }
+// Zero-padded taps into shared memory: 1-D g[t], t < taps -> s[t], t < T; 2-D g[ty][tx] (taps x taps) ->
+// s[ty][tx] (T x T).
+template <int T, bool TWO_D, typename A>
+__device__ __forceinline__ void stage_taps(const A* __restrict__ g, int taps, A* __restrict__ s) {
+  for (int i = threadIdx.x; i < (TWO_D ? T * T : T); i += blockDim.x) {
+    const int ty = TWO_D ? i / T : 0, tx = TWO_D ? i - ty * T : i;
+    s[i] = (ty < taps && tx < taps) ? g[ty * taps + tx] : A(0);
   }
 }
 
-// One decimating pass: every item is one line `a` and a run of kRunDown kept outputs; output q of run k
-// reads the inputs (k*kRunDown + q)*DOWN + t, t < TD. Outputs at or past n_out are computed but not stored
-// (their inputs lie inside the allocated pitch, see plan_blocked). Out = A (shared) or the storage type.
-// g: the taps, in registers.
-template <int DOWN, int TD, typename A, typename Out>
-__device__ __forceinline__ void down_pass(const A* __restrict__ s_in, int a_in, int w_step, int lines, int n_out,
-                                          Out* __restrict__ out, int a_out, int o_step, const A (&g)[TD]) {
-  constexpr int WIN = (kRunDown - 1) * DOWN + TD;
-  const int runs = (n_out + kRunDown - 1) / kRunDown;
-  for (int i = threadIdx.x; i < lines * runs; i += blockDim.x) {
-    const int a = i % lines;
-    const int k = i / lines;
-    const A* src = s_in + a * a_in + k * kRunDown * DOWN * w_step;
-    A acc[kRunDown];
-#pragma unroll
-    for (int q = 0; q < kRunDown; ++q) acc[q] = A(0);
-#pragma unroll
-    for (int w = 0; w < WIN; ++w) {
-      const A v = src[w * w_step];
-#pragma unroll
-      for (int q = 0; q < kRunDown; ++q) {
-        const int t = w - q * DOWN;  // compile-time after unrolling
-        if (t >= 0 && t < TD) acc[q] += g[t] * v;
-      }
-    }
-    Out* dst = out + static_cast<int64_t>(a) * a_out;
-#pragma unroll
-    for (int q = 0; q < kRunDown; ++q) {
-      const int o = k * kRunDown + q;
-      if (o < n_out) dst[static_cast<int64_t>(o) * o_step] = from_acc<Out>(acc[q]);
-    }
-  }
-}
-
-template <typename scalar_t, int UP, int DOWN, int TU, int TD>
+template <typename scalar_t, class Cfg>
 __global__ void __launch_bounds__(256)
     filtered_lrelu_blocked_kernel(BlockedParams<typename AccType<scalar_t>::type> p) {
   using A = typename AccType<scalar_t>::type;
-  static_assert(TU % UP == 0 && kRunUp % UP == 0, "TU and kRunUp must be multiples of UP");
+  constexpr int UP = Cfg::UP, DOWN = Cfg::DOWN, TU = Cfg::TU, TD = Cfg::TD;
   SG3_DYNAMIC_SMEM(smem_raw);
   const BlockedLayout& L = p.L;
   A* buf_a = reinterpret_cast<A*>(smem_raw);
   A* buf_b = buf_a + L.buf_a;
   A* s_gu = buf_b + L.buf_b;
-  A* s_gd = s_gu + TU;
-  uint8_t* s_sign = reinterpret_cast<uint8_t*>(s_gd + TD);
+  A* s_gd = s_gu + Cfg::kUpTaps;
+  uint8_t* s_sign = reinterpret_cast<uint8_t*>(s_gd + Cfg::kDownTaps);
   const int tid = threadIdx.x;
   const int nthreads = blockDim.x;
 
-  // Taps, zero-padded to TU / TD, once per block (the first barrier of the plane loop publishes them).
-  for (int t = tid; t < TU + TD; t += nthreads) {
-    if (t < TU) s_gu[t] = t < p.fu_taps ? p.gu[t] : A(0);
-    else s_gd[t - TU] = t - TU < p.fd_taps ? p.gd[t - TU] : A(0);
-  }
+  // Taps, zero-padded, once per block (the first barrier of the plane loop publishes them).
+  stage_taps<TU, Cfg::UP2D>(p.gu, p.fu_taps, s_gu);
+  stage_taps<TD, Cfg::DN2D>(p.gd, p.fd_taps, s_gd);
 
   // Output tile, z region (zw x zh from (zx0, zy0)), up runs and input region (from (ix0, iy0)).
   const int ox0 = blockIdx.x * L.tile_w;
@@ -211,7 +147,7 @@ __global__ void __launch_bounds__(256)
   const int th = min(L.tile_h, p.OH - oy0);
   const int zx0 = ox0 * DOWN, zy0 = oy0 * DOWN;
   const int cx = pos_mod(zx0 - p.px0, UP), cy = pos_mod(zy0 - p.py0, UP);
-  const AxisPlan<UP, DOWN, TU, TD> ax(tw, cx), ay(th, cy);
+  const AxisPlan<Cfg> ax(tw, cx), ay(th, cy);
   const int zw = ax.z, zh = ay.z;
   const int ix0 = floor_div(zx0 - p.px0, UP), iy0 = floor_div(zy0 - p.py0, UP);
 
@@ -238,7 +174,7 @@ __global__ void __launch_bounds__(256)
     const int64_t sign_base = static_cast<int64_t>(plane) * p.s_plane;
 
     // 1. Input region (+ bias, zero outside the image) -> s_x; sign bytes -> s_sign (read mode).
-    A* s_x = buf_a;
+    A* s_x = Cfg::UP2D ? buf_b : buf_a;
     __syncthreads();
     for (int i = tid; i < ay.in * ax.in; i += nthreads) {
       const int r = i / ax.in;
@@ -272,14 +208,15 @@ __global__ void __launch_bounds__(256)
     }
     __syncthreads();
 
-    // 2. Upsample: x pass over the ih input rows into s_t, y pass over the zw columns into s_z. The up taps
-    //    are read into registers once for both passes (TU broadcast loads per thread).
-    A* s_t = buf_b;
+    // 2. Upsample into s_z = buffer A: separable (x pass over the input rows into s_t, y pass over the zw
+    //    columns; the up taps stay in registers for both) or 2-D (one pass, tap rows read per input row).
     A* s_z = buf_a;
-    {
+    if constexpr (Cfg::UP2D) {
+      up_pass_2d<UP, TU>(s_x, L.pitch_x, ax.runs, cx, zw, zh, cy, s_z, L.pitch_z, s_gu);
+    } else {
+      A* s_t = buf_b;
       A g[TU];
-#pragma unroll
-      for (int t = 0; t < TU; ++t) g[t] = s_gu[t];
+      load_taps(s_gu, g);
       up_pass<UP, TU>(s_x, L.pitch_x, 1, ay.in, ax.runs, cx, zw, s_t, L.pitch_z, 1, g);
       __syncthreads();
       up_pass<UP, TU>(s_t, 1, L.pitch_z, zw, ay.runs, cy, zh, s_z, 1, L.pitch_z, g);
@@ -312,13 +249,20 @@ __global__ void __launch_bounds__(256)
     }
     __syncthreads();
 
-    // 4. Down x-pass at the kept columns into s_d [zh][tw]; sign bytes of this tile to global (write mode).
-    //    The down taps stay in registers for both down passes.
-    A* s_d = buf_b;
-    A g[TD];
-#pragma unroll
-    for (int t = 0; t < TD; ++t) g[t] = s_gd[t];
-    down_pass<DOWN, TD>(s_z, L.pitch_z, 1, zh, tw, s_d, L.pitch_d, 1, g);
+    // 4. Downsample to the output: separable (x pass at the kept columns into s_d [zh][tw], y pass at the
+    //    kept rows with columns across lanes: coalesced stores; the down taps stay in registers) or 2-D.
+    //    The sign bytes of this tile go to global memory meanwhile (write mode).
+    scalar_t* yp = y + static_cast<int64_t>(plane) * p.OH * p.OW + static_cast<int64_t>(oy0) * p.OW + ox0;
+    if constexpr (Cfg::DN2D) {
+      down_pass_2d<DOWN, TD>(s_z, L.pitch_z, th, tw, yp, p.OW, s_gd);
+    } else {
+      A* s_d = buf_b;
+      A g[TD];
+      load_taps(s_gd, g);
+      down_pass<DOWN, TD>(s_z, L.pitch_z, 1, zh, tw, s_d, L.pitch_d, 1, g);
+      __syncthreads();
+      down_pass<DOWN, TD>(s_d, 1, L.pitch_d, tw, th, yp, 1, p.OW, g);
+    }
     if (p.sign_mode == kWriteSigns) {
       for (int i = tid; i < zh * nb_write; i += nthreads) {
         const int ky = i / nb_write;
@@ -329,16 +273,11 @@ __global__ void __launch_bounds__(256)
           p.s_w[sign_base + static_cast<int64_t>(sy) * p.s_row + (sxv >> 2)] = s_sign[ky * L.pitch_s + bi];
       }
     }
-    __syncthreads();
-
-    // 5. Down y-pass at the kept rows, straight to the output (columns across lanes: coalesced stores).
-    scalar_t* yp = y + static_cast<int64_t>(plane) * p.OH * p.OW + static_cast<int64_t>(oy0) * p.OW + ox0;
-    down_pass<DOWN, TD>(s_d, 1, L.pitch_d, tw, th, yp, 1, p.OW, g);
   }
 }
 
-// Host side: the blocked instance of a call, if any (filtered_lrelu_blocked.cu).
-template <typename scalar_t, int UP, int DOWN, int TU, int TD>
+// Host side: the blocked instance of a call (filtered_lrelu_blocked.cu picks Cfg).
+template <typename scalar_t, class Cfg>
 cudaError_t launch_blocked_instance(const FusedArgs& a, cudaStream_t stream) {
   using A = typename AccType<scalar_t>::type;
   static const int kTiles[][2] = {{32, 32}, {32, 16}, {16, 16}, {16, 8}, {8, 8}, {8, 4}, {4, 4}, {4, 2}, {4, 1}};
@@ -347,7 +286,7 @@ cudaError_t launch_blocked_instance(const FusedArgs& a, cudaStream_t stream) {
   for (const auto& t : kTiles) {
     const int tw = t[0] < max_w ? t[0] : max_w;
     const int th = t[1] < a.OH ? t[1] : a.OH;
-    L = plan_blocked<UP, DOWN, TU, TD>(tw, th, sizeof(A), a.sign_mode != kNoSigns);
+    L = plan_blocked<Cfg>(tw, th, sizeof(A), a.sign_mode != kNoSigns);
     if (L.bytes <= static_cast<size_t>(kSmemBudget)) break;
     L.tile_w = 0;
   }
@@ -390,7 +329,7 @@ cudaError_t launch_blocked_instance(const FusedArgs& a, cudaStream_t stream) {
   if (tiles_y > 65535) return cudaErrorInvalidConfiguration;
   const dim3 grid(static_cast<unsigned>((a.OW + L.tile_w - 1) / L.tile_w), tiles_y,
                   static_cast<unsigned>(planes < 65535 ? planes : 65535));
-  const auto kernel = &filtered_lrelu_blocked_kernel<scalar_t, UP, DOWN, TU, TD>;
+  const auto kernel = &filtered_lrelu_blocked_kernel<scalar_t, Cfg>;
   SG3_LAUNCH(kernel, grid, 256, L.bytes, stream, p);
   return cudaGetLastError();
 }

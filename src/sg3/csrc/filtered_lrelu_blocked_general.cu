@@ -11,7 +11,7 @@ cudaError_t launch_blocked_general(const FusedArgs& a, cudaStream_t stream, bool
   *handled = true;
   const int u = a.up, d = a.down;
 #define SG3_BLOCKED_CASE(U, D) \
-  if (u == U && d == D) return launch_blocked_instance<scalar_t, U, D, 8 * U, 8 * D>(a, stream);
+  if (u == U && d == D) return launch_blocked_instance<scalar_t, BlockedCfg<U, D, 8 * U, 8 * D>>(a, stream);
   SG3_BLOCKED_CASE(1, 1)
   SG3_BLOCKED_CASE(1, 2)
   SG3_BLOCKED_CASE(1, 4)
