@@ -158,6 +158,7 @@ FLRELU_CASES = [
     ([2, 3, 20, 20], 2, 2, [9, 8, 9, 8], 12, 12, False, 256.0, 0.2, math.sqrt(2), False),  # T same-rate layer
     ([2, 3, 20, 20], 4, 2, [-6, -9, -6, -9], 24, 12, False, 0.5, 0.2, math.sqrt(2), False),  # T up-4 layer
     ([1, 4, 18, 18], 2, 2, [11, 10, 11, 10], 12, 12, True, 1.0, 0.2, math.sqrt(2), False),  # R radial down
+    ([2, 2, 21, 19], 4, 2, [-2, -5, -2, -5], 24, 12, True, 0.5, 0.2, math.sqrt(2), False),  # R up-4 layer
     ([2, 3, 16, 16], 1, 1, 0, 1, 1, False, 256.0, 1.0, 1.0, False),  # ToRGB: bias + clamp only
     ([1, 2, 13, 17], 2, 2, [3, 4, 5, 2], 6, 8, False, None, 0.1, 2.0, True),  # odd sizes, flip
     ([1, 2, 11, 9], 3, 1, [4, 4, 4, 4], 9, 3, False, 0.8, 0.3, 1.0, False),  # generic fallback factors
@@ -234,7 +235,7 @@ def test_filtered_lrelu_spec_vector_a(device, flrelu_kernel):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", [0, 1, 4])
+@pytest.mark.parametrize("case", [0, 1, 2, 3, 5])
 def test_filtered_lrelu_kernel_variants_agree(device, dtype, case):
     """blocked vs tiled on the same data (several planes and tiles): forward, dx and db agree."""
     shape, up, down, padding, tu, td, radial, clamp, slope, gain, flip = FLRELU_CASES[case]
