@@ -44,24 +44,10 @@ struct BlockedLayout {
 };
 
 template <typename A>
-struct BlockedParams {
-  const void* x;
-  const void* b;  // [C] or nullptr
-  void* y;
-  const A* gu;  // TU-padded on the fly: the first fu_taps taps are real
-  const A* gd;
+struct BlockedParams : FusedCommon<A> {
+  const A* gu;  // up taps: [fu_taps] or [fu_taps][fu_taps] (2-D), zero-padded when staged
+  const A* gd;  // down taps, likewise
   int fu_taps, fd_taps;
-  int64_t sx_n, sx_c, sx_h, sx_w;
-  int N, C, H, W, OH, OW;
-  int px0, py0;
-  A gain, slope, clamp;  // clamp < 0: none
-  int sign_mode;
-  uint8_t* s_w;
-  const uint8_t* s_r;
-  int64_t s_plane;
-  int s_row;
-  int s_h, s_wv;
-  int sx, sy;
   BlockedLayout L;
 };
 
@@ -161,16 +147,12 @@ __global__ void __launch_bounds__(256)
   const int nb_read = (zx0 + p.sx + zw - 1 - sb0) / 4 + 1;
   const int nb_write = (zw + 3) / 4;
 
-  const scalar_t* x = static_cast<const scalar_t*>(p.x);
-  const scalar_t* bias = static_cast<const scalar_t*>(p.b);
   scalar_t* y = static_cast<scalar_t*>(p.y);
   const int planes = p.N * p.C;
 
   for (int plane = blockIdx.z; plane < planes; plane += gridDim.z) {
-    const int n = plane / p.C;
-    const int c = plane - n * p.C;
-    const scalar_t* xp = x + n * p.sx_n + c * p.sx_c;
-    const A bv = bias != nullptr ? to_acc(bias[c]) : A(0);
+    A bv;
+    const scalar_t* xp = plane_input<scalar_t>(p, plane, &bv);
     const int64_t sign_base = static_cast<int64_t>(plane) * p.s_plane;
 
     // 1. Input region (+ bias, zero outside the image) -> s_x; sign bytes -> s_sign (read mode).
@@ -292,43 +274,14 @@ cudaError_t launch_blocked_instance(const FusedArgs& a, cudaStream_t stream) {
   }
   if (L.tile_w == 0) return cudaErrorInvalidConfiguration;
   BlockedParams<A> p;
-  p.x = a.x;
-  p.b = a.b;
-  p.y = a.y;
+  fill_common(p, a);
   p.gu = static_cast<const A*>(a.fu);
   p.gd = static_cast<const A*>(a.fd);
   p.fu_taps = a.fux;
   p.fd_taps = a.fdx;
-  p.sx_n = a.sx_n;
-  p.sx_c = a.sx_c;
-  p.sx_h = a.sx_h;
-  p.sx_w = a.sx_w;
-  p.N = a.N;
-  p.C = a.C;
-  p.H = a.H;
-  p.W = a.W;
-  p.OH = a.OH;
-  p.OW = a.OW;
-  p.px0 = a.padx0;
-  p.py0 = a.pady0;
-  p.gain = static_cast<A>(a.gain);
-  p.slope = static_cast<A>(a.slope);
-  p.clamp = static_cast<A>(a.clamp);
-  p.sign_mode = a.sign_mode;
-  p.s_w = a.sign_mode == kWriteSigns ? static_cast<uint8_t*>(a.signs) : nullptr;
-  p.s_r = a.sign_mode == kReadSigns ? static_cast<const uint8_t*>(a.signs) : nullptr;
-  p.s_row = a.sign_row_bytes;
-  p.s_plane = static_cast<int64_t>(a.sign_h) * a.sign_row_bytes;
-  p.s_h = a.sign_h;
-  p.s_wv = a.sign_w;
-  p.sx = a.sign_x;
-  p.sy = a.sign_y;
   p.L = L;
-  const int64_t planes = static_cast<int64_t>(a.N) * a.C;
-  const unsigned tiles_y = static_cast<unsigned>((a.OH + L.tile_h - 1) / L.tile_h);
-  if (tiles_y > 65535) return cudaErrorInvalidConfiguration;
-  const dim3 grid(static_cast<unsigned>((a.OW + L.tile_w - 1) / L.tile_w), tiles_y,
-                  static_cast<unsigned>(planes < 65535 ? planes : 65535));
+  dim3 grid;
+  if (!fused_grid(a, L.tile_w, L.tile_h, &grid)) return cudaErrorInvalidConfiguration;
   const auto kernel = &filtered_lrelu_blocked_kernel<scalar_t, Cfg>;
   SG3_LAUNCH(kernel, grid, 256, L.bytes, stream, p);
   return cudaGetLastError();

@@ -12,15 +12,7 @@ cudaError_t launch_blocked_general(const FusedArgs& a, cudaStream_t stream, bool
   const int u = a.up, d = a.down;
 #define SG3_BLOCKED_CASE(U, D) \
   if (u == U && d == D) return launch_blocked_instance<scalar_t, BlockedCfg<U, D, 8 * U, 8 * D>>(a, stream);
-  SG3_BLOCKED_CASE(1, 1)
-  SG3_BLOCKED_CASE(1, 2)
-  SG3_BLOCKED_CASE(1, 4)
-  SG3_BLOCKED_CASE(2, 1)
-  SG3_BLOCKED_CASE(2, 2)
-  SG3_BLOCKED_CASE(2, 4)
-  SG3_BLOCKED_CASE(4, 1)
-  SG3_BLOCKED_CASE(4, 2)
-  SG3_BLOCKED_CASE(4, 4)
+  SG3_FOR_EACH_FACTOR_PAIR(SG3_BLOCKED_CASE)
 #undef SG3_BLOCKED_CASE
   *handled = false;
   return cudaSuccess;

@@ -14,15 +14,7 @@ cudaError_t launch_fast_general(const FusedArgs& a, cudaStream_t stream, bool* h
   *handled = true;
 #define SG3_FAST_CASE(U, D) \
   if (u == U && d == D) return launch_instance<scalar_t, U, D, 8 * U, 8 * D>(a, stream);
-  SG3_FAST_CASE(1, 1)
-  SG3_FAST_CASE(1, 2)
-  SG3_FAST_CASE(1, 4)
-  SG3_FAST_CASE(2, 1)
-  SG3_FAST_CASE(2, 2)
-  SG3_FAST_CASE(2, 4)
-  SG3_FAST_CASE(4, 1)
-  SG3_FAST_CASE(4, 2)
-  SG3_FAST_CASE(4, 4)
+  SG3_FOR_EACH_FACTOR_PAIR(SG3_FAST_CASE)
 #undef SG3_FAST_CASE
   *handled = false;
   return cudaSuccess;

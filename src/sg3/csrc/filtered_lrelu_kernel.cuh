@@ -20,23 +20,16 @@
 
 namespace sg3cuda {
 
+// The parameters both fused kernels (tiled, blocked) take: image geometry, activation and signs.
 template <typename A>
-struct FusedParams {
+struct FusedCommon {
   const void* x;
   const void* b;  // [C] or nullptr
   void* y;
-  const A* gux;  // separable up filter along x [fux] (or nullptr when fu is 2-D)
-  const A* guy;  // separable up filter along y [fuy]
-  const A* gu2;  // 2-D up filter [fuy, fux] (or nullptr when separable)
-  const A* gdx;
-  const A* gdy;
-  const A* gd2;
   int64_t sx_n, sx_c, sx_h, sx_w;  // input strides (elements)
   int N, C, H, W;
   int OH, OW;
-  int up, down;
   int px0, py0;
-  int fux, fuy, fdx, fdy;
   A gain, slope, clamp;  // clamp < 0: none
   // Signs (see cuda_launch.cuh).
   int sign_mode;
@@ -46,10 +39,31 @@ struct FusedParams {
   int s_row;           // bytes per row
   int s_h, s_wv;       // recorded rows, samples per row
   int sx, sy;          // offset of this call's z grid inside the recorded region
+};
+
+template <typename A>
+struct FusedParams : FusedCommon<A> {
+  const A* gux;  // separable up filter along x [fux] (or nullptr when fu is 2-D)
+  const A* guy;  // separable up filter along y [fuy]
+  const A* gu2;  // 2-D up filter [fuy, fux] (or nullptr when separable)
+  const A* gdx;
+  const A* gdy;
+  const A* gd2;
+  int up, down;
+  int fux, fuy, fdx, fdy;
   // Tiling.
   int tile_w, tile_h;
   int buf_a, buf_b;  // shared-memory buffer sizes (elements)
 };
+
+// The input plane (n, c) = divmod(plane, C) and its bias (0 without one).
+template <typename scalar_t, typename A>
+__device__ __forceinline__ const scalar_t* plane_input(const FusedCommon<A>& p, int plane, A* bias) {
+  const int n = plane / p.C;
+  const int c = plane - n * p.C;
+  *bias = p.b != nullptr ? to_acc(static_cast<const scalar_t*>(p.b)[c]) : A(0);
+  return static_cast<const scalar_t*>(p.x) + n * p.sx_n + c * p.sx_c;
+}
 
 // sum_j g[t0 + j*step] * s[j*sstride] over t0 + j*step < T. With STEP and MAXT known at compile time
 // the loop is unrolled and guarded (T <= MAXT is guaranteed by the host).
@@ -128,16 +142,12 @@ __global__ void __launch_bounds__(256)
   const int own_x1 = last_x ? zw : min(zw, p.tile_w * down);
   const int own_y1 = last_y ? zh : min(zh, p.tile_h * down);
 
-  const scalar_t* x = static_cast<const scalar_t*>(p.x);
-  const scalar_t* bias = static_cast<const scalar_t*>(p.b);
   scalar_t* y = static_cast<scalar_t*>(p.y);
   const int planes = p.N * p.C;
 
   for (int plane = blockIdx.z; plane < planes; plane += gridDim.z) {
-    const int n = plane / p.C;
-    const int c = plane - n * p.C;
-    const scalar_t* xp = x + n * p.sx_n + c * p.sx_c;
-    const A bv = bias != nullptr ? to_acc(bias[c]) : A(0);
+    A bv;
+    const scalar_t* xp = plane_input<scalar_t>(p, plane, &bv);
 
     // 1. Input region (+ bias) -> s_x. Separable up: s_x = buf_a; 2-D up: s_x = buf_b.
     A* s_x = sep_up ? buf_a : buf_b;
@@ -258,6 +268,48 @@ __global__ void __launch_bounds__(256)
 // Host side: tile choice and the launch of one instance (shared by filtered_lrelu*.cu).
 
 
+// The FusedCommon fields from the launcher's arguments.
+template <typename A>
+void fill_common(FusedCommon<A>& p, const FusedArgs& a) {
+  p.x = a.x;
+  p.b = a.b;
+  p.y = a.y;
+  p.sx_n = a.sx_n;
+  p.sx_c = a.sx_c;
+  p.sx_h = a.sx_h;
+  p.sx_w = a.sx_w;
+  p.N = a.N;
+  p.C = a.C;
+  p.H = a.H;
+  p.W = a.W;
+  p.OH = a.OH;
+  p.OW = a.OW;
+  p.px0 = a.padx0;
+  p.py0 = a.pady0;
+  p.gain = static_cast<A>(a.gain);
+  p.slope = static_cast<A>(a.slope);
+  p.clamp = static_cast<A>(a.clamp);
+  p.sign_mode = a.sign_mode;
+  p.s_w = a.sign_mode == kWriteSigns ? static_cast<uint8_t*>(a.signs) : nullptr;
+  p.s_r = a.sign_mode == kReadSigns ? static_cast<const uint8_t*>(a.signs) : nullptr;
+  p.s_row = a.sign_row_bytes;
+  p.s_plane = static_cast<int64_t>(a.sign_h) * a.sign_row_bytes;
+  p.s_h = a.sign_h;
+  p.s_wv = a.sign_w;
+  p.sx = a.sign_x;
+  p.sy = a.sign_y;
+}
+
+// Grid of tile_w x tile_h output tiles (x, y) and planes (z, looped over beyond 65535); false if too tall.
+inline bool fused_grid(const FusedArgs& a, int tile_w, int tile_h, dim3* grid) {
+  const int64_t planes = static_cast<int64_t>(a.N) * a.C;
+  const unsigned tiles_y = static_cast<unsigned>((a.OH + tile_h - 1) / tile_h);
+  if (tiles_y > 65535) return false;
+  *grid = dim3(static_cast<unsigned>((a.OW + tile_w - 1) / tile_w), tiles_y,
+               static_cast<unsigned>(planes < 65535 ? planes : 65535));
+  return true;
+}
+
 struct Tile {
   int w = 0, h = 0, buf_a = 0, buf_b = 0;  // output tile, shared-memory buffers (elements)
 };
@@ -299,9 +351,7 @@ cudaError_t launch_instance(const FusedArgs& a, cudaStream_t stream) {
   const Tile tile = choose_tile(a, sizeof(A));
   if (tile.w == 0) return cudaErrorInvalidConfiguration;  // host maps this to a clear message
   FusedParams<A> p;
-  p.x = a.x;
-  p.b = a.b;
-  p.y = a.y;
+  fill_common(p, a);
   const A* fu = static_cast<const A*>(a.fu);
   const A* fd = static_cast<const A*>(a.fd);
   p.gux = a.fu_2d ? nullptr : fu;
@@ -310,45 +360,18 @@ cudaError_t launch_instance(const FusedArgs& a, cudaStream_t stream) {
   p.gdx = a.fd_2d ? nullptr : fd;
   p.gdy = a.fd_2d ? nullptr : fd;
   p.gd2 = a.fd_2d ? fd : nullptr;
-  p.sx_n = a.sx_n;
-  p.sx_c = a.sx_c;
-  p.sx_h = a.sx_h;
-  p.sx_w = a.sx_w;
-  p.N = a.N;
-  p.C = a.C;
-  p.H = a.H;
-  p.W = a.W;
-  p.OH = a.OH;
-  p.OW = a.OW;
   p.up = a.up;
   p.down = a.down;
-  p.px0 = a.padx0;
-  p.py0 = a.pady0;
   p.fux = a.fux;
   p.fuy = a.fuy;
   p.fdx = a.fdx;
   p.fdy = a.fdy;
-  p.gain = static_cast<A>(a.gain);
-  p.slope = static_cast<A>(a.slope);
-  p.clamp = static_cast<A>(a.clamp);
-  p.sign_mode = a.sign_mode;
-  p.s_w = a.sign_mode == kWriteSigns ? static_cast<uint8_t*>(a.signs) : nullptr;
-  p.s_r = a.sign_mode == kReadSigns ? static_cast<const uint8_t*>(a.signs) : nullptr;
-  p.s_row = a.sign_row_bytes;
-  p.s_plane = static_cast<int64_t>(a.sign_h) * a.sign_row_bytes;
-  p.s_h = a.sign_h;
-  p.s_wv = a.sign_w;
-  p.sx = a.sign_x;
-  p.sy = a.sign_y;
   p.tile_w = tile.w;
   p.tile_h = tile.h;
   p.buf_a = tile.buf_a;
   p.buf_b = tile.buf_b;
-  const int64_t planes = static_cast<int64_t>(a.N) * a.C;
-  const unsigned tiles_y = static_cast<unsigned>((a.OH + tile.h - 1) / tile.h);
-  if (tiles_y > 65535) return cudaErrorInvalidConfiguration;
-  const dim3 grid(static_cast<unsigned>((a.OW + tile.w - 1) / tile.w), tiles_y,
-                  static_cast<unsigned>(planes < 65535 ? planes : 65535));
+  dim3 grid;
+  if (!fused_grid(a, tile.w, tile.h, &grid)) return cudaErrorInvalidConfiguration;
   const size_t smem = sizeof(A) * (static_cast<size_t>(tile.buf_a) + tile.buf_b);
   const auto kernel = &filtered_lrelu_fused_kernel<scalar_t, UP, DOWN, MAXTU, MAXTD>;
   SG3_LAUNCH(kernel, grid, 256, smem, stream, p);
@@ -359,5 +382,8 @@ cudaError_t launch_instance(const FusedArgs& a, cudaStream_t stream) {
 // sets *handled = false when the call is not one of them.
 template <typename scalar_t>
 cudaError_t launch_fast_general(const FusedArgs& a, cudaStream_t stream, bool* handled);
+
+// X(U, D) for every pair of factors in {1, 2, 4} (the general instances of both kernels).
+#define SG3_FOR_EACH_FACTOR_PAIR(X) X(1, 1) X(1, 2) X(1, 4) X(2, 1) X(2, 2) X(2, 4) X(4, 1) X(4, 2) X(4, 4)
 
 }  // namespace sg3cuda
