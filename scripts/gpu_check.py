@@ -7,7 +7,8 @@ Stages (each records its own status; a failing stage never stops the next one):
   kernels     filtered_lrelu fwd and fwd+bwd per layer of 256 and 1024 T/R generators: the tiled and the
               blocked CUDA kernels (speed-up, differences) and ref
   data        synthetic 256x256 images -> webdataset shards (sg3.data.dataset_tool)
-  profile     per-phase times (Gmain, Dmain, Dreg, Gema) and top kernels of both configs (gpu_profile.py)
+  profile     per-phase times (Gmain, Dmain, Dreg, Gema), host-device syncs and top kernels of both configs
+              (gpu_profile.py), each in the --profile-variants side by side (blocked kernel, tf32, ...)
   train_t     `python -m sg3.train experiment=stylegan3-t-256-1gpu ...` for a few hundred steps -> s/kimg,
   train_r     img/s (median over ticks after the first), peak GPU memory; same for stylegan3-r
 Everything finishes inside --budget seconds (default 540): stages get what is left, training runs are
@@ -360,11 +361,20 @@ def stage_train(
 
 
 def stage_profile(
-    index: str, work: Path, out_dir: Path, cfgs: list[str], batch: int, extra: list[str], budget: float
+    index: str,
+    work: Path,
+    out_dir: Path,
+    cfgs: list[str],
+    batch: int,
+    extra: list[str],
+    budget: float,
+    variants: tuple[str, ...] = ("default",),
 ) -> dict[str, Any]:
     """Per-phase times and top kernels (scripts/gpu_profile.py) of each configuration's training step.
 
-    The configurations come from `sg3-train ... dry_run=true` with the timed runs' overrides.
+    The configurations come from `sg3-train ... dry_run=true` with the timed runs' overrides. Each
+    configuration is timed in every variant of `variants` side by side (gpu_profile.VARIANTS), while the
+    stage budget lasts; the first variant also gets the host-device sync count and the kernel table.
     """
     deadline = lib.Deadline(budget)
     result: dict[str, Any] = {}
@@ -380,11 +390,16 @@ def stage_profile(
         try:
             if proc.returncode != 0 or not config.is_file():
                 raise RuntimeError(f"dry run failed: {(proc.stdout + proc.stderr)[-1500:]}")
-            res = gpu_profile.profile_run(config, steps=5)
+            res = gpu_profile.profile_run(
+                config, steps=5, variants=variants, deadline=time.monotonic() + max(deadline.left() - 20, 0)
+            )
         except Exception as exc:  # noqa: BLE001 - record and go on with the next configuration
             result[cfg] = {"error": f"{type(exc).__name__}: {exc}"}
             continue
-        tables.append(f"==== {cfg}: {res['phase_ms']} ms per phase\n{res.pop('profile_table', '')}")
+        lines = [f"==== {cfg}: {res['phase_ms']} ms per phase; syncs per phase {res.get('syncs_per_phase')}"]
+        for name, timed in res["variants"].items():
+            lines.append(f"variant {name}: {timed}")
+        tables.append("\n".join(lines) + f"\n{res.pop('profile_table', '')}")
         result[cfg] = res
         (out_dir / "profile.txt").write_text("\n\n".join(tables))
     result["ok"] = not any("error" in r for r in result.values())
@@ -410,6 +425,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="cuda,blocked,ref",
         help="filtered_lrelu implementations to time: cuda (tiled kernel), blocked (blocked kernel), ref "
         "(the reference takes GBs and seconds at 1024)",
+    )
+    p.add_argument(
+        "--profile-variants",
+        default="default,blocked",
+        help="training-step variants the profile stage times side by side: "
+        + ", ".join(gpu_profile.VARIANTS),
     )
     p.add_argument("--skip", default="", help="comma list of stages to skip (e.g. gpu_tests,train_r)")
     p.add_argument(
@@ -485,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
             args.batch,
             args.train_arg,
             deadline.budget(0.2 * B, reserve=0.3 * B),
+            tuple(v for v in args.profile_variants.split(",") if v),
         ),
         skip=skip_reason("profile", ("data",)),
     )

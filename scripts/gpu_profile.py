@@ -49,33 +49,78 @@ def median_ms(fn, device, reps: int, warmup: int = 0) -> float:
     return statistics.median(times)
 
 
-def profile_run(config: str | Path, steps: int = 6, device: str = "cuda", top: int = 30) -> dict[str, Any]:
-    """Time the phases of the training step described by a run's config.yaml.
+# A/B variants of the step, timed side by side in one process (name -> what changes).
+VARIANTS = {
+    "default": "as configured",
+    "blocked": "filtered_lrelu: the register-blocked CUDA kernel (sg3.ops.filtered_lrelu.set_cuda_kernel)",
+    "tf32": "TF32 in matmuls and cuDNN convolutions (config key tf32=true)",
+    "d_channels_last": "channels_last activations in D's fp16 blocks (D block_kwargs.fp16_channels_last)",
+}
 
-    Args:
-        config: Path of a run's `config.yaml` (must contain the `derived` section).
-        steps: Timed repetitions of each phase (after one warm-up step).
-        device: Torch device to run on.
-        top: Number of kernels listed in the profile table.
 
-    Returns:
-        Per-phase median ms, estimated s/kimg, peak memory (GB), and the profile table as text.
-    """
+def _variant_settings(name: str, plain: dict[str, Any]):
+    """Apply variant `name`: returns the (possibly changed) config and a function that undoes the rest."""
+    import copy
+    import importlib
+
     import torch
-    from omegaconf import OmegaConf
+
+    flrelu = importlib.import_module(
+        "sg3.ops.filtered_lrelu"
+    )  # the module (sg3.ops.filtered_lrelu is the op)
+
+    if name not in VARIANTS:
+        raise ValueError(f"unknown profile variant {name!r}; accepted: {', '.join(VARIANTS)}")
+    plain = copy.deepcopy(plain)
+    saved = (flrelu.get_cuda_kernel(), torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    tf32 = bool(plain.get("tf32", False)) or name == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32  # as on_fit_start does
+    if name == "blocked":
+        flrelu.set_cuda_kernel("blocked")
+    if name == "d_channels_last":
+        plain["derived"]["D_kwargs"].setdefault("block_kwargs", {})["fp16_channels_last"] = True
+
+    def restore() -> None:
+        flrelu.set_cuda_kernel(saved[0])
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[1:]
+
+    return plain, restore
+
+
+def _count_syncs(phases: dict[str, Any]) -> dict[str, int]:
+    """Host-device synchronisations per phase (torch.cuda.set_sync_debug_mode warnings), one run each."""
+    import warnings
+
+    import torch
+
+    counts = {}
+    for name, fn in phases.items():
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        counts[name] = sum("synchroniz" in str(w.message) for w in caught)
+    return counts
+
+
+def _time_variant(plain: dict[str, Any], dev, steps: int, detail: bool, top: int) -> dict[str, Any]:
+    """Build the module of config `plain` on `dev` and time its phases (detail: + syncs and kernel table)."""
+    import torch
 
     from sg3.training.module import StyleGAN3Module
 
-    plain = OmegaConf.to_container(OmegaConf.load(config), resolve=False)
     d = plain["derived"]
-    dev = torch.device(device)
     torch.manual_seed(0)
     module = StyleGAN3Module(plain).to(dev)
     opt_G, opt_D = module.configure_optimizers()
     res = d["G_kwargs"]["img_resolution"]
     chans = d["G_kwargs"]["img_channels"]
-    images = torch.randint(0, 256, [d["batch_per_gpu"], chans, res, res], dtype=torch.uint8)
-    labels = torch.zeros([d["batch_per_gpu"], d["c_dim"]])
+    images = torch.randint(0, 256, [d["batch_per_gpu"], chans, res, res], dtype=torch.uint8, device=dev)
+    labels = torch.zeros([d["batch_per_gpu"], d["c_dim"]], device=dev)
     intervals = dict(d["phases"])
     g_phase = next(p for p in intervals if p.startswith("G"))
     d_phase = next(p for p in intervals if p in ("Dmain", "Dboth"))
@@ -93,25 +138,84 @@ def profile_run(config: str | Path, steps: int = 6, device: str = "cuda", top: i
         torch.cuda.reset_peak_memory_stats()
     ms = {name: median_ms(fn, dev, steps) for name, fn in phases.items()}
     step_ms = sum(v / intervals.get(k, 1) for k, v in ms.items())
-    result: dict[str, Any] = {
-        "config": str(config),
-        "cfg": plain["model"]["cfg"],
-        "batch": d["batch"],
-        "batch_gpu": d["batch_gpu"],
+    out: dict[str, Any] = {
         "phase_ms": {k: round(v, 2) for k, v in ms.items()},
         "phase_intervals": intervals,
         "step_ms": round(step_ms, 2),
         "sec_per_kimg_phases": round(step_ms / d["batch"], 3),
     }
     if dev.type == "cuda":
-        result["peak_gpu_mem_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 3)
-        from torch.profiler import ProfilerActivity, profile
+        out["peak_gpu_mem_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 3)
+        if detail:
+            out["syncs_per_phase"] = _count_syncs(phases)
+            from torch.profiler import ProfilerActivity, profile
 
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            for fn in phases.values():
-                fn()
-            torch.cuda.synchronize()
-        result["profile_table"] = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=top)
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                for fn in phases.values():
+                    fn()
+                torch.cuda.synchronize()
+            out["profile_table"] = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=top)
+    return out
+
+
+def profile_run(
+    config: str | Path,
+    steps: int = 6,
+    device: str = "cuda",
+    top: int = 30,
+    variants: tuple[str, ...] = ("default",),
+    deadline: float | None = None,
+) -> dict[str, Any]:
+    """Time the phases of the training step described by a run's config.yaml, for each variant.
+
+    Args:
+        config: Path of a run's `config.yaml` (must contain the `derived` section).
+        steps: Timed repetitions of each phase (after one warm-up step).
+        device: Torch device to run on.
+        top: Number of kernels listed in the profile table.
+        variants: Names from `VARIANTS`, timed one after the other in this process; the first one also
+            gets the host-device sync count and the kernel table, and fills the top-level keys.
+        deadline: `time.monotonic()` value after which no further variant is started (None: no limit).
+
+    Returns:
+        Per-phase median ms, estimated s/kimg, peak memory (GB) and the profile table of the first variant;
+        `variants`: the same numbers per variant (`skipped` for those the deadline cut).
+    """
+    import gc
+    import time
+
+    import torch
+    from omegaconf import OmegaConf
+
+    plain = OmegaConf.to_container(OmegaConf.load(config), resolve=False)
+    d = plain["derived"]
+    dev = torch.device(device)
+    for name in variants:
+        if name not in VARIANTS:
+            raise ValueError(f"unknown profile variant {name!r}; accepted: {', '.join(VARIANTS)}")
+    result: dict[str, Any] = {
+        "config": str(config),
+        "cfg": plain["model"]["cfg"],
+        "batch": d["batch"],
+        "batch_gpu": d["batch_gpu"],
+        "variants": {},
+    }
+    for index, name in enumerate(variants):
+        if index and deadline is not None and time.monotonic() > deadline:
+            result["variants"][name] = {"skipped": "time budget spent"}
+            continue
+        cfg, restore = _variant_settings(name, plain)
+        try:
+            timed = _time_variant(cfg, dev, steps, detail=index == 0, top=top)
+        finally:
+            restore()
+            gc.collect()
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+        if index == 0:
+            result.update(timed)
+            timed = {k: v for k, v in timed.items() if k not in ("profile_table", "phase_intervals")}
+        result["variants"][name] = timed
     return result
 
 
@@ -120,8 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("config", help="a run's config.yaml")
     p.add_argument("--steps", type=int, default=6, help="timed repetitions per phase")
     p.add_argument("--device", default="cuda", help="torch device")
+    p.add_argument(
+        "--variants",
+        default="default",
+        help=f"comma list of variants to time side by side: {', '.join(VARIANTS)}",
+    )
     args = p.parse_args(argv)
-    res = profile_run(args.config, args.steps, args.device)
+    res = profile_run(args.config, args.steps, args.device, variants=tuple(args.variants.split(",")))
     table = res.pop("profile_table", "")
     for key, value in res.items():
         print(f"{key}: {value}")

@@ -90,6 +90,28 @@ def blocked_rows(report: dict[str, Any]) -> list[str]:
     return rows
 
 
+def profile_rows(report: dict[str, Any]) -> list[str]:
+    """Markdown rows of the profile stage: per-phase ms and s/kimg per configuration and variant."""
+    rows = []
+    for cfg, res in report["stages"].get("profile", {}).get("result", {}).items():
+        if not isinstance(res, dict) or "variants" not in res:
+            continue
+        base = res["variants"].get(next(iter(res["variants"])), {}).get("step_ms")
+        for name, timed in res["variants"].items():
+            if "step_ms" not in timed:
+                rows.append(f"| {cfg} | {name} | {timed.get('skipped', '?')} ||||")
+                continue
+            phases = ", ".join(f"{k} {v:.1f}" for k, v in timed["phase_ms"].items())
+            ratio = base / timed["step_ms"] if base else None
+            syncs = timed.get("syncs_per_phase")
+            rows.append(
+                f"| {cfg} | {name} | {phases} | {_num(timed.get('sec_per_kimg_phases'))} | "
+                f"{_num(ratio, '{:.2f}x')} | {_num(timed.get('peak_gpu_mem_gb'))} | "
+                f"{'-' if syncs is None else sum(syncs.values())} |"
+            )
+    return rows
+
+
 def render(report: dict[str, Any], name: str) -> str:
     """One report as a Markdown subsection."""
     env = report["stages"].get("env", {}).get("result", {})
@@ -123,6 +145,18 @@ def render(report: dict[str, Any], name: str) -> str:
             "peak GB (first tick) | target | official A100 s/kimg |",
             "|---|---|---|---|---|---|---|---|",
             *train,
+        ]
+    profile = profile_rows(report)
+    if profile:
+        lines += [
+            "",
+            "Training step without Lightning (scripts/gpu_profile.py, random images on the device), median "
+            "ms per phase, s/kimg of the phases (Dreg weighted by its interval), speed-up over the first "
+            "variant, peak memory, host-device syncs in one run of every phase (first variant):",
+            "",
+            "| config | variant | phase ms | s/kimg (phases) | speed-up | peak GB | syncs |",
+            "|---|---|---|---|---|---|---|",
+            *profile,
         ]
     kernels = kernel_rows(report)
     if kernels:

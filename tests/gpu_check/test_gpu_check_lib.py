@@ -180,3 +180,37 @@ def test_gpu_report_renders_a_kept_run(tmp_path):
     bad.write_text('{"format": "other"}')
     with pytest.raises(SystemExit, match="not a gpu_check report"):
         gpu_report.main([str(bad), "--out", str(out)])
+
+
+def test_profile_run_times_each_variant_and_restores_the_settings(tmp_path):
+    """gpu_profile on the CPU with a tiny config: every variant timed, the first fills the top level."""
+    import importlib
+
+    from omegaconf import OmegaConf
+
+    import gpu_profile
+
+    flrelu = importlib.import_module("sg3.ops.filtered_lrelu")
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+    from training_helpers import TINY, compose_plain
+
+    config = tmp_path / "config.yaml"
+    OmegaConf.save(OmegaConf.create(compose_plain([*TINY, "augment=none"])), config)
+    variants = ("default", "blocked", "d_channels_last")
+    res = gpu_profile.profile_run(config, steps=1, device="cpu", variants=variants)
+    assert tuple(res["variants"]) == variants
+    for name, timed in res["variants"].items():
+        assert {"Gmain", "Dmain", "Dreg", "Gema"} <= set(timed["phase_ms"]), name
+        assert timed["step_ms"] > 0 and timed["sec_per_kimg_phases"] > 0, name
+    assert res["phase_ms"] == res["variants"]["default"]["phase_ms"]
+    assert res["phase_intervals"]["Dreg"] == 16
+    assert flrelu.get_cuda_kernel() == "tiled"
+    import gpu_report
+
+    res.pop("profile_table", None)
+    rows = gpu_report.profile_rows({"stages": {"profile": {"result": {"stylegan3-t": res, "ok": True}}}})
+    assert [r.split(" | ")[1] for r in rows] == list(variants)
+    assert " | 1.00x | " in rows[0] and "Gmain " in rows[0]
+    with pytest.raises(ValueError, match="unknown profile variant 'fast'"):
+        gpu_profile.profile_run(config, steps=1, device="cpu", variants=("default", "fast"))
