@@ -16,7 +16,8 @@
 // Shared memory (A = float, or double for float64 data), per block; the stages reuse two buffers:
 //   separable up   s_x [ih][pitch_x] (buffer A) -> x pass -> s_t [ih][pitch_z] (B) -> y pass -> s_z (A)
 //   2-D up         s_x (B) -> 2-D pass -> s_z [zh][pitch_z] (A)
-//   activation     in place in s_z; sign codes [zh][pitch_s] bytes, 4 per byte (only with signs)
+//   activation     applied as the last up pass stores s_z, or (forward with signs) in place in s_z
+//   sign codes     [zh][pitch_s] bytes, 4 per byte (only with signs)
 //   separable down s_z -> x pass -> s_d [zh_d][pitch_d] (B) -> y pass -> output
 //   2-D down       s_z -> 2-D pass -> output
 //   taps           up taps (TU or TU*TU), down taps (TD or TD*TD), zero-padded
@@ -192,44 +193,56 @@ __global__ void __launch_bounds__(256)
 
     // 2. Upsample into s_z = buffer A: separable (x pass over the input rows into s_t, y pass over the zw
     //    columns; the up taps stay in registers for both) or 2-D (one pass, tap rows read per input row).
+    //    Without signs to write, the activation is applied as the last up pass stores (reading the staged
+    //    sign codes in the backward); the forward with signs runs it as a pass of its own (stage 3).
+    const bool fused_act_in_up = p.sign_mode != kWriteSigns;
+    auto act = [&](int ky, int kx, A v) -> A {
+      if (!fused_act_in_up) return v;
+      int code_in = 0;
+      if (p.sign_mode == kReadSigns) {
+        const int rel = zx0 + p.sx + kx - sb0;
+        code_in = (s_sign[ky * L.pitch_s + (rel >> 2)] >> ((rel & 3) * 2)) & 3;
+      }
+      int code = 0;
+      return fused_act(v, p, code_in, &code);
+    };
     A* s_z = buf_a;
     if constexpr (Cfg::UP2D) {
-      up_pass_2d<UP, TU>(s_x, L.pitch_x, ax.runs, cx, zw, zh, cy, s_z, L.pitch_z, s_gu);
+      up_pass_2d<UP, TU>(s_x, L.pitch_x, ax.runs, cx, zw, zh, cy, s_z, L.pitch_z, s_gu, act);
     } else {
       A* s_t = buf_b;
       A g[TU];
       load_taps(s_gu, g);
-      up_pass<UP, TU>(s_x, L.pitch_x, 1, ay.in, ax.runs, cx, zw, s_t, L.pitch_z, 1, g);
+      up_pass<UP, TU>(s_x, L.pitch_x, 1, ay.in, ax.runs, cx, zw, s_t, L.pitch_z, 1, g,
+                      [](int, int, A v) { return v; });
       __syncthreads();
-      up_pass<UP, TU>(s_t, 1, L.pitch_z, zw, ay.runs, cy, zh, s_z, 1, L.pitch_z, g);
+      up_pass<UP, TU>(s_t, 1, L.pitch_z, zw, ay.runs, cy, zh, s_z, 1, L.pitch_z, g,
+                      [&](int kx, int ky, A v) { return act(ky, kx, v); });
     }
     __syncthreads();
 
-    // 3. Activation in place; each item is 4 consecutive samples of one row (one sign byte), rows across
-    //    the lanes of a warp (odd pitch: no bank conflicts).
-    const int groups = (zw + 3) / 4;
-    for (int i = tid; i < zh * groups; i += nthreads) {
-      const int ky = i % zh;
-      const int kx0 = (i / zh) * 4;
-      A* row = s_z + ky * L.pitch_z;
-      int byte = 0;
+    // 3. Forward with signs: activation in place, each item 4 consecutive samples of one row (one sign
+    //    byte; rows across the lanes of a warp, odd pitch: no bank conflicts), codes packed into s_sign.
+    if (p.sign_mode == kWriteSigns) {
+      const int groups = (zw + 3) / 4;
+      for (int i = tid; i < zh * groups; i += nthreads) {
+        const int ky = i % zh;
+        const int kx0 = (i / zh) * 4;
+        A* row = s_z + ky * L.pitch_z;
+        int byte = 0;
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int kx = kx0 + j;
-        if (kx < zw) {
-          int code_in = 0;
-          if (p.sign_mode == kReadSigns) {
-            const int rel = zx0 + p.sx + kx - sb0;
-            code_in = (s_sign[ky * L.pitch_s + (rel >> 2)] >> ((rel & 3) * 2)) & 3;
+        for (int j = 0; j < 4; ++j) {
+          const int kx = kx0 + j;
+          if (kx < zw) {
+            int code = 0;
+            row[kx] = fused_act(row[kx], p, 0, &code);
+            byte |= code << (2 * j);
           }
-          int code = 0;
-          row[kx] = fused_act(row[kx], p, code_in, &code);
-          byte |= code << (2 * j);
         }
+        s_sign[ky * L.pitch_s + (kx0 >> 2)] = static_cast<uint8_t>(byte);
       }
-      if (p.sign_mode == kWriteSigns) s_sign[ky * L.pitch_s + (kx0 >> 2)] = static_cast<uint8_t>(byte);
+      __syncthreads();
     }
-    __syncthreads();
 
     // 4. Downsample to the output: separable (x pass at the kept columns into s_d [zh][tw], y pass at the
     //    kept rows with columns across lanes: coalesced stores; the down taps stay in registers) or 2-D.

@@ -71,11 +71,12 @@ __device__ __forceinline__ void zero(A (&acc)[N]) {
 }
 
 // Separable up pass (x or y): item = line `a` (a_in / a_out apart) and run k, whose outputs start at
-// k*kRunUp - c and whose inputs start at k*R (w_step apart). Outputs outside [0, n_z) are not stored.
-template <int UP, int TU, typename A>
+// k*kRunUp - c and whose inputs start at k*R (w_step apart). Outputs outside [0, n_z) are not stored; the
+// others are stored as epi(a, z, value) (the identity, or the activation fused into the last up pass).
+template <int UP, int TU, typename A, typename Epi>
 __device__ __forceinline__ void up_pass(const A* __restrict__ s_in, int a_in, int w_step, int lines, int runs,
                                         int c, int n_z, A* __restrict__ s_out, int a_out, int z_step,
-                                        const A (&g)[TU]) {
+                                        const A (&g)[TU], const Epi& epi) {
   constexpr int R = kRunUp / UP;
   for (int i = threadIdx.x; i < lines * runs; i += blockDim.x) {
     const int a = i % lines;
@@ -88,18 +89,19 @@ __device__ __forceinline__ void up_pass(const A* __restrict__ s_in, int a_in, in
 #pragma unroll
     for (int o = 0; o < kRunUp; ++o) {
       const int z = z0 + o;
-      if (z >= 0 && z < n_z) dst[z * z_step] = acc[o];
+      if (z >= 0 && z < n_z) dst[z * z_step] = epi(a, z, acc[o]);
     }
   }
 }
 
 // 2-D up pass, input rows [.][pitch_in] -> z rows [n_zy][pitch_out]: item = z row ky and x run k. Row ky
 // has phase m = (ky + cy) % UP and takes tap rows (UP - m) % UP + j*UP of the input rows
-// (ky + cy) / UP + (m > 0) + j, j < J; along x each tap row is one up_run. s_g2: [TU][TU] taps.
-template <int UP, int TU, typename A>
+// (ky + cy) / UP + (m > 0) + j, j < J; along x each tap row is one up_run. s_g2: [TU][TU] taps. Outputs are
+// stored as epi(ky, kx, value).
+template <int UP, int TU, typename A, typename Epi>
 __device__ __forceinline__ void up_pass_2d(const A* __restrict__ s_in, int pitch_in, int runs_x, int cx, int n_zx,
                                            int n_zy, int cy, A* __restrict__ s_out, int pitch_out,
-                                           const A* __restrict__ s_g2) {
+                                           const A* __restrict__ s_g2, const Epi& epi) {
   constexpr int J = TU / UP, R = kRunUp / UP;
   for (int i = threadIdx.x; i < n_zy * runs_x; i += blockDim.x) {
     const int ky = i % n_zy;
@@ -121,7 +123,7 @@ __device__ __forceinline__ void up_pass_2d(const A* __restrict__ s_in, int pitch
 #pragma unroll
     for (int o = 0; o < kRunUp; ++o) {
       const int z = z0 + o;
-      if (z >= 0 && z < n_zx) dst[z] = acc[o];
+      if (z >= 0 && z < n_zx) dst[z] = epi(ky, z, acc[o]);
     }
   }
 }
