@@ -16,8 +16,9 @@
 // Shared memory (A = float, or double for float64 data), per block; the stages reuse two buffers:
 //   separable up   s_x [ih][pitch_x] (buffer A) -> x pass -> s_t [ih][pitch_z] (B) -> y pass -> s_z (A)
 //   2-D up         s_x (B) -> 2-D pass -> s_z [zh][pitch_z] (A)
-//   activation     applied as the last up pass stores s_z, or (forward with signs) in place in s_z
-//   sign codes     [zh][pitch_s] bytes, 4 per byte (only with signs)
+//   activation     applied as the last up pass stores s_z
+//   signs          backward: the sign bytes read, [zh][pitch_s], 4 codes per byte; forward with signs: one
+//                  code byte per z sample, [zh][pitch_z], packed 4 to a byte as they go to global memory
 //   separable down s_z -> x pass -> s_d [zh_d][pitch_d] (B) -> y pass -> output
 //   2-D down       s_z -> 2-D pass -> output
 //   taps           up taps (TU or TU*TU), down taps (TD or TD*TD), zero-padded
@@ -39,7 +40,8 @@ struct BlockedLayout {
   int pitch_x = 0;             // s_x row pitch (odd)
   int pitch_z = 0;             // s_t and s_z row pitch (odd)
   int pitch_d = 0;             // s_d row pitch (odd)
-  int pitch_s = 0;             // sign bytes per row
+  int pitch_s = 0;             // sign bytes per row (read mode; write mode: one code byte per sample,
+                               // pitch_z per row)
   int buf_a = 0, buf_b = 0;    // buffer sizes (elements of A)
   size_t bytes = 0;            // dynamic shared memory in total
 };
@@ -78,7 +80,7 @@ struct AxisPlan {
 };
 
 template <class Cfg>
-BlockedLayout plan_blocked(int tw, int th, size_t acc_size, bool signs) {
+BlockedLayout plan_blocked(int tw, int th, size_t acc_size, int sign_mode) {
   BlockedLayout L;
   L.tile_w = tw;
   L.tile_h = th;
@@ -94,7 +96,9 @@ BlockedLayout plan_blocked(int tw, int th, size_t acc_size, bool signs) {
   L.buf_a = a1 > s_z ? a1 : s_z;
   L.buf_b = b1 > s_d ? b1 : s_d;
   L.bytes = acc_size * (static_cast<size_t>(L.buf_a) + L.buf_b + Cfg::kUpTaps + Cfg::kDownTaps) +
-            (signs ? static_cast<size_t>(ay.z) * L.pitch_s : 0);
+            static_cast<size_t>(ay.z) * (sign_mode == kReadSigns    ? L.pitch_s
+                                         : sign_mode == kWriteSigns ? L.pitch_z
+                                                                    : 0);
   return L;
 }
 
@@ -193,18 +197,18 @@ __global__ void __launch_bounds__(256)
 
     // 2. Upsample into s_z = buffer A: separable (x pass over the input rows into s_t, y pass over the zw
     //    columns; the up taps stay in registers for both) or 2-D (one pass, tap rows read per input row).
-    //    Without signs to write, the activation is applied as the last up pass stores (reading the staged
-    //    sign codes in the backward); the forward with signs runs it as a pass of its own (stage 3).
-    const bool fused_act_in_up = p.sign_mode != kWriteSigns;
+    //    The last up pass applies the activation as it stores, reading the staged sign codes (backward)
+    //    or recording one code byte per sample (forward with signs).
     auto act = [&](int ky, int kx, A v) -> A {
-      if (!fused_act_in_up) return v;
       int code_in = 0;
       if (p.sign_mode == kReadSigns) {
         const int rel = zx0 + p.sx + kx - sb0;
         code_in = (s_sign[ky * L.pitch_s + (rel >> 2)] >> ((rel & 3) * 2)) & 3;
       }
       int code = 0;
-      return fused_act(v, p, code_in, &code);
+      v = fused_act(v, p, code_in, &code);
+      if (p.sign_mode == kWriteSigns) s_sign[ky * L.pitch_z + kx] = static_cast<uint8_t>(code);
+      return v;
     };
     A* s_z = buf_a;
     if constexpr (Cfg::UP2D) {
@@ -221,30 +225,7 @@ __global__ void __launch_bounds__(256)
     }
     __syncthreads();
 
-    // 3. Forward with signs: activation in place, each item 4 consecutive samples of one row (one sign
-    //    byte; rows across the lanes of a warp, odd pitch: no bank conflicts), codes packed into s_sign.
-    if (p.sign_mode == kWriteSigns) {
-      const int groups = (zw + 3) / 4;
-      for (int i = tid; i < zh * groups; i += nthreads) {
-        const int ky = i % zh;
-        const int kx0 = (i / zh) * 4;
-        A* row = s_z + ky * L.pitch_z;
-        int byte = 0;
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const int kx = kx0 + j;
-          if (kx < zw) {
-            int code = 0;
-            row[kx] = fused_act(row[kx], p, 0, &code);
-            byte |= code << (2 * j);
-          }
-        }
-        s_sign[ky * L.pitch_s + (kx0 >> 2)] = static_cast<uint8_t>(byte);
-      }
-      __syncthreads();
-    }
-
-    // 4. Downsample to the output: separable (x pass at the kept columns into s_d [zh][tw], y pass at the
+    // 3. Downsample to the output: separable (x pass at the kept columns into s_d [zh][tw], y pass at the
     //    kept rows with columns across lanes: coalesced stores; the down taps stay in registers) or 2-D.
     //    The sign bytes of this tile go to global memory meanwhile (write mode).
     scalar_t* yp = y + static_cast<int64_t>(plane) * p.OH * p.OW + static_cast<int64_t>(oy0) * p.OW + ox0;
@@ -264,8 +245,14 @@ __global__ void __launch_bounds__(256)
         const int bi = i - ky * nb_write;
         const int sy = zy0 + ky + p.sy;
         const int sxv = zx0 + 4 * bi + p.sx;
-        if (ky < own_y1 && 4 * bi < own_x1 && sy >= 0 && sy < p.s_h && sxv >= 0 && sxv < p.s_wv)
-          p.s_w[sign_base + static_cast<int64_t>(sy) * p.s_row + (sxv >> 2)] = s_sign[ky * L.pitch_s + bi];
+        if (ky < own_y1 && 4 * bi < own_x1 && sy >= 0 && sy < p.s_h && sxv >= 0 && sxv < p.s_wv) {
+          const uint8_t* codes = s_sign + ky * L.pitch_z + 4 * bi;
+          int byte = 0;
+#pragma unroll
+          for (int j = 0; j < 4; ++j)
+            if (4 * bi + j < zw) byte |= codes[j] << (2 * j);
+          p.s_w[sign_base + static_cast<int64_t>(sy) * p.s_row + (sxv >> 2)] = static_cast<uint8_t>(byte);
+        }
       }
     }
   }
@@ -281,7 +268,7 @@ cudaError_t launch_blocked_instance(const FusedArgs& a, cudaStream_t stream) {
   for (const auto& t : kTiles) {
     const int tw = t[0] < max_w ? t[0] : max_w;
     const int th = t[1] < a.OH ? t[1] : a.OH;
-    L = plan_blocked<Cfg>(tw, th, sizeof(A), a.sign_mode != kNoSigns);
+    L = plan_blocked<Cfg>(tw, th, sizeof(A), a.sign_mode);
     if (L.bytes <= static_cast<size_t>(kSmemBudget)) break;
     L.tile_w = 0;
   }
