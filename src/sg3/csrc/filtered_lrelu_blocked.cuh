@@ -9,8 +9,8 @@
 //
 // Per 1-D up pass a thread issues 8/UP + TU/UP shared loads for 8 * TU/UP multiply-adds, per 1-D down pass
 // 3 * DOWN + TD loads for 4 * TD (the tiled kernel: 2 loads per multiply-add, one a tap from global memory /
-// L1); a 2-D pass adds one tap-row load per tap. Threads of a warp take consecutive rows in the x passes and
-// the activation and consecutive columns in the y passes; row pitches are odd, so no bank conflicts
+// L1); a 2-D pass adds one tap-row load per tap. Threads of a warp take consecutive rows in the x passes
+// and consecutive columns in the y passes; row pitches are odd, so no bank conflicts
 // (except the 2-D down pass: 2-way for DOWN = 2).
 //
 // Shared memory (A = float, or double for float64 data), per block; the stages reuse two buffers:
@@ -22,10 +22,11 @@
 //   separable down s_z -> x pass -> s_d [zh_d][pitch_d] (B) -> y pass -> output
 //   2-D down       s_z -> 2-D pass -> output
 //   taps           up taps (TU or TU*TU), down taps (TD or TD*TD), zero-padded
-// The largest tile of {32x32, 32x16, 16x16, ...} whose buffers fit kSmemBudget (48 KB) is used: ~37 KB at
-// 32x32 for up 2 / down 2 with 12 taps, ~33 KB at 32x32 for up 4 / down 2 with 24 / 12 taps, ~47 KB at
-// 16x16 for up 2 / down 4 with 12 / 24 taps (the backward of the up-4 layers). With 256 threads and <= 64
-// registers per thread (float, sm_90) that allows 4 resident blocks (1024 threads) per SM.
+// The largest tile of {32x32, 32x16, 16x16, ...} whose buffers fit kSmemBudget (48 KB) is used (float):
+// 32x32 for up 2 / down 2 with 12 taps (42 KB forward with signs, 38 KB backward) and for up 4 / down 2
+// with 24 / 12 taps (38 KB), 16x16 for the backward's up 2 / down 4 with 12 / 24 taps (48 KB); config R's
+// 2-D instances 34-42 KB at 32x32, 41 KB at 16x16. With 256 threads and <= 64 registers per thread (float
+// and half, sm_90, no spills) that allows 4 resident blocks (1024 threads) per SM.
 // Copyright 2026 the sg3 authors. Apache-2.0.
 #pragma once
 
