@@ -114,6 +114,7 @@ def _time_variant(plain: dict[str, Any], dev, steps: int, detail: bool, top: int
     from sg3.training.module import StyleGAN3Module
 
     d = plain["derived"]
+    torch.backends.cudnn.benchmark = bool((plain.get("trainer") or {}).get("benchmark", False))  # as training
     torch.manual_seed(0)
     module = StyleGAN3Module(plain).to(dev)
     opt_G, opt_D = module.configure_optimizers()
