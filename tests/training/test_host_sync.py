@@ -52,6 +52,7 @@ class SyncProbe(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
         self.hits: list[str] = []
+        self.calls = 0  # aten operations seen
 
     def __enter__(self):
         # Tensor.tolist() reads the data directly, without an aten operation: watch it by hand.
@@ -71,6 +72,7 @@ class SyncProbe(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        self.calls += 1
         if func in (aten.lift_fresh.default, aten.lift_fresh_copy.default):
             self.hits.append(f"tensor from host data at {_caller()}")
         if func in SYNCING and not _in_optimizer():
@@ -168,3 +170,41 @@ def test_training_steps_between_ticks_do_not_sync_on_cuda(augment):
         syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message)]
         assert len(syncs) == len(augment_calls), f"step {step}: {syncs}"
         assert module.tick_info is None
+
+
+def test_lightning_steps_between_ticks_do_not_sync(tmp_path, monkeypatch):
+    """Whole Lightning steps (batch hooks, manual optimisation, sg3's callbacks) between ticks: no sync."""
+    from lightning.pytorch import Callback
+    from training_helpers import build_in_process
+
+    monkeypatch.setenv("SG3_DEMO_CACHE", str(tmp_path / "demo"))
+    steps, batch = 6, 4
+    parts = build_in_process(
+        ["model=tiny", "data.urls=demo:16:32", "data.num_workers=0", f"batch={batch}", "loss.r1_gamma=1",
+         "optim.D_reg_interval=2", "augment=none", f"total_kimg={steps * batch / 1000}", "kimg_per_tick=1000",
+         "grid.gw=2", "grid.gh=2"],
+        tmp_path,
+    )  # fmt: skip
+    model, trainer = parts["model"], parts["trainer"]
+    state = {"probe": None, "hits": {}}
+
+    class Enter(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if batch_idx > 0:
+                state["probe"] = SyncProbe().__enter__()
+
+    class Leave(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            probe, state["probe"] = state["probe"], None
+            if probe is not None:
+                probe.__exit__(None, None, None)
+                if pl_module.tick_info is None:
+                    assert probe.calls > 1000, probe.calls  # the probe saw the step's operations
+                    state["hits"][batch_idx] = probe.hits
+
+    trainer.callbacks.insert(0, Enter())
+    trainer.callbacks.append(Leave())
+    trainer.fit(model, datamodule=parts["datamodule"])
+    assert model.batch_idx == steps
+    assert sorted(state["hits"]) == [1, 2, 3, 4]  # step 0 and the last step close ticks
+    assert all(hits == [] for hits in state["hits"].values()), state["hits"]
