@@ -300,13 +300,19 @@ void fill_common(FusedCommon<A>& p, const FusedArgs& a) {
   p.sy = a.sign_y;
 }
 
-// Grid of tile_w x tile_h output tiles (x, y) and planes (z, looped over beyond 65535); false if too tall.
+// Most planes one launch spreads over grid z; the kernels loop over the rest. The host emulation
+// (tests/ops/cuda_emu) lowers it so that its small tests run those loops too.
+#ifndef SG3_FUSED_MAX_GRID_Z
+#define SG3_FUSED_MAX_GRID_Z 65535
+#endif
+
+// Grid of tile_w x tile_h output tiles (x, y) and planes (z); false if too tall.
 inline bool fused_grid(const FusedArgs& a, int tile_w, int tile_h, dim3* grid) {
   const int64_t planes = static_cast<int64_t>(a.N) * a.C;
   const unsigned tiles_y = static_cast<unsigned>((a.OH + tile_h - 1) / tile_h);
   if (tiles_y > 65535) return false;
   *grid = dim3(static_cast<unsigned>((a.OW + tile_w - 1) / tile_w), tiles_y,
-               static_cast<unsigned>(planes < 65535 ? planes : 65535));
+               static_cast<unsigned>(planes < SG3_FUSED_MAX_GRID_Z ? planes : SG3_FUSED_MAX_GRID_Z));
   return true;
 }
 

@@ -17,6 +17,10 @@
 #include <thread>
 #include <vector>
 
+// The fused filtered_lrelu kernels put at most this many planes on grid z and loop over the rest: 2 here,
+// so that every test with more planes runs the kernels' plane loops (shared memory reused across planes).
+#define SG3_FUSED_MAX_GRID_Z 2
+
 #define __global__
 #define __device__
 #define __host__
