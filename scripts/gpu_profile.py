@@ -87,6 +87,20 @@ def _variant_settings(name: str, plain: dict[str, Any]):
     return plain, restore
 
 
+def _phase_peaks(phases: dict[str, Any]) -> dict[str, float]:
+    """Peak device memory (GB) while each phase runs once (where the steady-state peak of the step is)."""
+    import torch
+
+    peaks = {}
+    for name, fn in phases.items():
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        peaks[name] = round(torch.cuda.max_memory_allocated() / 2**30, 3)  # GiB, as training logs it
+    return peaks
+
+
 def _count_syncs(phases: dict[str, Any]) -> dict[str, int]:
     """Host-device synchronisations per phase (torch.cuda.set_sync_debug_mode warnings), one run each."""
     import warnings
@@ -146,8 +160,11 @@ def _time_variant(plain: dict[str, Any], dev, steps: int, detail: bool, top: int
         "sec_per_kimg_phases": round(step_ms / d["batch"], 3),
     }
     if dev.type == "cuda":
-        out["peak_gpu_mem_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 3)
+        out["peak_gpu_mem_gb"] = round(
+            torch.cuda.max_memory_allocated() / 2**30, 3
+        )  # GiB, as training logs it
         if detail:
+            out["phase_peak_gpu_mem_gb"] = _phase_peaks(phases)
             out["syncs_per_phase"] = _count_syncs(phases)
             from torch.profiler import ProfilerActivity, profile
 

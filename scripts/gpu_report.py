@@ -104,6 +104,9 @@ def profile_rows(report: dict[str, Any]) -> list[str]:
             phases = ", ".join(f"{k} {v:.1f}" for k, v in timed["phase_ms"].items())
             ratio = base / timed["step_ms"] if base else None
             syncs = timed.get("syncs_per_phase")
+            peaks = timed.get("phase_peak_gpu_mem_gb")
+            if peaks:
+                phases += " (peak GB: " + ", ".join(f"{k} {v:.2f}" for k, v in peaks.items()) + ")"
             rows.append(
                 f"| {cfg} | {name} | {phases} | {_num(timed.get('sec_per_kimg_phases'))} | "
                 f"{_num(ratio, '{:.2f}x')} | {_num(timed.get('peak_gpu_mem_gb'))} | "
