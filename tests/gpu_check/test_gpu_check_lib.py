@@ -214,3 +214,23 @@ def test_profile_run_times_each_variant_and_restores_the_settings(tmp_path):
     assert " | 1.00x | " in rows[0] and "Gmain " in rows[0]
     with pytest.raises(ValueError, match="unknown profile variant 'fast'"):
         gpu_profile.profile_run(config, steps=1, device="cpu", variants=("default", "fast"))
+
+
+def test_gpu_report_renders_blocked_vs_tiled_rows():
+    """The kernels stage's blocked-kernel fields become one comparison row; layers without them none."""
+    import gpu_report
+
+    row = {
+        "layer": "L3_52_512", "x_shape": [32, 512, 38, 38], "up": 4, "down": 2, "fp16": True,
+        "cuda_fwd_ms": 2.68, "cuda_fwd_bwd_ms": 10.24, "blocked_fwd_ms": 1.34, "blocked_fwd_bwd_ms": 4.0,
+        "blocked_speedup_fwd": 2.0, "blocked_speedup_fwd_bwd": 2.56, "blocked_fwd_gflops": 5072.0,
+        "blocked_fwd_max_abs_diff": 1e-3, "blocked_dx_max_abs_diff": 2e-3, "blocked_fwd_rel_diff": 3e-4,
+        "blocked_dx_rel_diff": 4e-4,
+    }  # fmt: skip
+    plain = {k: v for k, v in row.items() if not k.startswith("blocked")}
+    report = {"stages": {"kernels": {"result": {"generators": {"T256": [row, plain]}}}}}
+    rows = gpu_report.blocked_rows(report)
+    assert rows == [
+        "| T256 L3_52_512 | 4/2 | yes | 2.68 | 1.34 | 2.00x | 10.24 | 4.00 | 2.56x | 5072 "
+        "| 1.0e-03 / 2.0e-03 | 3.0e-04 / 4.0e-04 |"
+    ]
