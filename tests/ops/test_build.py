@@ -94,6 +94,7 @@ def test_build_failure_names_the_log(monkeypatch, tmp_path):
         raise RuntimeError("Error building extension: foo.cpp:3:1: error: expected ';' before '}' token")
 
     monkeypatch.setattr(_build, "_compile", failing_compile)
+    monkeypatch.setattr(_build, "_loaded", {})  # earlier tests in this process may have loaded the extension
     with pytest.raises(_build.ExtensionBuildError) as info:
         _build.build_extension("cpp", cache_dir=tmp_path)
     message = str(info.value)
