@@ -161,6 +161,10 @@ def test_preempted_job_requeues_and_resumes_to_the_same_counters(
     while True:
         fields = slurm_cluster.job_state(job_id)
         if int(fields.get("Restarts", "0")) >= 1 and fields.get("JobState") == "PENDING":
+            # slurmd revoked the killed instance's credential with a time in whole seconds; a relaunch in that
+            # same second is refused ("Job credential revoked") and the job ends FAILED. SLURM's own hold-off
+            # avoids this; lifting it, wait past that second first.
+            time.sleep(2)
             slurm_cluster.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
             break
         if fields.get("JobState") in ("COMPLETED", "FAILED", "CANCELLED"):
