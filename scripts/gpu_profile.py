@@ -65,12 +65,8 @@ def _variant_settings(name: str, plain: dict[str, Any]):
 
     import torch
 
-    flrelu = importlib.import_module(
-        "sg3.ops.filtered_lrelu"
-    )  # the module (sg3.ops.filtered_lrelu is the op)
-
-    if name not in VARIANTS:
-        raise ValueError(f"unknown profile variant {name!r}; accepted: {', '.join(VARIANTS)}")
+    # The module: the attribute sg3.ops.filtered_lrelu is the op. `name` is validated by profile_run.
+    flrelu = importlib.import_module("sg3.ops.filtered_lrelu")
     plain = copy.deepcopy(plain)
     saved = (flrelu.get_cuda_kernel(), torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     tf32 = bool(plain.get("tf32", False)) or name == "tf32"
