@@ -18,12 +18,14 @@ from __future__ import annotations
 import torch
 
 
-def per_sample_weight(
-    weight: torch.Tensor, u: torch.Tensor, d: torch.Tensor, dtype: torch.dtype
-) -> torch.Tensor:
-    """`weight [O, I, k, k] * u [N, I] * d [N, O]` -> `[N, O, I, k, k]` in `dtype` (math: weight's dtype)."""
-    scale = d.unsqueeze(2) * u.unsqueeze(1)  # [N, O, I]
-    return (weight.unsqueeze(0) * scale.unsqueeze(3).unsqueeze(4)).to(dtype)
+def _scale(u: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """`u [N, I]`, `d [N, O]` -> the per-sample factor `d[n, o] * u[n, i]` as `[N, O, I, 1, 1]`."""
+    return (d.unsqueeze(2) * u.unsqueeze(1)).unsqueeze(3).unsqueeze(4)
+
+
+def per_sample_weight(weight: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """`weight [O, I, k, k] * scale [N, O, I, 1, 1]` -> `[N, O, I, k, k]`, cast to `dtype`."""
+    return (weight.unsqueeze(0) * scale).to(dtype)
 
 
 def _conv(x: torch.Tensor, w: torch.Tensor, padding: int) -> torch.Tensor:
@@ -78,20 +80,20 @@ class _ModulatedConv(torch.autograd.Function):
     def forward(ctx, x, weight, u, d, padding: int):  # noqa: D102 - see the class docstring
         ctx.padding = padding
         ctx.save_for_backward(x, weight, u, d)
-        return _conv(x, per_sample_weight(weight, u, d, x.dtype), padding)
+        return _conv(x, per_sample_weight(weight, _scale(u, d), x.dtype), padding)
 
     @staticmethod
     def backward(ctx, gy):  # noqa: D102 - see the class docstring
         x, weight, u, d = ctx.saved_tensors
         need_x, need_weight, need_u, need_d = ctx.needs_input_grad[:4]
-        w = per_sample_weight(weight, u, d, x.dtype)
+        scale = _scale(u, d)  # [N, O, I, 1, 1]: once, for the rebuilt weight and for g_weight
+        w = per_sample_weight(weight, scale, x.dtype)
         gx, gw = _conv_grads(x, w, gy.to(x.dtype), ctx.padding, need_x, need_weight or need_u or need_d)
         g_weight = g_u = g_d = None
         if gw is not None:
             gw = gw.to(weight.dtype)
             if need_weight:
-                scale = d.unsqueeze(2) * u.unsqueeze(1)  # [N, O, I]
-                g_weight = (gw * scale.unsqueeze(3).unsqueeze(4)).sum(0)  # [O, I, k, k]
+                g_weight = (gw * scale).sum(0)  # [O, I, k, k]
             if need_u or need_d:
                 gw_weight = (gw * weight.unsqueeze(0)).sum([3, 4])  # [N, O, I]
                 g_u = (gw_weight * d.unsqueeze(2)).sum(1) if need_u else None  # [N, I]
