@@ -236,6 +236,61 @@ def test_bias_act_vector_body_tails_and_fused_bias_grad(act, shape, layout):
         )
 
 
+def _saved_storages(fn) -> list[int]:
+    """Data pointers of the tensors autograd saves while `fn()` runs."""
+    ptrs: list[int] = []
+
+    def pack(t):
+        ptrs.append(t.untyped_storage().data_ptr())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return ptrs
+
+
+def test_bias_act_saves_only_what_its_derivative_needs():
+    """lrelu/relu and clamped linear keep the output (which the next layer saves anyway) instead of the
+    pre-activation, linear without clamp keeps nothing, other activations keep x; gradients stay exact."""
+    g = torch.Generator().manual_seed(14)
+    x = (torch.randn(2, 4, 5, 6, generator=g, dtype=F64) * 3).requires_grad_(True)
+    b = torch.randn(4, generator=g, dtype=F64, requires_grad=True)
+    out: dict[str, torch.Tensor] = {}
+    saved = _saved_storages(lambda: out.update(y=ops.bias_act(x, b, act="lrelu", clamp=2.0, impl="cpp")))
+    assert saved == [out["y"].untyped_storage().data_ptr()]
+    saved = _saved_storages(lambda: out.update(y=ops.bias_act(x, b, act="linear", gain=0.5, impl="cpp")))
+    assert saved == []
+    saved = _saved_storages(lambda: out.update(y=ops.bias_act(x, b, act="tanh", impl="cpp")))
+    assert x.untyped_storage().data_ptr() in saved
+    # Where the output does not show the sign (negative gain, negative slope), x is kept and used.
+    for kw in (
+        dict(act="lrelu", gain=-1.5, clamp=2.0),
+        dict(act="lrelu", alpha=-0.3),
+        dict(act="relu", gain=0.0),
+    ):
+        saved = _saved_storages(lambda kw=kw: out.update(y=ops.bias_act(x, b, impl="cpp", **kw)))
+        assert x.untyped_storage().data_ptr() in saved, kw
+        _pair(
+            lambda t, bb, kw=kw: ops.bias_act(t, bb, impl="ref", **kw),
+            lambda t, bb, kw=kw: ops.bias_act(t, bb, impl="cpp", **kw),
+            [x, b],
+            rtol=1e-12,
+            atol=1e-12,
+            gradgrad=True,
+        )
+
+
+def test_bias_act_gradient_is_zero_at_the_clamp_bounds():
+    """An output at exactly +-clamp gets gradient 0, as through torch.clamp (the reference), both where the
+    derivative is read off the output (gain > 0) and where it is read off x (gain < 0)."""
+    x = torch.tensor([[-3.0, -1.0, 0.5, 1.0, 2.5]], dtype=F64, requires_grad=True)
+    for gain in (1.0, -1.0):
+        for impl in ("cpp", "ref"):
+            (dx,) = torch.autograd.grad(ops.bias_act(x, gain=gain, clamp=1.0, impl=impl).sum(), x)
+            want = torch.tensor([[0.0, 0.0, gain, 0.0, 0.0]], dtype=F64)
+            torch.testing.assert_close(dx, want, msg=f"gain={gain} impl={impl}")
+
+
 FL_CASES = [
     # up, down, fu (ndim, taps), fd (ndim, taps), padding, size, clamp, slope, gain, flip
     (2, 2, (1, 12), (1, 12), [9, 8, 9, 8], (12, 12), 256.0, 0.2, math.sqrt(2), False),

@@ -370,10 +370,14 @@ def test_bias_act_kernel_value_and_derivatives(lib, act, clamp):
     d2_ref = torch.autograd.grad((dx_ref * v).sum(), xr)[0] if dx_ref.requires_grad else torch.zeros_like(x)
     spec = ops.ACTIVATIONS[act]
     reals = _arr(ctypes.c_double, [spec.def_alpha, spec.def_gain, -1.0 if clamp is None else clamp])
-    for grad, d, want in ((0, None, y_ref), (1, dy, dx_ref), (2, dy * v, d2_ref)):
+    cases = [(0, x, b, None, y_ref), (1, x, b, dy, dx_ref), (2, x, b, dy * v, d2_ref)]
+    if spec.code <= ops.ACTIVATIONS["lrelu"].code:  # grad 3: the first derivative read off the output
+        cases.append((3, y_ref.detach(), None, dy, dx_ref))
+    for grad, xin, bin_, d, want in cases:
         for dtype in (torch.float32, torch.float64):
             out = torch.full_like(x, float("nan"), dtype=dtype)
-            xk, bk = x.to(dtype), b.to(dtype)  # kept alive across the call
+            xk = xin.to(dtype)  # kept alive across the call
+            bk = bin_.to(dtype) if bin_ is not None else None
             dk = d.to(dtype) if d is not None else None
             rc = lib.emu_bias_act(
                 _ptr(xk),
@@ -389,3 +393,10 @@ def test_bias_act_kernel_value_and_derivatives(lib, act, clamp):
                 assert out.abs().max() == 0, f"grad={grad} should vanish"
             else:
                 assert _rel(out, want) < (1e-12 if dtype == torch.float64 else 1e-5), f"grad={grad} {dtype}"
+    if spec.code > ops.ACTIVATIONS["lrelu"].code:  # the output does not determine act' here: refused
+        out = torch.zeros_like(x)
+        ints = _arr(ctypes.c_int, [3, spec.code, DTYPE_CODE[torch.float64]])
+        rc = lib.emu_bias_act(
+            _ptr(x), _ptr(None), _ptr(dy), _ptr(out), _arr(ctypes.c_int64, [x.numel(), 24, 5]), ints, reals
+        )
+        assert rc != 0

@@ -1,6 +1,7 @@
 // bias_act on CUDA (spec section 2.2): y = clamp(act(x + b) * gain), plus the first and second
 // derivatives the Python autograd Functions need (grad = 1: dx = dy * gain * act'(x + b);
-// grad = 2: dx = dy * gain * act''(x + b); both zero where the forward output was clamped).
+// grad = 2: dx = dy * gain * act''(x + b); both zero where the forward output was clamped; grad = 3: the
+// first derivative read off the forward output y passed as x, for linear/relu/lrelu - see ops.h).
 // Elementwise and memory bound: one grid-stride loop, compute in fp32 (fp64 for fp64 tensors).
 // Copyright 2026 the sg3 authors. Apache-2.0.
 #include "cuda_common.cuh"
@@ -92,11 +93,14 @@ __global__ void bias_act_kernel(BiasActArgs a) {
     if (a.grad == 0) {
       out = act_eval(a.act, 0, v, alpha) * gain;
       if (clamp >= A(0)) out = out > clamp ? clamp : (out < -clamp ? -clamp : out);
+    } else if (a.grad == 3) {  // v is the forward output y: y > 0 exactly where x + b > 0
+      const bool clamped = clamp >= A(0) && (v >= clamp || v <= -clamp);
+      out = clamped ? A(0) : to_acc(dy[i]) * gain * act_eval(a.act, 1, v, alpha);
     } else {
       bool clamped = false;
       if (clamp >= A(0)) {
         const A fwd = act_eval(a.act, 0, v, alpha) * gain;
-        clamped = fwd > clamp || fwd < -clamp;
+        clamped = fwd >= clamp || fwd <= -clamp;
       }
       out = clamped ? A(0) : to_acc(dy[i]) * gain * act_eval(a.act, a.grad, v, alpha);
     }
@@ -108,7 +112,8 @@ __global__ void bias_act_kernel(BiasActArgs a) {
 
 cudaError_t launch_bias_act(const BiasActArgs& a, cudaStream_t stream) {
   if (a.numel == 0) return cudaSuccess;
-  if (a.grad < 0 || a.grad > 2 || a.act < kLinear || a.act > kSwish) return cudaErrorInvalidValue;
+  if (a.grad < 0 || a.grad > 3 || a.act < kLinear || a.act > kSwish) return cudaErrorInvalidValue;
+  if (a.grad == 3 && a.act > kLrelu) return cudaErrorInvalidValue;
   return dispatch_dtype(a.dtype, [&](auto tag) {
     using scalar_t = decltype(tag);
     const auto kernel = &bias_act_kernel<scalar_t>;

@@ -70,16 +70,21 @@ struct Params {
   T alpha, gain, clamp;
 };
 
-// One element: v = x + b; the op's result for derivative order GRAD (dy ignored when GRAD == 0).
+// One element: v = x + b; the op's result for derivative order GRAD (dy ignored when GRAD == 0). GRAD == 3 is
+// the first derivative read off the forward output (v = y; piecewise-linear activations only, see ops.h).
 template <int ACT, int GRAD, bool CLAMP, typename T>
 inline T element(T v, T dy, const Params<T>& p) {
   if constexpr (GRAD == 0) {
     const T y = act<ACT, 0>(v, p.alpha) * p.gain;
     if constexpr (CLAMP) return std::min(std::max(y, -p.clamp), p.clamp);
     return y;
+  } else if constexpr (GRAD == 3) {
+    const T g = dy * p.gain * act<ACT, 1>(v, p.alpha);  // y > 0 exactly where x + b > 0 (gain > 0)
+    if constexpr (CLAMP) return std::abs(v) >= p.clamp ? T(0) : g;
+    return g;
   } else {
     const T g = dy * p.gain * act<ACT, GRAD>(v, p.alpha);
-    if constexpr (CLAMP) return std::abs(act<ACT, 0>(v, p.alpha) * p.gain) > p.clamp ? T(0) : g;
+    if constexpr (CLAMP) return std::abs(act<ACT, 0>(v, p.alpha) * p.gain) >= p.clamp ? T(0) : g;
     return g;
   }
 }
@@ -104,8 +109,12 @@ inline V velement(V v, V dy, const Params<T>& p) {
     const V g = dy * slope * p.gain;
     if constexpr (CLAMP) {
       const V y = v * slope * p.gain;
-      return (y > p.clamp) | (y < -p.clamp) ? V{} : g;
+      return (y >= p.clamp) | (y <= -p.clamp) ? V{} : g;
     }
+    return g;
+  } else if constexpr (GRAD == 3) {  // v is the forward output y
+    const V g = dy * slope * p.gain;
+    if constexpr (CLAMP) return (v >= p.clamp) | (v <= -p.clamp) ? V{} : g;
     return g;
   } else {
     return V{};
@@ -247,6 +256,9 @@ void dispatch_grad(int64_t grad, bool clamp, const T* x, const T* b, const T* dy
   SG3_BA_CASE(0)
   SG3_BA_CASE(1)
   SG3_BA_CASE(2)
+  if constexpr (piecewise_linear(ACT)) {
+    SG3_BA_CASE(3)
+  }
 #undef SG3_BA_CASE
 }
 
@@ -274,8 +286,11 @@ at::Tensor bias_act_impl(const at::Tensor& x, const at::Tensor& b, const at::Ten
               "sg3_ops_cpu.bias_act: x must be float32 or float64, got ", x.scalar_type());
   TORCH_CHECK(x.dim() >= 1 && dim >= 0 && dim < x.dim(), "sg3_ops_cpu.bias_act: dim must be in [0, ", x.dim(),
               "), got ", dim);
-  TORCH_CHECK(grad >= 0 && grad <= 2, "sg3_ops_cpu.bias_act: grad must be 0, 1 or 2, got ", grad);
+  TORCH_CHECK(grad >= 0 && grad <= 3, "sg3_ops_cpu.bias_act: grad must be 0, 1, 2 or 3, got ", grad);
   TORCH_CHECK(act_code >= kLinear && act_code <= kSwish, "sg3_ops_cpu.bias_act: act must be a code in [1, 9], got ",
+              act_code);
+  TORCH_CHECK(grad != 3 || piecewise_linear(int(act_code)),
+              "sg3_ops_cpu.bias_act: grad 3 (derivative from the output) needs act 1, 2 or 3 (linear, relu, lrelu), got ",
               act_code);
   const int64_t C = x.size(dim);
   TORCH_CHECK(b.numel() == 0 || (b.dim() == 1 && b.numel() == C && b.scalar_type() == x.scalar_type()),
@@ -285,7 +300,8 @@ at::Tensor bias_act_impl(const at::Tensor& x, const at::Tensor& b, const at::Ten
               "sg3_ops_cpu.bias_act: dy must match x (shape ", x.sizes(), ", dtype ", x.scalar_type(), "), got shape ",
               dy.sizes(), " dtype ", dy.scalar_type());
   const auto xc = x.contiguous();  // no copy for the contiguous views the Python side passes
-  const auto bc = b.contiguous();
+  // The bias gradient needs the per-channel loops: without a bias they run with a zero one.
+  const auto bc = (db && b.numel() == 0) ? at::zeros({C}, xc.options()) : b.contiguous();
   const auto dyc = grad ? dy.contiguous() : dy;
   auto out = empty_output(xc.sizes(), xc.scalar_type());
   if (db) *db = at::zeros({C}, xc.options());
@@ -313,11 +329,11 @@ at::Tensor bias_act(const at::Tensor& x, const at::Tensor& b, const at::Tensor& 
 }
 
 std::tuple<at::Tensor, at::Tensor> bias_act_grad_db(const at::Tensor& x, const at::Tensor& b, const at::Tensor& dy,
-                                                    int64_t dim, int64_t act_code, double alpha, double gain,
-                                                    double clamp) {
-  TORCH_CHECK(b.numel() > 0, "sg3_ops_cpu.bias_act_grad_db: b must not be empty (no bias, no bias gradient)");
+                                                    int64_t grad, int64_t dim, int64_t act_code, double alpha,
+                                                    double gain, double clamp) {
+  TORCH_CHECK(grad == 1 || grad == 3, "sg3_ops_cpu.bias_act_grad_db: grad must be 1 or 3, got ", grad);
   at::Tensor db;
-  at::Tensor dx = bias_act_impl(x, b, dy, 1, dim, act_code, alpha, gain, clamp, &db);
+  at::Tensor dx = bias_act_impl(x, b, dy, grad, dim, act_code, alpha, gain, clamp, &db);
   return {dx, db};
 }
 

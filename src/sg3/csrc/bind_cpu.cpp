@@ -4,10 +4,11 @@
 #include "ops.h"
 
 namespace sg3cpu {
-// CPU-only extra (defined in bias_act_cpu.cpp): bias_act with grad == 1, returning (dx, db) where db is the
-// bias gradient (dx summed over every axis but dim) reduced in the same pass. b must not be empty.
+// CPU-only extra (defined in bias_act_cpu.cpp): bias_act with grad == 1 or 3, returning (dx, db) where db is the
+// bias gradient (dx summed over every axis but dim) reduced in the same pass. b may be empty (as for grad 3).
 std::tuple<at::Tensor, at::Tensor> bias_act_grad_db(const at::Tensor& x, const at::Tensor& b, const at::Tensor& dy,
-                                                    int64_t dim, int64_t act, double alpha, double gain, double clamp);
+                                                    int64_t grad, int64_t dim, int64_t act, double alpha, double gain,
+                                                    double clamp);
 }  // namespace sg3cpu
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {

@@ -148,8 +148,11 @@ at::Tensor bias_act(const at::Tensor& x, const at::Tensor& b, const at::Tensor& 
   const DType dt = dtype_of(x, op, "x");
   TORCH_CHECK(x.is_contiguous(), "sg3_ops_cuda.bias_act: argument 'x' must be contiguous, got strides ",
               x.strides());
-  TORCH_CHECK(grad >= 0 && grad <= 2, "sg3_ops_cuda.bias_act: 'grad' must be 0, 1 or 2, got ", grad);
+  TORCH_CHECK(grad >= 0 && grad <= 3, "sg3_ops_cuda.bias_act: 'grad' must be 0, 1, 2 or 3, got ", grad);
   TORCH_CHECK(act >= 1 && act <= 9, "sg3_ops_cuda.bias_act: 'act' must be an activation code in [1, 9], got ", act);
+  TORCH_CHECK(grad != 3 || act <= 3,
+              "sg3_ops_cuda.bias_act: grad 3 (derivative from the output) needs act 1, 2 or 3 (linear, relu, lrelu), "
+              "got ", act);
   TORCH_CHECK(x.dim() == 0 ? dim == 0 : (dim >= 0 && dim < x.dim()), "sg3_ops_cuda.bias_act: 'dim' = ", dim,
               " is out of range for x of shape ", x.sizes());
   const bool has_b = b.defined() && b.numel() > 0;

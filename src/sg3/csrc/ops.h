@@ -58,8 +58,13 @@ at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& f, int64_t upx, int6
 //   grad == 0: returns clampc(gain * act(v))                         (dy ignored, may be empty)
 //   grad == 1: returns dy * gain * act'(v)  * m                      (first derivative w.r.t. x)
 //   grad == 2: returns dy * gain * act''(v) * m                      (second derivative w.r.t. x)
+//   grad == 3: returns dy * gain * act'(v)  * my                     (first derivative, x = the forward output)
 // where clampc(t) = min(max(t, -clamp), clamp) if clamp >= 0 (clamp < 0: no clamping) and
-// m = 1 if clamp < 0 or |gain * act(v)| <= clamp, else 0 (torch.clamp passes the gradient at the bounds).
+// m = 1 if clamp < 0 or |gain * act(v)| < clamp, else 0 (as torch.clamp: no gradient at the bounds either).
+// grad == 3 reads the derivative off the forward's output y (passed as x, b empty, so v = y): only for the
+// piecewise-linear acts 1-3 with gain > 0 (and alpha >= 0), where y > 0 exactly where x + b > 0; there
+// my = 1 if clamp < 0 or |y| < clamp, else 0 (the same mask as m). The backward then needs y, which the
+// next layer keeps anyway, instead of the pre-activation x + b.
 //   x     any rank, contiguous; b [x.size(dim)] or empty; dy like x (grad >= 1) or empty (grad == 0).
 //   act   1 linear, 2 relu, 3 lrelu (negative slope alpha), 4 tanh, 5 sigmoid, 6 elu (alpha 1),
 //         7 selu (scale 1.0507009873554805, alpha 1.6732632423543772), 8 softplus (log1p(exp(v)), = v for

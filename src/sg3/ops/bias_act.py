@@ -92,8 +92,8 @@ def _call_kernel(
 ):
     """Run the compiled bias_act kernel on compatible layouts; returns a tensor laid out like x.
 
-    With `db=True` (grad == 1, b given, an extension that has `bias_act_grad_db`), returns `(dx, db)`
-    with the bias gradient reduced in the same pass.
+    With `db=True` (grad 1 or 3, an extension that has `bias_act_grad_db`), returns `(dx, db)` with the
+    bias gradient reduced in the same pass.
     """
     xv, kdim, permuted = _kernel_view(x, dim)
     dyv = None
@@ -103,7 +103,7 @@ def _call_kernel(
     empty = _empty_like_kind(x)
     bv = b if b is not None else empty
     if db:
-        out, dbias = ext.bias_act_grad_db(xv, bv, dyv, kdim, code, alpha, gain, clamp)
+        out, dbias = ext.bias_act_grad_db(xv, bv, dyv, grad, kdim, code, alpha, gain, clamp)
         return (out.permute(0, 3, 1, 2) if permuted else out), dbias
     out = ext.bias_act(xv, bv, dyv if dyv is not None else empty, grad, kdim, code, alpha, gain, clamp)
     return out.permute(0, 3, 1, 2) if permuted else out
@@ -114,53 +114,88 @@ def _fuses_db(ext) -> bool:
     return hasattr(ext, "bias_act_grad_db")
 
 
+# Kernel derivative modes (csrc/ops.h): 1 = from the pre-activation x (with b), 3 = from the output y.
+_FROM_X, _FROM_Y = 1, 3
+
+
+def _grad_mode(spec: Activation, alpha: float, gain: float, clamp: float) -> int | None:
+    """How the backward reads act': None (a constant: linear without clamp, nothing saved), `_FROM_Y`
+    (linear/relu/lrelu with gain > 0 and alpha >= 0: the sign and the clamp are visible in the output,
+    which the next layer saves anyway) or `_FROM_X` (the other activations: x and b are saved)."""
+    if spec.code == ACTIVATIONS["linear"].code and clamp < 0:
+        return None
+    if spec.code <= ACTIVATIONS["lrelu"].code and gain > 0 and alpha >= 0:
+        return _FROM_Y
+    return _FROM_X
+
+
 class _BiasActCompiled(torch.autograd.Function):
-    """Compiled bias_act forward; backward via _BiasActGradCompiled (so it differentiates twice)."""
+    """Compiled bias_act forward; backward via _BiasActGradCompiled (so it differentiates twice).
+
+    Saves what the derivative needs and no more (`_grad_mode`): for the piecewise-linear activations the
+    output, which the following layer keeps for its own backward, so the pre-activation is freed.
+    """
 
     @staticmethod
     def forward(ctx, x, b, ext, dim, spec, alpha, gain, clamp):  # noqa: D102
-        ctx.save_for_backward(x, b)
+        y = _call_kernel(ext, x, b, None, 0, dim, spec.code, alpha, gain, clamp)
+        mode = _grad_mode(spec, alpha, gain, clamp)
+        ctx.mode = mode
+        ctx.has_b = b is not None
+        if mode == _FROM_X:
+            ctx.save_for_backward(x, b)
+        elif mode == _FROM_Y:
+            ctx.save_for_backward(y)
         ctx.args = (ext, dim, spec, alpha, gain, clamp)
-        return _call_kernel(ext, x, b, None, 0, dim, spec.code, alpha, gain, clamp)
+        return y
 
     @staticmethod
     def backward(ctx, dy):  # noqa: D102
-        x, b = ctx.saved_tensors
         ext, dim, spec, alpha, gain, clamp = ctx.args
-        want_db = b is not None and ctx.needs_input_grad[1]
+        mode = ctx.mode
+        ref, b = (None, None)
+        if mode == _FROM_X:
+            ref, b = ctx.saved_tensors
+        elif mode == _FROM_Y:
+            (ref,) = ctx.saved_tensors
+        want_db = ctx.has_b and ctx.needs_input_grad[1]
+        if mode is None:  # linear without clamp: dx = gain * dy (differentiable as it stands)
+            dx = dy * gain
+            return dx, (_reduce_to_bias(dx, dim) if want_db else None), None, None, None, None, None, None
         fused = want_db and _fuses_db(ext)
         if torch.is_grad_enabled():  # create_graph: a differentiable node for double backward
-            out = _BiasActGradCompiled.apply(dy, x, b, ext, dim, spec, alpha, gain, clamp, fused)
+            out = _BiasActGradCompiled.apply(dy, ref, b, ext, dim, spec, alpha, gain, clamp, fused, mode)
         else:  # plain backward: call the kernel directly (saves a node on small tensors)
-            out = _call_kernel(ext, x, b, dy, 1, dim, spec.code, alpha, gain, clamp, db=fused)
+            out = _call_kernel(ext, ref, b, dy, mode, dim, spec.code, alpha, gain, clamp, db=fused)
         dx, db = out if fused else (out, _reduce_to_bias(out, dim) if want_db else None)
         return dx, db, None, None, None, None, None, None
 
 
 class _BiasActGradCompiled(torch.autograd.Function):
-    """dx = dy * gain * act'(x + b) (zero where clamped), and with `with_db` also db = dx summed over all
-    axes but dim (one kernel pass); differentiable once more."""
+    """dx = dy * gain * act'(v) (zero where clamped), v read off `ref` = x (+ b) or the output y per `mode`;
+    with `with_db` also db = dx summed over all axes but dim (one kernel pass); differentiable once more."""
 
     @staticmethod
-    def forward(ctx, dy, x, b, ext, dim, spec, alpha, gain, clamp, with_db):  # noqa: D102
-        ctx.save_for_backward(dy, x, b)
-        ctx.args = (ext, dim, spec, alpha, gain, clamp)
-        return _call_kernel(ext, x, b, dy, 1, dim, spec.code, alpha, gain, clamp, db=with_db)
+    def forward(ctx, dy, ref, b, ext, dim, spec, alpha, gain, clamp, with_db, mode):  # noqa: D102
+        ctx.save_for_backward(dy, ref, b)
+        ctx.args = (ext, dim, spec, alpha, gain, clamp, mode)
+        return _call_kernel(ext, ref, b, dy, mode, dim, spec.code, alpha, gain, clamp, db=with_db)
 
     @staticmethod
     def backward(ctx, ddx, ddb=None):  # noqa: D102
-        dy, x, b = ctx.saved_tensors
-        ext, dim, spec, alpha, gain, clamp = ctx.args
+        dy, ref, b = ctx.saved_tensors
+        ext, dim, spec, alpha, gain, clamp, mode = ctx.args
         if ddb is not None:  # db = sum(dx): its gradient reaches every element of dx along dim
             ddx = ddx + ddb.reshape([-1 if i == dim else 1 for i in range(ddx.ndim)])
         d_dy = d_x = d_b = None
         if ctx.needs_input_grad[0]:
-            d_dy = _BiasActGradCompiled.apply(ddx, x, b, ext, dim, spec, alpha, gain, clamp, False)
-        if spec.has_2nd_grad and (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]):
-            d_x = _call_kernel(ext, x, b, ddx * dy, 2, dim, spec.code, alpha, gain, clamp)
+            d_dy = _BiasActGradCompiled.apply(ddx, ref, b, ext, dim, spec, alpha, gain, clamp, False, mode)
+        # act'' is zero for the piecewise-linear activations (mode _FROM_Y): y and b get no gradient.
+        if mode == _FROM_X and spec.has_2nd_grad and (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]):
+            d_x = _call_kernel(ext, ref, b, ddx * dy, 2, dim, spec.code, alpha, gain, clamp)
             if b is not None and ctx.needs_input_grad[2]:
                 d_b = _reduce_to_bias(d_x, dim)
-        return d_dy, d_x, d_b, None, None, None, None, None, None, None
+        return d_dy, d_x, d_b, None, None, None, None, None, None, None, None
 
 
 def bias_act(
