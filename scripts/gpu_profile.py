@@ -3,8 +3,9 @@
 Builds the training module from a run's `config.yaml` (written by `sg3-train`, the derived values included),
 then runs the training phases (Gmain, Dmain, Dreg with R1, G_ema) exactly as `StyleGAN3Module.training_step`
 does, on random images of the dataset's shape. Reports the median time of each phase (device events), the
-s/kimg they add up to (Dreg weighted by its interval), peak device memory, and the top kernels of one
-profiled step. The gap to the Lightning run's s/kimg is the framework's (data loading, logging) share.
+s/kimg they add up to (Dreg weighted by its interval), peak device memory, the top kernels of one
+profiled step, and what holds the memory at the peak of the phase with the highest one (gpu_memory.py).
+The gap to the Lightning run's s/kimg is the framework's (data loading, logging) share.
 
 Usage: python scripts/gpu_profile.py RUN_DIR/config.yaml [--steps 6] [--device cuda]
 """
@@ -19,6 +20,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import gpu_memory  # noqa: E402
 
 
 def median_ms(fn, device, reps: int, warmup: int = 0) -> float:
@@ -160,8 +164,13 @@ def _time_variant(plain: dict[str, Any], dev, steps: int, detail: bool, top: int
             torch.cuda.max_memory_allocated() / 2**30, 3
         )  # GiB, as training logs it
         if detail:
-            out["phase_peak_gpu_mem_gb"] = _phase_peaks(phases)
+            out["phase_peak_gpu_mem_gb"] = peaks = _phase_peaks(phases)
             out["syncs_per_phase"] = _count_syncs(phases)
+            worst = max(peaks, key=peaks.get)
+            try:  # what holds the memory at the step's peak (a diagnosis: its failure is only recorded)
+                out["peak_breakdown"] = {"phase": worst, **gpu_memory.peak_breakdown(phases[worst])}
+            except Exception as e:  # noqa: BLE001 - allocator history is private torch API
+                out["peak_breakdown"] = {"phase": worst, "error": f"{type(e).__name__}: {e}"}
             from torch.profiler import ProfilerActivity, profile
 
             with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:

@@ -17,6 +17,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gpu_check_lib as lib  # noqa: E402
+import gpu_memory  # noqa: E402
 
 
 def _num(value: Any, fmt: str = "{:.2f}") -> str:
@@ -160,6 +161,22 @@ def render(report: dict[str, Any], name: str) -> str:
             "| config | variant | phase ms | s/kimg (phases) | speed-up | peak GB | syncs |",
             "|---|---|---|---|---|---|---|",
             *profile,
+        ]
+    for cfg, res in report["stages"].get("profile", {}).get("result", {}).items():
+        brk = res.get("peak_breakdown") if isinstance(res, dict) else None
+        if not brk:
+            continue
+        if "error" in brk:
+            lines += ["", f"{cfg}: memory at the {brk['phase']} peak not recorded ({brk['error'][:160]})."]
+            continue
+        lines += [
+            "",
+            f"{cfg}: what holds the memory at the peak of {brk['phase']} ({brk['peak_gib']:.2f} GiB: "
+            f"{brk['baseline_gib']:.2f} allocated before the phase, the rest by it), by allocating code:",
+            "",
+            "| MiB | blocks | largest MiB | allocated at | layer code |",
+            "|---|---|---|---|---|",
+            *gpu_memory.breakdown_lines(brk),
         ]
     kernels = kernel_rows(report)
     if kernels:

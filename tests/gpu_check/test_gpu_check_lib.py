@@ -234,3 +234,47 @@ def test_gpu_report_renders_blocked_vs_tiled_rows():
         "| T256 L3_52_512 | 4/2 | yes | 2.68 | 1.34 | 2.00x | 10.24 | 4.00 | 2.56x | 5072 "
         "| 1.0e-03 / 2.0e-03 | 3.0e-04 / 4.0e-04 |"
     ]
+
+
+def test_peak_breakdown_replays_the_allocator_trace():
+    """The live blocks at the highest total are grouped by the allocating sg3 code and its layer; frees of
+    blocks from before the trace lower the total; the report renders the groups."""
+    import gpu_memory
+    import gpu_report
+
+    def frames(site, layer=None):
+        out = [{"filename": "/x/torch/functional.py", "line": 1, "name": "conv"}]
+        out.append({"filename": f"/r/src/sg3/{site}", "line": 10, "name": "forward"})
+        if layer:
+            out.append({"filename": f"/r/src/sg3/modules/{layer}", "line": 20, "name": "forward"})
+        return out
+
+    mib = 2**20
+    flrelu = frames("ops/filtered_lrelu.py", "synthesis.py")
+    trace = [
+        {"action": "alloc", "addr": 1, "size": 100 * mib, "frames": flrelu},
+        {"action": "alloc", "addr": 2, "size": 50 * mib, "frames": flrelu},
+        {"action": "free_completed", "addr": 99, "size": 30 * mib, "frames": []},  # from before the trace
+        {"action": "alloc", "addr": 3, "size": 40 * mib, "frames": frames("modules/modconv.py")},
+        {"action": "free_completed", "addr": 3, "size": 40 * mib, "frames": []},
+        {"action": "alloc", "addr": 4, "size": 10 * mib, "frames": [{"filename": "/lib/torch/x.py"}]},
+        {"action": "segment_alloc", "addr": 5, "size": 500 * mib, "frames": []},
+        {"action": "free_completed", "addr": 1, "size": 100 * mib, "frames": []},
+        {"action": "alloc", "addr": 6, "size": 80 * mib, "frames": frames("modules/modconv.py")},
+    ]  # fmt: skip
+    res = gpu_memory.analyze_trace(trace, baseline_bytes=1024 * mib, top=2)
+    # Totals after each alloc: 100, 150, (-30) 160, 130, 140 (addr 1 freed: 40), then 120: peak 160 MiB.
+    assert res["traced_peak_gib"] == round(160 / 1024, 3)
+    assert res["peak_gib"] == round((1024 + 160) / 1024, 3)
+    assert res["sites"] == [
+        {"site": "ops/filtered_lrelu.py:10 forward", "layer": "synthesis.py:20 forward", "mib": 150.0,
+         "blocks": 2, "largest_mib": 100.0},
+        {"site": "modules/modconv.py:10 forward", "layer": "modconv.py:10 forward", "mib": 40.0, "blocks": 1,
+         "largest_mib": 40.0},
+    ]  # fmt: skip
+    assert res["other_mib"] == 0.0 and res["events"] == len(trace)
+    result = {"stylegan3-r": {"peak_breakdown": {"phase": "Gmain", **res}}}
+    report = {"started": "t", "stages": {"profile": {"status": "ok", "result": result}}}
+    text = gpu_report.render(report, "run")
+    assert "stylegan3-r: what holds the memory at the peak of Gmain (1.16 GiB: 1.00 allocated before" in text
+    assert "| 150.0 | 2 | 100.0 | `ops/filtered_lrelu.py:10 forward` | `synthesis.py:20 forward` |" in text
