@@ -15,6 +15,8 @@
 #include <c10/core/Allocator.h>
 #include <c10/core/impl/alloc_cpu.h>
 
+#include <pthread.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -64,6 +66,10 @@ class OutputPool final : public c10::Allocator {
   OutputPool() {
     const char* env = std::getenv("SG3_OPS_POOL_MB");
     cap_bytes_ = (env && *env ? size_t(std::strtoull(env, nullptr, 10)) : size_t(512)) << 20;
+    // fork() copies the mutex in whatever state it is: a child forked (e.g. a DataLoader worker) while
+    // another thread of the parent held it would wait forever at its first large output. The handlers
+    // take the lock around the fork, so the child starts with the pool consistent and unlocked.
+    pthread_atfork([] { get().mu_.lock(); }, [] { get().mu_.unlock(); }, [] { get().mu_.unlock(); });
   }
 
   static void release(void* ctx) {
