@@ -217,7 +217,7 @@ def stage_train(
         "per_tick": ticks,
     }
     result.update(lib.summarize_ticks(ticks))
-    result["peak_gpu_mem_gb"] = lib.read_peak_memory_gb(run_dir)
+    result["peak_gpu_mem_gb"] = lib.read_peak_memory_gb(run_dir, ticks)
     result.update(lib.judge_training(cfg, result))
     result["log_tail"] = log_path.read_text()[-2500:]
     result["ok"] = result.get("steady_ticks", 0) > 0 and (rc == 0 or timed_out)

@@ -235,10 +235,11 @@ def read_ticks(run_dir: str | Path) -> list[dict[str, float]]:
     return ticks
 
 
-def read_peak_memory_gb(run_dir: str | Path) -> float | None:
-    """Largest `Resources/peak_gpu_mem_gb` of the run: its stats.jsonl ticks, and any metrics.csv under the
-    run dir (CSV logger); None if neither has it."""
-    mems = [t["peak_gpu_mem_gb"] for t in read_ticks(run_dir) if t.get("peak_gpu_mem_gb") is not None]
+def read_peak_memory_gb(run_dir: str | Path, ticks: list[dict[str, float]] | None = None) -> float | None:
+    """Largest `Resources/peak_gpu_mem_gb` of the run: its stats.jsonl ticks (`ticks` if already read by
+    `read_ticks`), and any metrics.csv under the run dir (CSV logger); None if neither has it."""
+    ticks = read_ticks(run_dir) if ticks is None else ticks
+    mems = [t["peak_gpu_mem_gb"] for t in ticks if t.get("peak_gpu_mem_gb") is not None]
     best = max(mems) if mems else None
     for csv_path in Path(run_dir).rglob("metrics.csv"):
         lines = csv_path.read_text().splitlines()
