@@ -174,13 +174,17 @@ def discriminator_cases(batch: int, blocks: tuple[int, ...] = (256, 128, 64, 32,
 
 
 def d_step(case: dict, impl: str, x: torch.Tensor, b: torch.Tensor):
+    dy: list[torch.Tensor] = []  # made once: a fresh large tensor per call would time its page faults
+
     def step():
         x.grad = b.grad = None
         if case["op"] == "upfirdn2d":
             y = ops.upfirdn2d(x, case["f"], down=case["down"], padding=case["padding"], impl=impl)
         else:
             y = ops.bias_act(x, b, act="lrelu", gain=case["gain"], clamp=case["clamp"], impl=impl)
-        y.backward(torch.ones_like(y))
+        if not dy:
+            dy.append(torch.ones_like(y))
+        y.backward(dy[0])
 
     return step
 
