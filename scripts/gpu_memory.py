@@ -111,14 +111,3 @@ def peak_breakdown(fn: Callable[[], Any], top: int = 15, max_entries: int = 500_
     result = analyze_trace(entries, baseline, top)
     result["trace_truncated"] = len(entries) >= max_entries
     return result
-
-
-def breakdown_lines(res: dict[str, Any]) -> list[str]:
-    """Markdown table rows (`| MiB | blocks | largest | site | layer |`) of a `peak_breakdown` result."""
-    rows = [
-        f"| {s['mib']:.1f} | {s['blocks']} | {s['largest_mib']:.1f} | `{s['site']}` | `{s['layer']}` |"
-        for s in res.get("sites", [])
-    ]
-    if res.get("other_mib"):
-        rows.append(f"| {res['other_mib']:.1f} | | | (other sites) | |")
-    return rows

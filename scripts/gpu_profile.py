@@ -237,7 +237,11 @@ def profile_run(
                 torch.cuda.empty_cache()
         if index == 0:
             result.update(timed)
-            timed = {k: v for k, v in timed.items() if k not in ("profile_table", "phase_intervals")}
+            timed = {
+                k: v
+                for k, v in timed.items()
+                if k not in ("profile_table", "phase_intervals", "peak_breakdown")
+            }
         result["variants"][name] = timed
     return result
 

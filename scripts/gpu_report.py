@@ -17,7 +17,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gpu_check_lib as lib  # noqa: E402
-import gpu_memory  # noqa: E402
 
 
 def _num(value: Any, fmt: str = "{:.2f}") -> str:
@@ -116,6 +115,33 @@ def profile_rows(report: dict[str, Any]) -> list[str]:
     return rows
 
 
+def peak_memory_lines(report: dict[str, Any]) -> list[str]:
+    """Markdown of the profile stage's peak-memory breakdowns (scripts/gpu_memory.py): a table per config."""
+    lines = []
+    for cfg, res in report["stages"].get("profile", {}).get("result", {}).items():
+        brk = res.get("peak_breakdown") if isinstance(res, dict) else None
+        if not brk:
+            continue
+        if "error" in brk:
+            lines += ["", f"{cfg}: memory at the {brk['phase']} peak not recorded ({brk['error'][:160]})."]
+            continue
+        lines += [
+            "",
+            f"{cfg}: what holds the memory at the peak of {brk['phase']} ({brk['peak_gib']:.2f} GiB: "
+            f"{brk['baseline_gib']:.2f} allocated before the phase, the rest by it), by allocating code:",
+            "",
+            "| MiB | blocks | largest MiB | allocated at | layer code |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {s['mib']:.1f} | {s['blocks']} | {s['largest_mib']:.1f} | `{s['site']}` | `{s['layer']}` |"
+            for s in brk.get("sites", [])
+        ]
+        if brk.get("other_mib"):
+            lines.append(f"| {brk['other_mib']:.1f} | | | (other sites) | |")
+    return lines
+
+
 def render(report: dict[str, Any], name: str) -> str:
     """One report as a Markdown subsection."""
     env = report["stages"].get("env", {}).get("result", {})
@@ -162,22 +188,7 @@ def render(report: dict[str, Any], name: str) -> str:
             "|---|---|---|---|---|---|---|",
             *profile,
         ]
-    for cfg, res in report["stages"].get("profile", {}).get("result", {}).items():
-        brk = res.get("peak_breakdown") if isinstance(res, dict) else None
-        if not brk:
-            continue
-        if "error" in brk:
-            lines += ["", f"{cfg}: memory at the {brk['phase']} peak not recorded ({brk['error'][:160]})."]
-            continue
-        lines += [
-            "",
-            f"{cfg}: what holds the memory at the peak of {brk['phase']} ({brk['peak_gib']:.2f} GiB: "
-            f"{brk['baseline_gib']:.2f} allocated before the phase, the rest by it), by allocating code:",
-            "",
-            "| MiB | blocks | largest MiB | allocated at | layer code |",
-            "|---|---|---|---|---|",
-            *gpu_memory.breakdown_lines(brk),
-        ]
+    lines += peak_memory_lines(report)
     kernels = kernel_rows(report)
     if kernels:
         lines += [
