@@ -47,12 +47,14 @@ def now_iso() -> str:
 
 
 def new_report(argv: list[str]) -> dict[str, Any]:
-    """An empty report: format header, start time, the command line, and room for the stages."""
+    """An empty report: format header, start time, the command line, the SG3_* environment variables (they
+    choose kernels and executions, e.g. SG3_FLRELU_KERNEL, SG3_MODCONV) and room for the stages."""
     return {
         "format": REPORT_FORMAT,
         "version": REPORT_VERSION,
         "started": now_iso(),
         "argv": list(argv),
+        "settings": {k: v for k, v in sorted(os.environ.items()) if k.startswith("SG3_")},
         "host": {"platform": platform.platform(), "python": sys.version.split()[0], "cpus": os.cpu_count()},
         "stages": {},
     }

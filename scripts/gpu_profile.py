@@ -59,6 +59,7 @@ VARIANTS = {
     "blocked": "filtered_lrelu: the register-blocked CUDA kernel (sg3.ops.filtered_lrelu.set_cuda_kernel)",
     "tf32": "TF32 in matmuls and cuDNN convolutions (config key tf32=true)",
     "d_channels_last": "channels_last activations in D's fp16 blocks (D block_kwargs.fp16_channels_last)",
+    "dense_modconv": "modulated convs as one ordinary conv over the batch (modconv.set_modconv_impl)",
 }
 
 
@@ -69,20 +70,30 @@ def _variant_settings(name: str, plain: dict[str, Any]):
 
     import torch
 
+    from sg3.modules import modconv
+
     # The module: the attribute sg3.ops.filtered_lrelu is the op. `name` is validated by profile_run.
     flrelu = importlib.import_module("sg3.ops.filtered_lrelu")
     plain = copy.deepcopy(plain)
-    saved = (flrelu.get_cuda_kernel(), torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    saved = (
+        flrelu.get_cuda_kernel(),
+        modconv.get_modconv_impl(),
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+    )
     tf32 = bool(plain.get("tf32", False)) or name == "tf32"
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32  # as on_fit_start does
     if name == "blocked":
         flrelu.set_cuda_kernel("blocked")
     if name == "d_channels_last":
         plain["derived"]["D_kwargs"].setdefault("block_kwargs", {})["fp16_channels_last"] = True
+    if name == "dense_modconv":
+        modconv.set_modconv_impl("dense")
 
     def restore() -> None:
         flrelu.set_cuda_kernel(saved[0])
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[1:]
+        modconv.set_modconv_impl(saved[1])
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[2:]
 
     return plain, restore
 

@@ -150,8 +150,9 @@ def render(report: dict[str, Any], name: str) -> str:
         "",
         f"Driver {env.get('driver')}, torch {env.get('torch')} (CUDA {env.get('torch_cuda')}, cuDNN "
         f"{env.get('cudnn')}), {env.get('sm_count')} SMs, {env.get('memory_gb')} GiB; commit "
-        f"{str(env.get('git_commit'))[:7]}; command `{' '.join(report.get('argv', []))}`; "
-        f"{report.get('wall_s')} s.",
+        f"{str(env.get('git_commit'))[:7]}; command `{' '.join(report.get('argv', []))}`"
+        + "".join(f"; {k}={v}" for k, v in report.get("settings", {}).items() if k != "SG3_OPS_CACHE")
+        + f"; {report.get('wall_s')} s.",
         "",
         "| stage | status | seconds | note |",
         "|---|---|---|---|",

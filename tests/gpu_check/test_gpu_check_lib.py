@@ -85,6 +85,23 @@ def test_run_stage_records_ok_failed_and_skipped():
     assert stages["d"] == {"status": "skipped", "started": stages["d"]["started"], "reason": "no GPU"}
 
 
+def test_report_records_and_renders_the_sg3_settings(monkeypatch):
+    """The SG3_* variables that choose kernels and executions travel with the report into its header."""
+    import gpu_report
+
+    monkeypatch.setenv("SG3_MODCONV", "dense")
+    monkeypatch.setenv("SG3_FLRELU_KERNEL", "blocked")
+    monkeypatch.setenv("SG3_OPS_CACHE", "/tmp/cache")
+    report = lib.new_report(["gpu_check.py"])
+    assert report["settings"] == {
+        "SG3_FLRELU_KERNEL": "blocked",
+        "SG3_MODCONV": "dense",
+        "SG3_OPS_CACHE": "/tmp/cache",
+    }
+    text = gpu_report.render({**report, "wall_s": 1.0}, "run")
+    assert "command `gpu_check.py`; SG3_FLRELU_KERNEL=blocked; SG3_MODCONV=dense; 1.0 s." in text
+
+
 def test_parse_junit(tmp_path):
     xml = tmp_path / "j.xml"
     xml.write_text(
@@ -197,7 +214,9 @@ def test_profile_run_times_each_variant_and_restores_the_settings(tmp_path):
 
     config = tmp_path / "config.yaml"
     OmegaConf.save(OmegaConf.create(compose_plain([*TINY, "augment=none"])), config)
-    variants = ("default", "blocked", "d_channels_last")
+    from sg3.modules import modconv
+
+    variants = ("default", "blocked", "d_channels_last", "dense_modconv")
     res = gpu_profile.profile_run(config, steps=1, device="cpu", variants=variants)
     assert tuple(res["variants"]) == variants
     for name, timed in res["variants"].items():
@@ -206,6 +225,7 @@ def test_profile_run_times_each_variant_and_restores_the_settings(tmp_path):
     assert res["phase_ms"] == res["variants"]["default"]["phase_ms"]
     assert res["phase_intervals"]["Dreg"] == 16
     assert flrelu.get_cuda_kernel() == "tiled"
+    assert modconv.get_modconv_impl() == "grouped"
     import gpu_report
 
     res.pop("profile_table", None)

@@ -1,4 +1,4 @@
-"""The modulated convolution: grouped-conv and batched-matmul (1x1) executions agree with the
+"""The modulated convolution: grouped-conv, dense and batched-matmul (1x1) executions agree with the
 per-sample formula of spec §1.7 (styles modulate the weight, demodulation, input_gain)."""
 
 from __future__ import annotations
@@ -6,7 +6,16 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sg3.modules import modconv
 from sg3.modules.layers import modulated_conv2d
+
+
+@pytest.fixture(params=modconv.MODCONV_IMPLS)
+def impl(request):
+    """Run the test with each execution of kernels larger than 1x1 (set_modconv_impl), then restore."""
+    modconv.set_modconv_impl(request.param)
+    yield request.param
+    modconv.set_modconv_impl(None)
 
 
 def _per_sample(x, w, s, demodulate, padding, input_gain):
@@ -28,7 +37,7 @@ def _per_sample(x, w, s, demodulate, padding, input_gain):
 
 @pytest.mark.parametrize("kernel,demodulate", [(1, True), (1, False), (3, True)])
 @pytest.mark.parametrize("gain", ["none", "scalar", "per_sample"])
-def test_matches_per_sample_formula(kernel, demodulate, gain):
+def test_matches_per_sample_formula(kernel, demodulate, gain, impl):
     torch.manual_seed(0)
     x = torch.randn(3, 6, 9, 9)
     w = torch.randn(5, 6, kernel, kernel)
@@ -89,7 +98,7 @@ def _plain_autograd(x, w, s, demodulate, padding, input_gain):
 
 
 @pytest.mark.parametrize("kernel,demodulate", [(1, True), (1, False), (3, True), (3, False)])
-def test_gradients_match_plain_autograd(kernel, demodulate):
+def test_gradients_match_plain_autograd(kernel, demodulate, impl):
     """x, weight, styles and a per-sample input gain get the gradients of the step-by-step formula."""
     torch.manual_seed(2)
     x = torch.randn(3, 6, 8, 8, dtype=torch.float64, requires_grad=True)
@@ -108,7 +117,7 @@ def test_gradients_match_plain_autograd(kernel, demodulate):
 
 
 @pytest.mark.parametrize("kernel", [1, 3])
-def test_double_backward(kernel):
+def test_double_backward(kernel, impl):
     """Second-order gradients (path-length regularization goes through G twice) pass gradgradcheck."""
     torch.manual_seed(3)
     x = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
@@ -124,7 +133,7 @@ def test_double_backward(kernel):
     assert torch.autograd.gradgradcheck(fn, (x, w, s))
 
 
-def test_per_sample_weights_are_not_kept_for_backward():
+def test_per_sample_weights_are_not_kept_for_backward(impl):
     """No tensor of the per-sample weight's size [N, O, I, k, k] is saved for the backward pass."""
     torch.manual_seed(4)
     n, o, i, k = 4, 16, 12, 3
@@ -147,7 +156,7 @@ def test_per_sample_weights_are_not_kept_for_backward():
     assert max(saved) >= n * o * i * k * k  # the plain formula keeps them: the probe can see them
 
 
-def test_autocast_bfloat16_on_cpu():
+def test_autocast_bfloat16_on_cpu(impl):
     """Under CPU bf16 autocast the convolution runs in bf16 (as conv2d would) and backward works."""
     torch.manual_seed(5)
     x = torch.randn(2, 4, 6, 6, requires_grad=True)
@@ -160,3 +169,60 @@ def test_autocast_bfloat16_on_cpu():
     assert x.grad.dtype == torch.float32 and w.grad.dtype == torch.float32
     want = modulated_conv2d(x.detach(), w.detach(), s.detach(), padding=2)
     torch.testing.assert_close(y.float(), want, rtol=0.05, atol=0.1)
+
+
+def test_float16_dense_does_not_overflow_before_demodulation():
+    """A worst case for float16: 512 x 3x3 inputs of 250 summed with equal weights. The undemodulated
+    sum (1.15e6) would overflow float16; the dense path's 1/sqrt(I k k) factor keeps it in range."""
+    x = torch.full((2, 512, 6, 6), 250.0, dtype=torch.float16)
+    w, s = torch.ones(4, 512, 3, 3), torch.ones(2, 512)
+    want = modulated_conv2d(x.float(), w, s, padding=1)
+    for name in modconv.MODCONV_IMPLS:
+        modconv.set_modconv_impl(name)
+        try:
+            got = modulated_conv2d(x, w, s, padding=1)
+        finally:
+            modconv.set_modconv_impl(None)
+        assert got.dtype == torch.float16 and torch.isfinite(got).all(), name
+        torch.testing.assert_close(got.float(), want, rtol=2e-3, atol=0, msg=name)
+
+
+def test_impl_choice_setter_and_environment(monkeypatch):
+    """set_modconv_impl wins over $SG3_MODCONV, which wins over the default; bad names are refused."""
+    monkeypatch.delenv("SG3_MODCONV", raising=False)
+    assert modconv.get_modconv_impl() == "grouped"
+    monkeypatch.setenv("SG3_MODCONV", "dense")
+    assert modconv.get_modconv_impl() == "dense"
+    modconv.set_modconv_impl("grouped")
+    try:
+        assert modconv.get_modconv_impl() == "grouped"
+    finally:
+        modconv.set_modconv_impl(None)
+    monkeypatch.setenv("SG3_MODCONV", "fused")
+    with pytest.raises(ValueError, match=r"SG3_MODCONV must be one of grouped, dense, got 'fused'"):
+        modconv.get_modconv_impl()
+    with pytest.raises(
+        ValueError, match=r"set_modconv_impl\(name\) must be one of grouped, dense, got 'Dense'"
+    ):
+        modconv.set_modconv_impl("Dense")
+
+
+def test_dense_runs_one_ordinary_convolution(monkeypatch):
+    """'dense' convolves the whole batch with the shared weight (groups=1); 'grouped' uses groups=N."""
+    calls = []
+    real = torch.nn.functional.conv2d
+
+    def spy(x, w, *args, **kwargs):
+        calls.append((tuple(w.shape), kwargs.get("groups", 1)))
+        return real(x, w, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "conv2d", spy)
+    x, w, s = torch.randn(3, 4, 6, 6), torch.randn(5, 4, 3, 3), torch.randn(3, 4)
+    for name, want in [("grouped", [((15, 4, 3, 3), 3)]), ("dense", [((5, 4, 3, 3), 1)])]:
+        calls.clear()
+        modconv.set_modconv_impl(name)
+        try:
+            modulated_conv2d(x, w, s, padding=2)
+        finally:
+            modconv.set_modconv_impl(None)
+        assert calls == want, name

@@ -11,11 +11,43 @@ at batch 16 and 512 channels that is 150 MB per copy and layer, about 2.4 GB for
 generator. The autograd function here keeps only `x` and the three factors and rebuilds the
 per-sample weight in the backward pass (one broadcast multiply). Double backward works: the backward
 pass is made of differentiable operations.
+
+Two executions of a kernel larger than 1x1 (`set_modconv_impl`, or the environment variable
+SG3_MODCONV): 'grouped' (the default) convolves each sample with its own weight in one grouped
+convolution; 'dense' runs `d * conv(u * x, weight)`, one ordinary convolution over the batch, whose
+backward pass needs one more ordinary convolution (the gradient of `d` reads the undemodulated output,
+recomputed rather than kept). Which one is faster depends on the device's convolution kernels
+(docs/gpu.md); the results agree to rounding. A 1x1 kernel without padding is always a batched matrix
+product.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+from sg3.ops._dispatch import ProcessChoice
+
+MODCONV_IMPLS = ("grouped", "dense")
+IMPL_ENV = "SG3_MODCONV"
+_impl = ProcessChoice(IMPL_ENV, MODCONV_IMPLS, "set_modconv_impl(name)")
+
+
+def set_modconv_impl(name: str | None) -> None:
+    """Choose how modulated convolutions with a kernel larger than 1x1 run in this process.
+
+    Args:
+        name: 'grouped' (the default: one grouped convolution with per-sample weights) or 'dense' (one
+            ordinary convolution of the modulated input, then demodulation); None = back to the
+            environment variable SG3_MODCONV (unset: 'grouped').
+    """
+    _impl.set(name)
+
+
+def get_modconv_impl() -> str:
+    """The execution in effect: set_modconv_impl's, else $SG3_MODCONV, else 'grouped'."""
+    return _impl.get()
 
 
 def _scale(u: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
@@ -101,6 +133,61 @@ class _ModulatedConv(torch.autograd.Function):
         return gx, g_weight, g_u, g_d, None
 
 
+def _channel(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """`[N, C]` factors -> `[N, C, 1, 1]` in `dtype`, to scale the channels of an `[N, C, H, W]` tensor."""
+    return t.to(dtype).unsqueeze(2).unsqueeze(3)
+
+
+class _DenseModulatedConv(torch.autograd.Function):
+    """`d * conv(u * x, weight)`: the result of `_ModulatedConv` from one ordinary (batch-wide) convolution.
+
+    Saves the same tensors (x and the factors). The backward pass recomputes `u * x` and the undemodulated
+    output `conv(u * x, weight)`, whose product with the output gradient is the gradient of `d`.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, u, d, padding: int):  # noqa: D102 - see the class docstring
+        ctx.padding = padding
+        ctx.save_for_backward(x, weight, u, d)
+        y = torch.nn.functional.conv2d(x * _channel(u, x.dtype), weight.to(x.dtype), padding=padding)
+        return y * _channel(d, x.dtype)
+
+    @staticmethod
+    def backward(ctx, gy):  # noqa: D102 - see the class docstring
+        x, weight, u, d = ctx.saved_tensors
+        need_x, need_weight, need_u, need_d = ctx.needs_input_grad[:4]
+        p = ctx.padding
+        gy = gy.to(x.dtype)
+        w = weight.to(x.dtype)
+        xs = x * _channel(u, x.dtype)  # [NIHW]
+        acc = torch.promote_types(x.dtype, torch.float32)  # per-sample sums accumulate in >= float32
+        g_x = g_weight = g_u = g_d = None
+        if need_x or need_u or need_weight:
+            gxs, gw, _ = torch.ops.aten.convolution_backward(
+                gy * _channel(d, x.dtype),
+                xs,
+                w,
+                None,
+                [1, 1],
+                [p, p],
+                [1, 1],
+                False,
+                [0, 0],
+                1,
+                [need_x or need_u, need_weight, False],
+            )  # gxs: [NIHW], gw: [OIkk]
+            if need_x:
+                g_x = gxs * _channel(u, x.dtype)
+            if need_u:
+                g_u = (gxs * x).sum([2, 3], dtype=acc).to(u.dtype)  # [N, I]
+            if need_weight:
+                g_weight = gw.to(weight.dtype)
+        if need_d:
+            y_plain = torch.nn.functional.conv2d(xs, w, padding=p)  # [NOHW], not demodulated
+            g_d = (gy * y_plain).sum([2, 3], dtype=acc).to(d.dtype)  # [N, O]
+        return g_x, g_weight, g_u, g_d, None
+
+
 def modulated_conv(
     x: torch.Tensor, weight: torch.Tensor, u: torch.Tensor, d: torch.Tensor, padding: int
 ) -> torch.Tensor:
@@ -120,5 +207,12 @@ def modulated_conv(
     device = x.device.type
     if torch.is_autocast_enabled(device) and x.dtype != torch.float64:
         x = x.to(torch.get_autocast_dtype(device))
+    kh, kw = weight.shape[2:]
     with torch.autocast(device, enabled=False):
+        if get_modconv_impl() == "dense" and (kh * kw > 1 or padding > 0):
+            # The factor c = 1/sqrt(I k k) keeps the undemodulated output near the output's scale (d is
+            # about c for normalised weights and styles), so float16 does not overflow before the
+            # demodulation; weight * c and d / c give the same product.
+            c = 1 / math.sqrt(weight.shape[1] * kh * kw)
+            return _DenseModulatedConv.apply(x, weight * c, u, d / c, padding)
         return _ModulatedConv.apply(x, weight, u, d, padding)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import warnings
 from collections.abc import Iterator
@@ -60,6 +61,35 @@ def use_impl(name: str) -> Iterator[None]:
         yield
     finally:
         _state.override = previous
+
+
+class ProcessChoice:
+    """A process-wide choice among named variants: set in code, else an environment variable, else a default.
+
+    Args:
+        env: The environment variable read while nothing is set in code.
+        choices: The accepted names; the first one is the default.
+        setter: How the setter is called in error messages (e.g. 'set_cuda_kernel(name)').
+    """
+
+    def __init__(self, env: str, choices: tuple[str, ...], setter: str) -> None:
+        self.env, self.choices, self.setter = env, choices, setter
+        self._value: str | None = None
+
+    def _check(self, name: object, source: str) -> str:
+        if name not in self.choices:
+            raise ValueError(f"{source} must be one of {', '.join(self.choices)}, got {name!r}")
+        return name  # type: ignore[return-value]
+
+    def set(self, name: str | None) -> None:
+        """Choose `name` for this process; None = back to the environment variable (unset: the default)."""
+        self._value = None if name is None else self._check(name, self.setter)
+
+    def get(self) -> str:
+        """The choice in effect: the one set in code, else the environment variable's, else the default."""
+        if self._value is not None:
+            return self._value
+        return self._check(os.environ.get(self.env, self.choices[0]), f"the environment variable {self.env}")
 
 
 def _extension_kind(x: torch.Tensor) -> str:

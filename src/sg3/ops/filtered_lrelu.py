@@ -9,7 +9,6 @@ forward stores one small code per upsampled-domain sample (sign / clamped) that 
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 
@@ -27,13 +26,7 @@ from sg3.ops.upfirdn2d import compiled_filter, kernel_input, upfirdn2d
 
 CUDA_KERNELS = ("tiled", "blocked")  # index = the extension's kernel code (FlreluKernel, cuda_launch.cuh)
 KERNEL_ENV = "SG3_FLRELU_KERNEL"
-_cuda_kernel: str | None = None  # set_cuda_kernel; None = the environment variable, default 'tiled'
-
-
-def _check_kernel(name: object, source: str) -> str:
-    if name not in CUDA_KERNELS:
-        raise ValueError(f"{source} must be one of {', '.join(CUDA_KERNELS)}, got {name!r}")
-    return name  # type: ignore[return-value]
+_cuda_kernel = _dispatch.ProcessChoice(KERNEL_ENV, CUDA_KERNELS, "set_cuda_kernel(name)")
 
 
 def set_cuda_kernel(name: str | None) -> None:
@@ -43,15 +36,12 @@ def set_cuda_kernel(name: str | None) -> None:
         name: 'tiled' (the default) or 'blocked' (register-blocked passes; calls it does not cover run
             the tiled kernel); None = back to the environment variable SG3_FLRELU_KERNEL (unset: 'tiled').
     """
-    global _cuda_kernel
-    _cuda_kernel = None if name is None else _check_kernel(name, "set_cuda_kernel(name)")
+    _cuda_kernel.set(name)
 
 
 def get_cuda_kernel() -> str:
     """The CUDA filtered_lrelu kernel in effect: set_cuda_kernel's, else $SG3_FLRELU_KERNEL, else 'tiled'."""
-    if _cuda_kernel is not None:
-        return _cuda_kernel
-    return _check_kernel(os.environ.get(KERNEL_ENV, "tiled"), f"the environment variable {KERNEL_ENV}")
+    return _cuda_kernel.get()
 
 
 def _check_factor(value: object, name: str) -> int:
