@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gpu_check_lib as lib  # noqa: E402
 import gpu_profile  # noqa: E402
-from gpu_check_kernels import stage_kernels  # noqa: E402
+from gpu_check_kernels import KERNEL_IMPLS, stage_kernels  # noqa: E402
 
 
 def stage_env() -> dict[str, Any]:
@@ -270,6 +270,9 @@ def stage_profile(
     return result
 
 
+STAGES = ("env", "build", "gpu_tests", "kernels", "data", "profile", "train_t", "train_r")  # in run order
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
@@ -300,7 +303,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--train-arg", action="append", default=[], help="extra Hydra override for both training runs"
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # Names are checked before anything runs: a typo must not surface minutes into a lease.
+    for option, given, accepted in [
+        ("--profile-variants", args.profile_variants, tuple(gpu_profile.VARIANTS)),
+        ("--kernel-impls", args.kernel_impls, KERNEL_IMPLS),
+        ("--generators", args.generators, tuple(lib.GENERATORS)),
+        ("--skip", args.skip, STAGES),
+    ]:
+        unknown = [v for v in given.split(",") if v and v not in accepted]
+        if unknown:
+            p.error(f"{option}: unknown {', '.join(unknown)}; accepted: {', '.join(accepted)}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

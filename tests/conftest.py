@@ -76,3 +76,18 @@ def ref_ops_one_thread():
             yield
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _sg3_environment_unchanged():
+    """Fail a test that leaves an SG3_* environment variable changed: it would leak into every later test
+    of the process (e.g. a moved SG3_OPS_CACHE makes the next extension load rebuild from scratch)."""
+    before = {k: v for k, v in os.environ.items() if k.startswith("SG3_")}
+    yield
+    after = {k: v for k, v in os.environ.items() if k.startswith("SG3_")}
+    if after != before:
+        changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+        os.environ.update(before)
+        for k in after.keys() - before.keys():
+            del os.environ[k]
+        pytest.fail(f"the test changed the environment variables {changed} (use monkeypatch.setenv)")

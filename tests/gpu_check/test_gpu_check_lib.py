@@ -164,17 +164,40 @@ def test_deadline_budget():
 
 
 def test_main_without_gpu_writes_a_report_of_skipped_stages(tmp_path, monkeypatch):
+    from sg3.ops import _build
+
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    # main() points an unset SG3_OPS_CACHE at its scratch folder for its stages: keep the process's cache
+    # (and restore the variable afterwards), or every later test would rebuild the CPU extension there.
+    monkeypatch.setenv("SG3_OPS_CACHE", str(_build.cache_root()))
     rc = gpu_check.main(["--out", str(tmp_path), "--work", str(tmp_path / "work"), "--budget", "60"])
     assert rc == 0
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert report["format"] == "sg3-gpu-check" and report["version"] == 1
     expected = ["env", "build", "gpu_tests", "kernels", "data", "profile", "train_t", "train_r"]
-    assert list(report["stages"]) == expected
+    assert list(report["stages"]) == expected == list(gpu_check.STAGES)
     assert {s["status"] for s in report["stages"].values()} == {"skipped"}
     assert "no CUDA device" in report["stages"]["build"]["reason"]
     text = (tmp_path / "gpu_check.txt").read_text()
     assert "train_r" in text and "skipped" in text
+
+
+@pytest.mark.parametrize(
+    "option,value,accepted",
+    [
+        ("--profile-variants", "default,dense", "dense_modconv"),
+        ("--kernel-impls", "cuda,fast", "blocked"),
+        ("--generators", "T256,T512", "R1024"),
+        ("--skip", "gpu_test", "gpu_tests"),
+    ],
+)
+def test_unknown_names_are_refused_before_anything_runs(tmp_path, capsys, option, value, accepted):
+    with pytest.raises(SystemExit) as info:
+        gpu_check.main(["--out", str(tmp_path), option, value])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{option}: unknown {value.split(',')[-1]}; accepted: " in err and accepted in err
+    assert not list(tmp_path.iterdir())  # no report: nothing ran
 
 
 def test_gpu_report_renders_a_kept_run(tmp_path):
