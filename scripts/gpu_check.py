@@ -297,23 +297,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--profile-variants",
         default="default,blocked",
         help="training-step variants the profile stage times side by side: "
-        + ", ".join(gpu_profile.VARIANTS),
+        + ", ".join(gpu_profile.VARIANTS)
+        + "; join several with '+' to time their changes together (e.g. blocked+tf32)",
     )
     p.add_argument("--skip", default="", help="comma list of stages to skip (e.g. gpu_tests,train_r)")
     p.add_argument(
         "--train-arg", action="append", default=[], help="extra Hydra override for both training runs"
     )
     args = p.parse_args(argv)
+
     # Names are checked before anything runs: a typo must not surface minutes into a lease.
-    for option, given, accepted in [
-        ("--profile-variants", args.profile_variants, tuple(gpu_profile.VARIANTS)),
-        ("--kernel-impls", args.kernel_impls, KERNEL_IMPLS),
-        ("--generators", args.generators, tuple(lib.GENERATORS)),
-        ("--skip", args.skip, STAGES),
+    def known(accepted: tuple[str, ...]):
+        return lambda name: name in accepted
+
+    for option, given, is_known, accepted in [
+        (
+            "--profile-variants",
+            args.profile_variants,
+            lambda name: not gpu_profile.unknown_variant_parts(name),
+            ", ".join(gpu_profile.VARIANTS) + ", or several joined by '+'",
+        ),
+        ("--kernel-impls", args.kernel_impls, known(KERNEL_IMPLS), ", ".join(KERNEL_IMPLS)),
+        ("--generators", args.generators, known(tuple(lib.GENERATORS)), ", ".join(lib.GENERATORS)),
+        ("--skip", args.skip, known(STAGES), ", ".join(STAGES)),
     ]:
-        unknown = [v for v in given.split(",") if v and v not in accepted]
+        unknown = [v for v in given.split(",") if v and not is_known(v)]
         if unknown:
-            p.error(f"{option}: unknown {', '.join(unknown)}; accepted: {', '.join(accepted)}")
+            p.error(f"{option}: unknown {', '.join(unknown)}; accepted: {accepted}")
     return args
 
 

@@ -63,6 +63,12 @@ VARIANTS = {
 }
 
 
+def unknown_variant_parts(name: str) -> list[str]:
+    """The parts of a variant name that are not in `VARIANTS` (a name may join several with '+',
+    e.g. 'blocked+tf32': both changes at once)."""
+    return [part for part in name.split("+") if part not in VARIANTS]
+
+
 def _variant_settings(name: str, plain: dict[str, Any]):
     """Apply variant `name`: returns the (possibly changed) config and a function that undoes the rest."""
     import copy
@@ -81,13 +87,14 @@ def _variant_settings(name: str, plain: dict[str, Any]):
         torch.backends.cuda.matmul.allow_tf32,
         torch.backends.cudnn.allow_tf32,
     )
-    tf32 = bool(plain.get("tf32", False)) or name == "tf32"
+    parts = set(name.split("+"))
+    tf32 = bool(plain.get("tf32", False)) or "tf32" in parts
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32  # as on_fit_start does
-    if name == "blocked":
+    if "blocked" in parts:
         flrelu.set_cuda_kernel("blocked")
-    if name == "d_channels_last":
+    if "d_channels_last" in parts:
         plain["derived"]["D_kwargs"].setdefault("block_kwargs", {})["fp16_channels_last"] = True
-    if name == "dense_modconv":
+    if "dense_modconv" in parts:
         modconv.set_modconv_impl("dense")
 
     def restore() -> None:
@@ -207,7 +214,8 @@ def profile_run(
         steps: Timed repetitions of each phase (after one warm-up step).
         device: Torch device to run on.
         top: Number of kernels listed in the profile table.
-        variants: Names from `VARIANTS`, timed one after the other in this process; the first one also
+        variants: Names from `VARIANTS` (or several joined by '+': all of their changes at once), timed one
+            after the other in this process; the first one also
             gets the host-device sync count and the kernel table, and fills the top-level keys.
         deadline: `time.monotonic()` value after which no further variant is started (None: no limit).
 
@@ -225,8 +233,10 @@ def profile_run(
     d = plain["derived"]
     dev = torch.device(device)
     for name in variants:
-        if name not in VARIANTS:
-            raise ValueError(f"unknown profile variant {name!r}; accepted: {', '.join(VARIANTS)}")
+        if unknown_variant_parts(name):
+            raise ValueError(
+                f"unknown profile variant {name!r}; accepted: {', '.join(VARIANTS)}, or several joined by '+'"
+            )
     result: dict[str, Any] = {
         "config": str(config),
         "cfg": plain["model"]["cfg"],

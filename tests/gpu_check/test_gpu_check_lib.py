@@ -186,6 +186,7 @@ def test_main_without_gpu_writes_a_report_of_skipped_stages(tmp_path, monkeypatc
     "option,value,accepted",
     [
         ("--profile-variants", "default,dense", "dense_modconv"),
+        ("--profile-variants", "default,blocked+tf32,blocked+fast", "or several joined by '+'"),
         ("--kernel-impls", "cuda,fast", "blocked"),
         ("--generators", "T256,T512", "R1024"),
         ("--skip", "gpu_test", "gpu_tests"),
@@ -239,7 +240,7 @@ def test_profile_run_times_each_variant_and_restores_the_settings(tmp_path):
     OmegaConf.save(OmegaConf.create(compose_plain([*TINY, "augment=none"])), config)
     from sg3.modules import modconv
 
-    variants = ("default", "blocked", "d_channels_last", "dense_modconv")
+    variants = ("default", "blocked", "d_channels_last", "dense_modconv", "tf32+dense_modconv")
     res = gpu_profile.profile_run(config, steps=1, device="cpu", variants=variants)
     assert tuple(res["variants"]) == variants
     for name, timed in res["variants"].items():
@@ -257,6 +258,31 @@ def test_profile_run_times_each_variant_and_restores_the_settings(tmp_path):
     assert " | 1.00x | " in rows[0] and "Gmain " in rows[0]
     with pytest.raises(ValueError, match="unknown profile variant 'fast'"):
         gpu_profile.profile_run(config, steps=1, device="cpu", variants=("default", "fast"))
+    with pytest.raises(ValueError, match="unknown profile variant 'tf32\\+fast'"):
+        gpu_profile.profile_run(config, steps=1, device="cpu", variants=("tf32+fast",))
+
+
+def test_combined_variant_applies_every_part_and_restore_undoes_them():
+    import importlib
+
+    import torch
+
+    import gpu_profile
+    from sg3.modules import modconv
+
+    flrelu = importlib.import_module("sg3.ops.filtered_lrelu")  # the package attribute is the op
+    tf32_before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    plain = {"tf32": False, "derived": {"D_kwargs": {}}}
+    cfg, restore = gpu_profile._variant_settings("blocked+tf32+d_channels_last+dense_modconv", plain)
+    try:
+        assert flrelu.get_cuda_kernel() == "blocked" and modconv.get_modconv_impl() == "dense"
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+        assert cfg["derived"]["D_kwargs"]["block_kwargs"]["fp16_channels_last"] is True
+        assert plain == {"tf32": False, "derived": {"D_kwargs": {}}}  # the caller's config is left alone
+    finally:
+        restore()
+    assert flrelu.get_cuda_kernel() == "tiled" and modconv.get_modconv_impl() == "grouped"
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == tf32_before
 
 
 def test_gpu_report_renders_blocked_vs_tiled_rows():
