@@ -142,7 +142,7 @@ class _DenseModulatedConv(torch.autograd.Function):
     """`d * conv(u * x, weight)`: the result of `_ModulatedConv` from one ordinary (batch-wide) convolution.
 
     Saves the same tensors (x and the factors). The backward pass recomputes `u * x` and the undemodulated
-    output `conv(u * x, weight)`, whose product with the output gradient is the gradient of `d`.
+    output `conv(u * x, weight)`, whose product with the output gradient gives the gradient of `d`.
     """
 
     @staticmethod
@@ -161,7 +161,15 @@ class _DenseModulatedConv(torch.autograd.Function):
         w = weight.to(x.dtype)
         xs = x * _channel(u, x.dtype)  # [NIHW]
         acc = torch.promote_types(x.dtype, torch.float32)  # per-sample sums accumulate in >= float32
+        # Temporaries of the activations' size are freed (or overwritten) as soon as they are used, so at
+        # most two live at once; in-place only without create_graph (double backward keeps plain ops).
+        inplace = not torch.is_grad_enabled()
         g_x = g_weight = g_u = g_d = None
+        if need_d:
+            y_plain = torch.nn.functional.conv2d(xs, w, padding=p)  # [NOHW], not demodulated
+            y_plain = y_plain.mul_(gy) if inplace else y_plain * gy
+            g_d = y_plain.sum([2, 3], dtype=acc).to(d.dtype)  # [N, O]
+            del y_plain
         if need_x or need_u or need_weight:
             gxs, gw, _ = torch.ops.aten.convolution_backward(
                 gy * _channel(d, x.dtype),
@@ -176,15 +184,13 @@ class _DenseModulatedConv(torch.autograd.Function):
                 1,
                 [need_x or need_u, need_weight, False],
             )  # gxs: [NIHW], gw: [OIkk]
-            if need_x:
-                g_x = gxs * _channel(u, x.dtype)
-            if need_u:
-                g_u = (gxs * x).sum([2, 3], dtype=acc).to(u.dtype)  # [N, I]
+            del xs
             if need_weight:
                 g_weight = gw.to(weight.dtype)
-        if need_d:
-            y_plain = torch.nn.functional.conv2d(xs, w, padding=p)  # [NOHW], not demodulated
-            g_d = (gy * y_plain).sum([2, 3], dtype=acc).to(d.dtype)  # [N, O]
+            if need_u:
+                g_u = (gxs * x).sum([2, 3], dtype=acc).to(u.dtype)  # [N, I]
+            if need_x:
+                g_x = gxs.mul_(_channel(u, x.dtype)) if inplace else gxs * _channel(u, x.dtype)
         return g_x, g_weight, g_u, g_d, None
 
 
