@@ -29,6 +29,7 @@ import torch
 import sg3.ops
 from sg3.modules.discriminator import Discriminator
 from sg3.modules.generator import Generator
+from sg3.modules.modconv import set_modconv_impl
 
 TARGET = 8.0
 RES = 64
@@ -230,6 +231,14 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((label, ref, cpp))
         cpp_txt = "n/a" if cpp is None else f"{cpp[0] * 1e3:.1f} (ops {cpp[1] * 1e3:.1f})"
         print(f"{label}: ref {ref[0] * 1e3:.1f} (ops {ref[1] * 1e3:.1f}) ms/img, cpp {cpp_txt} ms/img")
+    dense = None
+    if compiled_error is None:  # the other execution of the 3x3 modulated convolutions, same ops
+        set_modconv_impl("dense")
+        try:
+            with sg3.ops.use_impl("cpp"):
+                dense = _measure(_g_step(nets["G T"], args.batch), args.batch, args.repeats)
+        finally:
+            set_modconv_impl(None)
     load_after = os.getloadavg()[0]
 
     lines = [
@@ -252,6 +261,16 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *_table(rows, compiled_error),
     ]
+    if dense is not None:
+        grouped = rows[0][2][0]
+        lines += [
+            "",
+            f"Modulated convolution executions (G T, compiled ops, same run): 'grouped' (the default, "
+            f"one grouped conv with per-sample weights) {grouped * 1e3:.1f} ms/img, 'dense' "
+            f"(`SG3_MODCONV=dense`: one ordinary conv over the batch, one more in the backward pass) "
+            f"{dense[0] * 1e3:.1f} ms/img, i.e. dense takes {dense[0] / grouped:.2f}x the time of grouped "
+            "on this CPU.",
+        ]
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")
