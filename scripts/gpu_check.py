@@ -6,6 +6,8 @@ Stages (each records its own status; a failing stage never stops the next one):
   gpu_tests   `pytest -m gpu tests` (CUDA vs ref parity, gradients, double backward) -> junit counts
   kernels     filtered_lrelu fwd and fwd+bwd per layer of 256 and 1024 T/R generators: the tiled and the
               blocked CUDA kernels (speed-up, differences) and ref
+  ncu         Nsight Compute counters of both filtered_lrelu kernels, fwd and bwd, on a few layers
+              (gpu_ncu.py: throughput, occupancy, registers, shared memory, warp states); skipped without ncu
   data        synthetic 256x256 images -> webdataset shards (sg3.data.dataset_tool)
   profile     per-phase times (Gmain, Dmain, Dreg, Gema), host-device syncs and top kernels of both configs
               (gpu_profile.py), each in the --profile-variants side by side (blocked kernel, tf32, ...)
@@ -33,6 +35,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gpu_check_lib as lib  # noqa: E402
+import gpu_ncu  # noqa: E402
 import gpu_profile  # noqa: E402
 from gpu_check_kernels import KERNEL_IMPLS, stage_kernels  # noqa: E402
 
@@ -270,7 +273,15 @@ def stage_profile(
     return result
 
 
-STAGES = ("env", "build", "gpu_tests", "kernels", "data", "profile", "train_t", "train_r")  # in run order
+STAGES = ("env", "build", "gpu_tests", "kernels", "ncu", "data", "profile", "train_t", "train_r")  # run order
+
+
+def _ncu_layer_known(spec: str) -> bool:
+    try:
+        gpu_ncu.find_layer(spec)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -300,6 +311,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         + ", ".join(gpu_profile.VARIANTS)
         + "; join several with '+' to time their changes together (e.g. blocked+tf32)",
     )
+    p.add_argument(
+        "--ncu-layers",
+        default=",".join(gpu_ncu.DEFAULT_LAYERS),
+        help="layers whose filtered_lrelu kernels the ncu stage profiles (Nsight Compute), e.g. T256/L8",
+    )
     p.add_argument("--skip", default="", help="comma list of stages to skip (e.g. gpu_tests,train_r)")
     p.add_argument(
         "--train-arg", action="append", default=[], help="extra Hydra override for both training runs"
@@ -320,6 +336,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ("--kernel-impls", args.kernel_impls, known(KERNEL_IMPLS), ", ".join(KERNEL_IMPLS)),
         ("--generators", args.generators, known(tuple(lib.GENERATORS)), ", ".join(lib.GENERATORS)),
         ("--skip", args.skip, known(STAGES), ", ".join(STAGES)),
+        ("--ncu-layers", args.ncu_layers, _ncu_layer_known, "GEN/Ln, e.g. T256/L8 (a layer of a generator)"),
     ]:
         unknown = [v for v in given.split(",") if v and not is_known(v)]
         if unknown:
@@ -380,6 +397,15 @@ def main(argv: list[str] | None = None) -> int:
             tuple(args.kernel_impls.split(",")),
         ),
         skip=skip_reason("kernels", ("build",)),
+    )
+    save()
+    lib.run_stage(
+        report,
+        "ncu",
+        lambda: gpu_ncu.stage_ncu(
+            work, deadline.budget(0.15 * B, reserve=0.4 * B), [v for v in args.ncu_layers.split(",") if v]
+        ),
+        skip=skip_reason("ncu", ("build",)) or (None if gpu_ncu.ncu_path() else "ncu not found"),
     )
     save()
     lib.run_stage(report, "data", lambda: stage_data(work, args.images, 256), skip=skip_reason("data"))

@@ -142,6 +142,28 @@ def peak_memory_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def ncu_rows(report: dict[str, Any]) -> list[str]:
+    """One table row per filtered_lrelu kernel launch profiled by the ncu stage (gpu_ncu.py)."""
+    rows = []
+    for k in report["stages"].get("ncu", {}).get("result", {}).get("kernels", []):
+        h, units = k.get("headline", {}), k.get("units", {})
+
+        def cell(key: str, fmt: str, h=h) -> str:
+            return "-" if h.get(key) is None else format(h[key], fmt)
+
+        instance = k.get("kernel", "").split("(")[0].replace("void ", "").replace("sg3cuda::", "")
+        smem = cell("smem_per_block", ".1f") + (
+            f" {units['smem_per_block']}" if "smem_per_block" in units else ""
+        )
+        rows.append(
+            f"| {k.get('label', k.get('id'))} | `{instance}` | {k.get('grid')} | {cell('duration', '.1f')} | "
+            f"{cell('sm_pct', '.1f')} | {cell('mem_pct', '.1f')} | {cell('occupancy_pct', '.1f')} / "
+            f"{cell('theoretical_occupancy_pct', '.1f')} | {cell('registers', '.0f')} | {smem} | "
+            f"{cell('cycles_per_issue', '.1f')} | {cell('issue_busy_pct', '.1f')} |"
+        )
+    return rows
+
+
 def render(report: dict[str, Any], name: str) -> str:
     """One report as a Markdown subsection."""
     env = report["stages"].get("env", {}).get("result", {})
@@ -204,6 +226,21 @@ def render(report: dict[str, Any], name: str) -> str:
         skipped = report["stages"]["kernels"]["result"].get("skipped_layers") or []
         if skipped:
             lines += ["", f"Not timed (stage budget spent): {len(skipped)} layers ({skipped[0]} ...)."]
+    ncu = ncu_rows(report)
+    if ncu:
+        res = report["stages"]["ncu"]["result"]
+        lines += [
+            "",
+            f"filtered_lrelu kernels under Nsight Compute ({res.get('ncu')}; --clock-control none; ncu "
+            "flushes the caches before each replay pass, so durations are cold-cache ones):",
+            "",
+            "| call | instance | grid | duration us | SM % | memory % | occupancy % (achieved / theoretical) "
+            "| registers | shared memory per block | warp cycles per issue | issue slots busy % |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+            *ncu,
+        ]
+        if res.get("labels_note"):
+            lines += ["", res["labels_note"]]
     blocked = blocked_rows(report)
     if blocked:
         lines += [

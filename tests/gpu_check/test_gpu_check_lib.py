@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -174,7 +175,7 @@ def test_main_without_gpu_writes_a_report_of_skipped_stages(tmp_path, monkeypatc
     assert rc == 0
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert report["format"] == "sg3-gpu-check" and report["version"] == 1
-    expected = ["env", "build", "gpu_tests", "kernels", "data", "profile", "train_t", "train_r"]
+    expected = ["env", "build", "gpu_tests", "kernels", "ncu", "data", "profile", "train_t", "train_r"]
     assert list(report["stages"]) == expected == list(gpu_check.STAGES)
     assert {s["status"] for s in report["stages"].values()} == {"skipped"}
     assert "no CUDA device" in report["stages"]["build"]["reason"]
@@ -190,6 +191,7 @@ def test_main_without_gpu_writes_a_report_of_skipped_stages(tmp_path, monkeypatc
         ("--kernel-impls", "cuda,fast", "blocked"),
         ("--generators", "T256,T512", "R1024"),
         ("--skip", "gpu_test", "gpu_tests"),
+        ("--ncu-layers", "T256/L8,T256/L99", "T256/L8"),
     ],
 )
 def test_unknown_names_are_refused_before_anything_runs(tmp_path, capsys, option, value, accepted):
@@ -283,6 +285,120 @@ def test_combined_variant_applies_every_part_and_restore_undoes_them():
         restore()
     assert flrelu.get_cuda_kernel() == "tiled" and modconv.get_modconv_impl() == "grouped"
     assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == tf32_before
+
+
+def _ncu_csv() -> str:
+    """ncu's `--csv --page details` layout: one row per metric, kernel columns repeated."""
+    header = (
+        "ID,Process ID,Process Name,Host Name,Kernel Name,Context,Stream,Block Size,Grid Size,Device,CC,"
+        "Section Name,Metric Name,Metric Unit,Metric Value"
+    ).split(",")
+    tiled = "void sg3cuda::filtered_lrelu_fused_kernel<__half, 2, 2, 12, 12>(sg3cuda::FusedParams<float>)"
+    blocked = "void sg3cuda::filtered_lrelu_blocked_kernel<__half, 2, 2>(sg3cuda::BlockedParams<float>)"
+    metrics = [
+        ("0", tiled, "GPU Speed Of Light Throughput", "Duration", "msecond", "1.50"),
+        ("0", tiled, "GPU Speed Of Light Throughput", "Compute (SM) Throughput", "%", "41.20"),
+        ("0", tiled, "Launch Statistics", "Dynamic Shared Memory Per Block", "Kbyte/block", "42.10"),
+        ("0", tiled, "Occupancy", "Achieved Occupancy", "%", "48.5"),
+        ("1", blocked, "GPU Speed Of Light Throughput", "Duration", "usecond", "1,250.00"),
+        ("1", blocked, "Occupancy", "Theoretical Occupancy", "%", "50"),
+    ]
+    lines = ["==PROF== Disconnected from process 1", ",".join(f'"{h}"' for h in header)]
+    for kid, kernel, section, name, unit, value in metrics:
+        row = [kid, "1", "python3", "h", kernel, "1", "7", "(256, 1, 1)", "(5, 5, 16384)", "0", "9.0"]
+        lines.append(",".join(f'"{c}"' for c in [*row, section, name, unit, value]))
+    return "\n".join(lines) + "\n"
+
+
+def test_ncu_details_csv_is_condensed_per_launch_and_rendered():
+    import gpu_ncu
+    import gpu_report
+
+    kernels, note = gpu_ncu.parse_details_csv(_ncu_csv(), ["T256/L8 tiled fwd", "T256/L8 blocked fwd"])
+    assert note is None and [k["id"] for k in kernels] == [0, 1]
+    first, second = kernels
+    assert first["label"] == "T256/L8 tiled fwd" and first["grid"] == "(5, 5, 16384)"
+    assert first["headline"] == {
+        "duration": 1500.0,
+        "sm_pct": 41.2,
+        "smem_per_block": 42.1,
+        "occupancy_pct": 48.5,
+    }
+    assert first["units"]["smem_per_block"] == "Kbyte/block" and first["units"]["duration"] == "us"
+    assert first["metrics"]["Occupancy/Achieved Occupancy [%]"] == 48.5
+    assert second["headline"] == {"duration": 1250.0, "theoretical_occupancy_pct": 50.0}
+    _, note = gpu_ncu.parse_details_csv(_ncu_csv(), ["one label"])
+    assert note == "2 kernels profiled for 1 labelled calls: labels left out"
+    assert gpu_ncu.parse_details_csv("==PROF== nothing", []) == ([], "no CSV rows in ncu's output")
+    report = {
+        "started": "t",
+        "stages": {"ncu": {"status": "ok", "result": {"ncu": "v1", "kernels": kernels}}},
+    }
+    text = gpu_report.render(report, "run")
+    row = (
+        "| T256/L8 tiled fwd | `filtered_lrelu_fused_kernel<__half, 2, 2, 12, 12>` | (5, 5, 16384) | "
+        "1500.0 | 41.2 | - | 48.5 / - | - | 42.1 Kbyte/block | - | - |"
+    )
+    assert row in text and "Nsight Compute (v1;" in text
+
+
+def test_ncu_stage_drives_ncu_and_condenses_its_export(tmp_path, monkeypatch):
+    """stage_ncu against a stand-in `ncu` (the real one needs a GPU): the sections it lists, the profiling
+    command (target, kernel filter, clock control, report path), the export and the labels."""
+    import gpu_ncu
+
+    calls = tmp_path / "calls.jsonl"
+    csv_file = tmp_path / "details.csv"
+    csv_file.write_text(_ncu_csv())
+    fake = tmp_path / "bin" / "ncu"
+    fake.parent.mkdir()
+    fake.write_text(
+        f"""#!{sys.executable}
+import json, sys
+argv = sys.argv[1:]
+open({str(calls)!r}, "a").write(json.dumps(argv) + "\\n")
+if argv == ["--list-sections"]:
+    print("Identifier  Display Name\\nSpeedOfLight  GPU Speed Of Light\\nOccupancy  Occupancy")
+elif argv == ["--version"]:
+    print("NVIDIA (R) Nsight Compute Command Line Profiler\\nVersion 2099.1.0.0 (build 1)")
+elif "--import" in argv:
+    print(open({str(csv_file)!r}).read())
+else:
+    print("==PROF== Connected")
+    print({gpu_ncu.LABELS_MARK!r} + json.dumps(["T256/L8 tiled fwd", "T256/L8 blocked fwd"]))
+"""
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    assert gpu_ncu.ncu_path() == str(fake)
+    res = gpu_ncu.stage_ncu(tmp_path, 60, ["T256/L8"])
+    assert res["ok"] and res["ncu"] == "Version 2099.1.0.0 (build 1)"
+    assert res["sections"] == ["SpeedOfLight", "Occupancy"] and res["labels_note"] is None
+    assert [k["label"] for k in res["kernels"]] == ["T256/L8 tiled fwd", "T256/L8 blocked fwd"]
+    argvs = [json.loads(line) for line in calls.read_text().splitlines()]
+    profile = next(a for a in argvs if "--target" in a)
+    assert profile[:8] == ["--clock-control", "none", "--kernel-name", "regex:filtered_lrelu", "-f", "-o",
+                           str(tmp_path / "ncu_report"), "--section"]  # fmt: skip
+    assert profile[-4:] == [sys.executable, str(Path(gpu_ncu.__file__).resolve()), "--target", "T256/L8"]
+    assert ["--import", f"{tmp_path / 'ncu_report'}.ncu-rep", "--csv", "--page", "details"] in argvs
+    with pytest.raises(ValueError, match="has no layer 'L99'"):
+        gpu_ncu.stage_ncu(tmp_path, 60, ["T256/L99"])
+
+
+def test_ncu_layers_are_looked_up_by_generator_and_short_name():
+    import gpu_ncu
+
+    gen, layer = gpu_ncu.find_layer("R256/L7")
+    assert gen == "R256" and layer["name"] == "L7_148_1024" and layer["down_filter"]["radial"]
+    assert [gpu_ncu.find_layer(s)[1]["name"] for s in gpu_ncu.DEFAULT_LAYERS] == [
+        "L8_148_512",
+        "L10_276_256",
+        "L7_148_1024",
+    ]
+    with pytest.raises(ValueError, match="unknown generator 'X256'"):
+        gpu_ncu.find_layer("X256/L1")
+    with pytest.raises(ValueError, match="T256 has no layer 'L99'; accepted: L0, L1"):
+        gpu_ncu.find_layer("T256/L99")
 
 
 def test_gpu_report_renders_blocked_vs_tiled_rows():
