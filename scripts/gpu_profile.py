@@ -215,8 +215,8 @@ def profile_run(
         device: Torch device to run on.
         top: Number of kernels listed in the profile table.
         variants: Names from `VARIANTS` (or several joined by '+': all of their changes at once), timed one
-            after the other in this process; the first one also
-            gets the host-device sync count and the kernel table, and fills the top-level keys.
+            after the other in this process; the first one also gets the host-device sync count and the
+            kernel table, and fills the top-level keys.
         deadline: `time.monotonic()` value after which no further variant is started (None: no limit).
 
     Returns:
