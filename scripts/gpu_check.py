@@ -100,7 +100,7 @@ def stage_gpu_tests(out_dir: Path, timeout: float) -> dict[str, Any]:
         *(["-n", "4"] if importlib.util.find_spec("xdist") else []),  # 4 workers share the GPU
         f"--junitxml={junit}",
     ]
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env = lib.child_env(REPO / "src")
     try:
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=max(timeout, 1))
         output, rc = proc.stdout + proc.stderr, proc.returncode
@@ -141,7 +141,7 @@ def stage_data(work: Path, count: int, resolution: int) -> dict[str, Any]:
         "--workers",
         "4",
     ]
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env = lib.child_env(REPO / "src")
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     index = dest / "dataset.json"
     return {
@@ -175,12 +175,7 @@ def train_command(cfg: str, index: str, runs: Path, name: str, steps: int, batch
         "grid.gh=4",
         *extra,
     ]
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-        "WANDB_MODE": "offline",
-        "HYDRA_FULL_ERROR": "1",
-    }
+    env = lib.child_env(REPO / "src", WANDB_MODE="offline", HYDRA_FULL_ERROR="1")
     return cmd, env
 
 

@@ -46,6 +46,13 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def child_env(*paths: str | Path, **extra: str) -> dict[str, str]:
+    """The environment of a child Python process: this one's, with `paths` in front of PYTHONPATH (what is
+    already there stays: on the device, the carried wheels in /tmp/site) and the `extra` variables set."""
+    pythonpath = os.pathsep.join([*map(str, paths), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "PYTHONPATH": pythonpath, **extra}
+
+
 def new_report(argv: list[str]) -> dict[str, Any]:
     """An empty report: format header, start time, the command line, the SG3_* environment variables (they
     choose kernels and executions, e.g. SG3_FLRELU_KERNEL, SG3_MODCONV) and room for the stages."""

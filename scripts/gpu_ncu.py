@@ -169,7 +169,7 @@ def stage_ncu(work: Path, budget: float, specs: list[str]) -> dict[str, Any]:
     for spec in specs:
         find_layer(spec)
     start = time.monotonic()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(Path(__file__).parent)])}
+    env = lib.child_env(REPO / "src", Path(__file__).resolve().parent)
     listed = subprocess.run([ncu, "--list-sections"], capture_output=True, text=True, timeout=60, env=env)
     sections = [s for s in SECTIONS if s in listed.stdout]
     report = work / "ncu_report"

@@ -73,6 +73,15 @@ def test_polyphase_flops_scale_with_batch_and_count_radial_taps():
     assert lib.polyphase_flops(radial) > lib.polyphase_flops(layer)
 
 
+def test_child_env_puts_paths_before_the_existing_pythonpath(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", "/tmp/site")
+    env = lib.child_env(Path("/r/src"), "/r/scripts", WANDB_MODE="offline")
+    assert env["PYTHONPATH"] == os.pathsep.join(["/r/src", "/r/scripts", "/tmp/site"])
+    assert env["WANDB_MODE"] == "offline" and env["PATH"] == os.environ["PATH"]
+    monkeypatch.delenv("PYTHONPATH")
+    assert lib.child_env("/r/src")["PYTHONPATH"] == "/r/src" + os.pathsep
+
+
 def test_run_stage_records_ok_failed_and_skipped():
     report = lib.new_report(["x"])
     assert lib.run_stage(report, "a", lambda: {"value": 1})
@@ -356,7 +365,9 @@ def test_ncu_stage_drives_ncu_and_condenses_its_export(tmp_path, monkeypatch):
         f"""#!{sys.executable}
 import json, sys
 argv = sys.argv[1:]
+import os
 open({str(calls)!r}, "a").write(json.dumps(argv) + "\\n")
+open({str(calls)!r} + ".env", "a").write(os.environ.get("PYTHONPATH", "") + "\\n")
 if argv == ["--list-sections"]:
     print("Identifier  Display Name\\nSpeedOfLight  GPU Speed Of Light\\nOccupancy  Occupancy")
 elif argv == ["--version"]:
@@ -370,6 +381,7 @@ else:
     )
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PYTHONPATH", "/tmp/site")  # the carried wheels on the device must stay importable
     assert gpu_ncu.ncu_path() == str(fake)
     res = gpu_ncu.stage_ncu(tmp_path, 60, ["T256/L8"])
     assert res["ok"] and res["ncu"] == "Version 2099.1.0.0 (build 1)"
@@ -381,6 +393,9 @@ else:
                            str(tmp_path / "ncu_report"), "--section"]  # fmt: skip
     assert profile[-4:] == [sys.executable, str(Path(gpu_ncu.__file__).resolve()), "--target", "T256/L8"]
     assert ["--import", f"{tmp_path / 'ncu_report'}.ncu-rep", "--csv", "--page", "details"] in argvs
+    src, scripts = str(SCRIPTS.parent / "src"), str(SCRIPTS)
+    envs = (tmp_path / "calls.jsonl.env").read_text().splitlines()
+    assert envs[argvs.index(profile)] == os.pathsep.join([src, scripts, "/tmp/site"])
     with pytest.raises(ValueError, match="has no layer 'L99'"):
         gpu_ncu.stage_ncu(tmp_path, 60, ["T256/L99"])
 
