@@ -10,6 +10,7 @@ Examples:
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -59,6 +60,27 @@ def num_processes(trainer_cfg: dict) -> int:
         gpu = trainer_cfg.get("accelerator") in ("gpu", "cuda", "auto") and torch.cuda.is_available()
         count = torch.cuda.device_count() if gpu else 1
     return count * nodes
+
+
+def gpu_missing(trainer_cfg: dict) -> str | None:
+    """Why the trainer's GPUs are not available here (a message naming the fix), or None when they are."""
+    accelerator = trainer_cfg.get("accelerator")
+    if accelerator not in ("gpu", "cuda"):
+        return None
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    why = (
+        f"this torch build ({torch.__version__}) has no CUDA support"
+        if torch.version.cuda is None
+        else f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no GPU (CUDA_VISIBLE_DEVICES="
+        f"{os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')!r})"
+    )
+    return (
+        f"trainer.accelerator={accelerator} needs a CUDA GPU, but {why}. Run on a GPU machine, or train on "
+        "the CPU with trainer=cpu (after experiment=..., e.g. `sg3-train experiment=... trainer=cpu`)"
+    )
 
 
 def short_value(value: str) -> str:
@@ -117,6 +139,9 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     from sg3.training.threads import apply_threads
 
     check_required(cfg)
+    no_gpu = gpu_missing(OmegaConf.to_container(cfg.trainer, resolve=True))
+    if no_gpu and not cfg.dry_run:
+        raise ConfigError(no_gpu)
     hc = HydraConfig.get()
     run_dir = hc.runtime.output_dir
     plain = OmegaConf.to_container(cfg, resolve=True)
@@ -179,7 +204,8 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     if plain["metrics"].get("_target_"):
         every = plain["metrics"].get("every_kimg") or plain["derived"]["snapshot_kimg"]
         callbacks.append(instantiate(cfg.metrics, every_kimg=every))
-    trainer = instantiate(
+    # A dry run of a GPU experiment on a machine without one checks everything but the Trainer.
+    trainer = None if no_gpu else instantiate(
         cfg.trainer,
         logger=loggers or False,
         callbacks=callbacks,
@@ -195,7 +221,13 @@ def build(cfg: DictConfig) -> dict[str, Any]:
         use_distributed_sampler=False,
     )
     return dict(
-        trainer=trainer, model=model, datamodule=dm, ckpt_path=ckpt_path, summary=summary, run_dir=run_dir
+        trainer=trainer,
+        model=model,
+        datamodule=dm,
+        ckpt_path=ckpt_path,
+        summary=summary,
+        run_dir=run_dir,
+        no_gpu=no_gpu,
     )
 
 
@@ -235,6 +267,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     _silence_known_noise()
     parts = build(cfg)
     if cfg.dry_run:
+        if parts["no_gpu"]:
+            print(f"sg3-train: the Trainer was not built: {parts['no_gpu']}", flush=True)
         print(f"sg3-train: dry run OK; resolved config in {parts['run_dir']}/config.yaml", flush=True)
         return {"run_dir": parts["run_dir"], "dry_run": True}
     ckpt = parts["ckpt_path"]

@@ -169,3 +169,16 @@ def test_metrics_group_adds_the_metrics_callback_by_target(tmp_path):
     found = [cb for cb in parts["trainer"].callbacks if type(cb).__name__ == "MetricsCallback"]
     assert len(found) == 1
     assert parts["model"].derived["snapshot_kimg"] == pytest.approx(1.0)  # demo: snap 5 x 0.2 kimg
+
+
+def test_gpu_trainer_without_a_gpu_names_trainer_cpu(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"trainer.accelerator=gpu needs a CUDA GPU.*trainer=cpu"):
+        build_in_process(["experiment=demo", "trainer=gpu"], tmp_path / "a")
+    assert not (tmp_path / "a" / "run").exists()  # refused before anything was written
+    # A dry run still checks everything else (config, data, networks) and says why no Trainer was built.
+    parts = build_in_process(["experiment=demo", "trainer=gpu", "dry_run=true"], tmp_path / "b")
+    assert parts["trainer"] is None and "trainer=cpu" in parts["no_gpu"]
+    assert parts["model"].G.img_resolution == 32 and (tmp_path / "b" / "run" / "config.yaml").is_file()
