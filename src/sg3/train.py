@@ -205,20 +205,24 @@ def build(cfg: DictConfig) -> dict[str, Any]:
         every = plain["metrics"].get("every_kimg") or plain["derived"]["snapshot_kimg"]
         callbacks.append(instantiate(cfg.metrics, every_kimg=every))
     # A dry run of a GPU experiment on a machine without one checks everything but the Trainer.
-    trainer = None if no_gpu else instantiate(
-        cfg.trainer,
-        logger=loggers or False,
-        callbacks=callbacks,
-        default_root_dir=run_dir,
-        plugins=[AtomicCheckpointIO()],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        max_epochs=-1,
-        max_steps=-1,
-        num_sanity_val_steps=0,
-        log_every_n_steps=1,
-        use_distributed_sampler=False,
+    trainer = (
+        None
+        if no_gpu
+        else instantiate(
+            cfg.trainer,
+            logger=loggers or False,
+            callbacks=callbacks,
+            default_root_dir=run_dir,
+            plugins=[AtomicCheckpointIO()],
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            max_epochs=-1,
+            max_steps=-1,
+            num_sanity_val_steps=0,
+            log_every_n_steps=1,
+            use_distributed_sampler=False,
+        )
     )
     return dict(
         trainer=trainer,
