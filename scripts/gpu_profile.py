@@ -60,6 +60,7 @@ VARIANTS = {
     "tf32": "TF32 in matmuls and cuDNN convolutions (config key tf32=true)",
     "d_channels_last": "channels_last activations in D's fp16 blocks (D block_kwargs.fp16_channels_last)",
     "dense_modconv": "modulated convs as one ordinary conv over the batch (modconv.set_modconv_impl)",
+    "one_chunk": "no gradient accumulation: batch_gpu = batch / processes (key batch_gpu; more memory)",
 }
 
 
@@ -96,6 +97,9 @@ def _variant_settings(name: str, plain: dict[str, Any]):
         plain["derived"]["D_kwargs"].setdefault("block_kwargs", {})["fp16_channels_last"] = True
     if "dense_modconv" in parts:
         modconv.set_modconv_impl("dense")
+    if "one_chunk" in parts:  # what `batch_gpu=<batch / processes>` derives (derive.py)
+        d = plain["derived"]
+        d["batch_gpu"], d["num_accum"] = d["batch_per_gpu"], 1
 
     def restore() -> None:
         flrelu.set_cuda_kernel(saved[0])
@@ -174,6 +178,7 @@ def _time_variant(plain: dict[str, Any], dev, steps: int, detail: bool, top: int
     out: dict[str, Any] = {
         "phase_ms": {k: round(v, 2) for k, v in ms.items()},
         "phase_intervals": intervals,
+        "batch_gpu": d["batch_gpu"],
         "step_ms": round(step_ms, 2),
         "sec_per_kimg_phases": round(step_ms / d["batch"], 3),
     }

@@ -248,16 +248,17 @@ def test_profile_run_times_each_variant_and_restores_the_settings(tmp_path):
     from training_helpers import TINY, compose_plain
 
     config = tmp_path / "config.yaml"
-    OmegaConf.save(OmegaConf.create(compose_plain([*TINY, "augment=none"])), config)
+    OmegaConf.save(OmegaConf.create(compose_plain([*TINY, "augment=none", "batch=8", "batch_gpu=4"])), config)
     from sg3.modules import modconv
 
-    variants = ("default", "blocked", "d_channels_last", "dense_modconv", "tf32+dense_modconv")
+    variants = ("default", "blocked", "d_channels_last", "dense_modconv", "tf32+dense_modconv", "one_chunk")
     res = gpu_profile.profile_run(config, steps=1, device="cpu", variants=variants)
     assert tuple(res["variants"]) == variants
     for name, timed in res["variants"].items():
         assert {"Gmain", "Dmain", "Dreg", "Gema"} <= set(timed["phase_ms"]), name
         assert timed["step_ms"] > 0 and timed["sec_per_kimg_phases"] > 0, name
     assert res["phase_ms"] == res["variants"]["default"]["phase_ms"]
+    assert res["variants"]["default"]["batch_gpu"] == 4 and res["variants"]["one_chunk"]["batch_gpu"] == 8
     assert res["phase_intervals"]["Dreg"] == 16
     assert flrelu.get_cuda_kernel() == "tiled"
     assert modconv.get_modconv_impl() == "grouped"
@@ -283,13 +284,17 @@ def test_combined_variant_applies_every_part_and_restore_undoes_them():
 
     flrelu = importlib.import_module("sg3.ops.filtered_lrelu")  # the package attribute is the op
     tf32_before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    plain = {"tf32": False, "derived": {"D_kwargs": {}}}
-    cfg, restore = gpu_profile._variant_settings("blocked+tf32+d_channels_last+dense_modconv", plain)
+    derived = {"D_kwargs": {}, "batch_per_gpu": 32, "batch_gpu": 8, "num_accum": 4}
+    plain = {"tf32": False, "derived": derived}
+    variant = "blocked+tf32+d_channels_last+dense_modconv+one_chunk"
+    cfg, restore = gpu_profile._variant_settings(variant, plain)
     try:
         assert flrelu.get_cuda_kernel() == "blocked" and modconv.get_modconv_impl() == "dense"
         assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
         assert cfg["derived"]["D_kwargs"]["block_kwargs"]["fp16_channels_last"] is True
-        assert plain == {"tf32": False, "derived": {"D_kwargs": {}}}  # the caller's config is left alone
+        assert (cfg["derived"]["batch_gpu"], cfg["derived"]["num_accum"]) == (32, 1)
+        # the caller's config is left alone
+        assert plain == {"tf32": False, "derived": {**derived, "D_kwargs": {}}} and derived["batch_gpu"] == 8
     finally:
         restore()
     assert flrelu.get_cuda_kernel() == "tiled" and modconv.get_modconv_impl() == "grouped"
