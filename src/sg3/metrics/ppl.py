@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from sg3.metrics.options import MetricOptions, get_detector
-from sg3.metrics.sampling import batch_generator, run_sharded
+from sg3.metrics.sampling import batch_generator, run_sharded, sample_labels
 
 __all__ = ["slerp", "compute_ppl"]
 
@@ -60,9 +60,7 @@ def compute_ppl(num: int, space: str, sampling: str, opts: MetricOptions, batch_
     def one(b: int) -> torch.Tensor:
         g = batch_generator(opts.seed, f"ppl-{space}{sampling}", b)
         z = torch.randn(2 * batch_size, G.z_dim, generator=g)
-        c = torch.zeros(batch_size, G.c_dim)
-        if G.c_dim:
-            c[torch.arange(batch_size), torch.randint(G.c_dim, (batch_size,), generator=g)] = 1
+        c = sample_labels(G, batch_size, g, opts.data)  # like the dataset's labels
         t = torch.rand(batch_size, 1, generator=g) * (1 if sampling == "full" else 0)
         z0, z1 = z.chunk(2)
         c2 = torch.cat([c, c]).to(dev)

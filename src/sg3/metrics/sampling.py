@@ -22,6 +22,7 @@ __all__ = [
     "batch_generator",
     "gather_batches",
     "run_sharded",
+    "sample_labels",
     "sample_latents",
     "quantize",
     "generate_images",
@@ -106,18 +107,21 @@ def _one_hot_labels(n: int, c_dim: int, g: torch.Generator) -> torch.Tensor:
     return c
 
 
-def sample_latents(G: torch.nn.Module, n: int, g: torch.Generator, data: Any = None) -> tuple:
-    """Draw `z [n, z_dim]` and labels `c [n, c_dim]` (CPU) for a generator.
+def sample_labels(G: torch.nn.Module, n: int, g: torch.Generator, data: Any = None) -> torch.Tensor:
+    """Draw labels `c [n, c_dim]` (CPU) for a generator.
 
     Labels come from `data.sample_labels(n, g)` when the data module offers them (uniform over the
     dataset's labels), otherwise uniformly random one-hot vectors (zeros `[n, 0]` if unconditional).
     """
-    z = torch.randn(n, G.z_dim, generator=g)
     if G.c_dim and data is not None and hasattr(data, "sample_labels"):
-        c = torch.as_tensor(data.sample_labels(n, g), dtype=torch.float32).reshape(n, G.c_dim)
-    else:
-        c = _one_hot_labels(n, G.c_dim, g)
-    return z, c
+        return torch.as_tensor(data.sample_labels(n, g), dtype=torch.float32).reshape(n, G.c_dim)
+    return _one_hot_labels(n, G.c_dim, g)
+
+
+def sample_latents(G: torch.nn.Module, n: int, g: torch.Generator, data: Any = None) -> tuple:
+    """Draw `z [n, z_dim]` and then labels `c [n, c_dim]` (CPU, see `sample_labels`) for a generator."""
+    z = torch.randn(n, G.z_dim, generator=g)
+    return z, sample_labels(G, n, g, data)
 
 
 def quantize(img: torch.Tensor) -> torch.Tensor:
