@@ -56,12 +56,18 @@ def compute_ppl(num: int, space: str, sampling: str, opts: MetricOptions, batch_
     G, dev = opts.G, opts.device
     lpips = get_detector("lpips", opts)
     num_batches = math.ceil(num / batch_size)
+    # StyleGAN2 layers keep their 'const' noise in buffers; the metric redraws them for every batch (a no-op
+    # for StyleGAN3, which has none) and puts the network's own ones back afterwards.
+    noise_bufs = [buf for name, buf in G.named_buffers() if name.endswith("noise_const")]
+    saved = [buf.clone() for buf in noise_bufs]
 
     def one(b: int) -> torch.Tensor:
         g = batch_generator(opts.seed, f"ppl-{space}{sampling}", b)
         z = torch.randn(2 * batch_size, G.z_dim, generator=g)
         c = sample_labels(G, batch_size, g, opts.data)  # like the dataset's labels
         t = torch.rand(batch_size, 1, generator=g) * (1 if sampling == "full" else 0)
+        for buf in noise_bufs:
+            buf.copy_(torch.randn(buf.shape, generator=g, dtype=buf.dtype))
         z0, z1 = z.chunk(2)
         c2 = torch.cat([c, c]).to(dev)
         if space == "w":
@@ -75,7 +81,11 @@ def compute_ppl(num: int, space: str, sampling: str, opts: MetricOptions, batch_
         a, bb = _to_lpips_range(img).chunk(2)
         return (lpips(a, bb) / EPSILON**2).double().cpu()  # [B]
 
-    dist = torch.cat(run_sharded(one, num_batches, opts.rank, opts.world_size, "ppl", opts.progress))
+    try:
+        dist = torch.cat(run_sharded(one, num_batches, opts.rank, opts.world_size, "ppl", opts.progress))
+    finally:
+        for buf, old in zip(noise_bufs, saved, strict=True):
+            buf.copy_(old)
     dist = dist[:num].numpy()
     lo = np.percentile(dist, 1, method="lower")
     hi = np.percentile(dist, 99, method="higher")
