@@ -51,16 +51,6 @@ def save_png(array: np.ndarray, path: Path) -> None:
     Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(path)
 
 
-# Per-tick scalars written to stats.jsonl beside the statistics (plus every Resources/* value).
-_TICK_SCALARS = (
-    "Progress/kimg",
-    "Progress/augment",
-    "Progress/tick",
-    "Timing/sec_per_kimg",
-    "Timing/img_per_sec",
-)
-
-
 class TickLogger(Callback):
     """Writes each tick's statistics to `<run dir>/stats.jsonl` and the loggers, and prints a tick line."""
 
@@ -72,8 +62,8 @@ class TickLogger(Callback):
         if not info or "scalars" not in info or not trainer.is_global_zero:
             return
         record = {**info["stats"], "timestamp": time.time()}
-        for name, value in info["scalars"].items():  # as in the official stats.jsonl
-            if name in _TICK_SCALARS or name.startswith("Resources/"):
+        for name, value in info["scalars"].items():  # Progress/*, Timing/*, Resources/* (official)
+            if name not in record:  # the per-sample statistics keep their counts
                 record[name] = {"num": 1, "mean": value, "std": 0.0}
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")

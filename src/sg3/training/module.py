@@ -69,6 +69,8 @@ class StyleGAN3Module(LightningModule):
         self.wandb_run_id: str | None = None
         self.stats = StatCollector()
         self._tick_start_time = 0.0
+        self._step_end_time = 0.0
+        self._maintenance_sec = 0.0
         self._start_time = time.time()
         self._label_gen: torch.Generator | None = None
         self._restored_rng: list[dict[str, Any]] | dict[str, Any] | None = None
@@ -280,6 +282,19 @@ class StyleGAN3Module(LightningModule):
             }
         if done and self._trainer is not None:
             self.trainer.should_stop = True
+        self._step_end_time = time.time()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        """After the callbacks (Lightning calls this hook last): their work at this step is maintenance.
+
+        As in the official loop, grids, snapshots, metrics and checkpoints do not count as training time in
+        the next tick's `Timing/sec_per_tick` / `sec_per_kimg`; they are reported as `Timing/maintenance_sec`.
+        """
+        if self.tick_info is None:
+            return
+        spent = time.time() - self._step_end_time
+        self._maintenance_sec += spent
+        self._tick_start_time += spent
 
     def _tick_summary(self, done: bool) -> dict[str, Any]:
         d = self.derived
@@ -288,22 +303,29 @@ class StyleGAN3Module(LightningModule):
         tick_kimg = (self.cur_nimg - self.tick_start_nimg) / 1000
         stats = self.stats.summarize(self._all_reduce_sum if self._trainer is not None else None, self.device)
         scalars = {name: s["mean"] for name, s in stats.items()}
+        total_sec = now - self._start_time
         scalars.update({
             "Progress/tick": self.cur_tick,
             "Progress/kimg": self.kimg,
             "Progress/augment": float(self.augment_pipe.p) if self.augment_pipe is not None else 0.0,
-            "Timing/total_sec": now - self._start_time,
+            "Timing/total_sec": total_sec,
             "Timing/sec_per_tick": tick_sec,
             "Timing/sec_per_kimg": tick_sec / max(tick_kimg, 1e-8),
+            "Timing/maintenance_sec": self._maintenance_sec,
+            "Timing/total_hours": total_sec / (60 * 60),
+            "Timing/total_days": total_sec / (24 * 60 * 60),
             "Timing/img_per_sec": tick_kimg * 1000 / max(tick_sec, 1e-8),
             "Resources/cpu_mem_gb": _cpu_mem_gb(),
         })  # fmt: skip
         if self.ada is not None and not torch.isnan(self.ada.last_rt):
             scalars["Progress/ada_rt"] = float(self.ada.last_rt)
         if self.device.type == "cuda":
-            scalars["Resources/peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+            gib = 2**30
+            scalars["Resources/peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / gib
+            scalars["Resources/peak_gpu_mem_reserved_gb"] = torch.cuda.max_memory_reserved(self.device) / gib
             torch.cuda.reset_peak_memory_stats(self.device)
         self._tick_start_time = now
+        self._maintenance_sec = 0.0
         self.tick_start_nimg = self.cur_nimg
         snap = max(int(round(d["snapshot_kimg"] / d["kimg_per_tick"])), 1)
         image_snap = max(int(round(d["image_kimg"] / d["kimg_per_tick"])), 1)
