@@ -107,8 +107,9 @@ def spectrum_db(spectrum: np.ndarray, image_size: int, smooth: float = 1.25) -> 
     h = np.fft.fftshift(10 * np.log10(np.maximum(spectrum, 1e-30)))
     h = np.concatenate([h, h[:1]], axis=0)
     h = np.concatenate([h, h[:, :1]], axis=1)
-    if smooth > 0:
-        h = scipy.ndimage.gaussian_filter(h, sigma=h.shape[0] / image_size * smooth, mode="nearest")
+    if smooth > 0:  # sigma from the spectrum's size S (before the wrap): S / image_size * smooth
+        sigma = spectrum.shape[0] / image_size * smooth
+        h = scipy.ndimage.gaussian_filter(h, sigma=sigma, mode="nearest")
     return h
 
 
