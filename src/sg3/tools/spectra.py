@@ -29,7 +29,6 @@ from sg3.tools.cli_common import (  # noqa: E402
     console_main,
     load_network,
     resolve_device,
-    seed_latent,
 )
 
 __all__ = ["main", "average_spectrum", "spectrum_db", "slices", "image_source"]
@@ -44,10 +43,10 @@ def image_source(spec: str, num: int, seed: int, device: torch.device) -> tuple[
         G = load_network(spec, device)
 
         def gen_batches() -> Iterator[torch.Tensor]:
-            rng = np.random.RandomState(seed)
             for i in range(num):
-                z = seed_latent(seed + i, G.z_dim).to(device)
-                cls = int(rng.randint(G.c_dim)) if G.c_dim else None
+                rnd = np.random.RandomState(seed + i)  # z, then the class, from the seed's own state
+                z = torch.from_numpy(rnd.randn(1, G.z_dim)).float().to(device)
+                cls = int(rnd.randint(G.c_dim)) if G.c_dim else None
                 with torch.no_grad():
                     img = G(z, class_labels(G, cls).to(device))
                 yield (img * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu()
