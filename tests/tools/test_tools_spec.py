@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scipy.ndimage
 import torch
 
-from sg3.tools import spectra
+from sg3.tools import spectra, video
+from sg3.tools.cli_common import CliError
 
 
 def test_heatmap_smoothing_sigma_is_spectrum_size_over_image_size():
@@ -48,3 +50,54 @@ def test_generator_source_draws_z_then_class_from_the_seeds_random_state(monkeyp
         want = np.zeros((1, G.c_dim), np.float32)
         want[0, rnd.randint(G.c_dim)] = 1
         np.testing.assert_array_equal(c, want)
+
+
+class _KeyframeG(torch.nn.Module):
+    """A stand-in generator whose 2x2 image shows w[0] / 20 (so a frame's pixel names its seed)."""
+
+    z_dim = w_dim = 4
+    c_dim, num_ws = 0, 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+        self.mapping = lambda z, c, truncation_psi=1: z[:, None, :]  # [N, num_ws, w_dim]
+        self.synthesis = lambda w, noise_mode="const": (
+            (w[:, 0, 0] / 20).reshape(-1, 1, 1, 1).expand(-1, 3, 2, 2)
+        )
+
+
+def _keyframe_seeds(frames: list[np.ndarray], w_frames: int, cells: int) -> list[list[int]]:
+    """Seed shown by each cell at each keyframe (frame j * w_frames), read back from the pixel value."""
+    out = []
+    for cell in range(cells):
+        vals = [int(frames[j][0, 2 * cell, 0]) for j in range(0, len(frames), w_frames)]
+        out.append([int(round((v - 128) / 127.5 * 20)) for v in vals])
+    return out
+
+
+@pytest.fixture
+def seed_is_latent(monkeypatch):
+    monkeypatch.setattr(video, "seed_latent", lambda s, z_dim: torch.full((1, z_dim), float(s)))
+
+
+def test_video_keyframes_cycle_seeds_per_cell(seed_is_latent):
+    # Spec 7 (gen_video): K keyframes per cell, seeds cycled to fill K*W*H; cell (y, x) uses entries
+    # [(y*W + x)*K, ... + K); frame f samples f / w_frames for f in [0, K*w_frames).
+    G = _KeyframeG()
+    frames = video.latent_frames(G, [0, 1, 2], (1, 1), 2, num_keyframes=4, progress=False)
+    assert len(frames) == 4 * 2
+    assert _keyframe_seeds(frames, 2, 1) == [[0, 1, 2, 0]]
+    frames = video.latent_frames(G, [0, 1, 2, 3, 4, 5], (2, 1), 3, progress=False)
+    assert len(frames) == 3 * 3 and _keyframe_seeds(frames, 3, 2) == [[0, 1, 2], [3, 4, 5]]
+
+
+def test_video_shuffle_seed_and_seed_count_check(seed_is_latent):
+    G = _KeyframeG()
+    frames = video.latent_frames(G, list(range(6)), (2, 1), 1, shuffle_seed=3, progress=False)
+    want = list(range(6))
+    np.random.RandomState(3).shuffle(want)
+    assert _keyframe_seeds(frames, 1, 2) == [want[:3], want[3:]]
+    # Seeds that do not divide into the cells would be dropped silently: refused, as in the official tool.
+    with pytest.raises(CliError, match="5 seed.*2x2 grid's 4 cells.*--num-keyframes"):
+        video.latent_frames(G, list(range(5)), (2, 2), 2, progress=False)

@@ -62,12 +62,13 @@ def write_video(frames: list[np.ndarray], path: str | Path, fps: int = 30) -> Pa
 def latent_frames(
     G: torch.nn.Module, seeds: list[int], grid: tuple[int, int], w_frames: int, kind: str = "cubic",
     loop: bool = True, psi: float = 1.0, class_idx: int | None = None, progress: bool = True,
+    num_keyframes: int | None = None, shuffle_seed: int | None = None,
 ) -> list[np.ndarray]:  # fmt: skip
     """Frames of a latent walk through the seeds' w vectors, one walk per grid cell.
 
     Args:
         G: Generator.
-        seeds: Keyframe seeds; cell i uses seeds[i*K:(i+1)*K] with K = len(seeds) // (W*H) (cycled if short).
+        seeds: Keyframe seeds, cycled to fill K*W*H; cell (y, x) uses entries [(y*W + x)*K, ... + K).
         grid: (W, H) cells.
         w_frames: Frames per transition between two keyframes.
         kind: Interpolation: 'cubic' or 'linear'.
@@ -75,17 +76,33 @@ def latent_frames(
         psi: Truncation psi.
         class_idx: Class for conditional networks.
         progress: Progress bar.
+        num_keyframes: Keyframes K per cell; None = len(seeds) / (W*H), which must then be a whole number.
+        shuffle_seed: Shuffle the cycled seeds with `RandomState(shuffle_seed)`; None keeps their order.
     """
     if kind not in ("cubic", "linear"):
         raise CliError(f"--kind: expected cubic or linear, got {kind!r}")
     gw, gh = grid
     cells = gw * gh
-    k = max(len(seeds) // cells, 2 if not loop else 1)
+    if num_keyframes is None:
+        if len(seeds) % cells:
+            raise CliError(
+                f"--seeds: {len(seeds)} seed(s) do not divide into the {gw}x{gh} grid's {cells} cells; "
+                f"pass a multiple of {cells} seeds, or --num-keyframes K to cycle them"
+            )
+        k = max(len(seeds) // cells, 2 if not loop else 1)
+    elif num_keyframes < 1:
+        raise CliError(f"--num-keyframes must be >= 1, got {num_keyframes}")
+    else:
+        k = num_keyframes
+    if not loop and k < 2:
+        raise CliError(f"--no-loop needs >= 2 keyframes per cell, got {k}")
     if kind == "cubic" and not loop and k < 4:
         raise CliError(
             f"--kind cubic with --no-loop needs >= 4 keyframes per cell, got {k}; add seeds or use linear"
         )
     all_seeds = [seeds[i % len(seeds)] for i in range(k * cells)]
+    if shuffle_seed is not None:
+        np.random.RandomState(shuffle_seed).shuffle(all_seeds)
     dev = next(G.parameters()).device
     z = torch.cat([seed_latent(s, G.z_dim) for s in all_seeds]).to(dev)
     c = class_labels(G, class_idx, len(all_seeds)).to(dev)
@@ -139,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", required=True, help="seeds, e.g. 0-31")
     p.add_argument("--mode", default="latent", choices=["latent", "translate", "rotate"])
     p.add_argument("--grid", default="1x1", help="WxH cells")
+    p.add_argument(
+        "--num-keyframes", type=int, default=None, help="keyframes per cell (default: seeds/cells)"
+    )
+    p.add_argument("--shuffle-seed", type=int, default=None, help="shuffle the seeds with this random seed")
     p.add_argument("--w-frames", type=int, default=120, help="frames per latent transition")
     p.add_argument("--kind", default="cubic", help="latent interpolation: cubic or linear")
     p.add_argument("--no-loop", action="store_true", help="do not return to the first keyframe")
@@ -159,7 +180,8 @@ def _run(args: argparse.Namespace) -> int:
     G = load_network(args.network, resolve_device(args.device))
     if args.mode == "latent":
         frames = latent_frames(G, seeds, grid, args.w_frames, args.kind, not args.no_loop, args.trunc,
-                               args.class_idx)  # fmt: skip
+                               args.class_idx, num_keyframes=args.num_keyframes,
+                               shuffle_seed=args.shuffle_seed)  # fmt: skip
     else:
         frames = transform_frames(
             G, seeds, grid, args.mode, args.frames, args.amount, args.trunc, args.class_idx
