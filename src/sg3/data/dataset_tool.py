@@ -15,6 +15,8 @@ import logging
 import multiprocessing
 import os
 import sys
+import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +42,10 @@ __all__ = ["ConvertOptions", "ConvertSummary", "convert", "main", "parse_size"]
 
 log = logging.getLogger(__name__)
 _SHARD_GLOB = "*-[0-9][0-9][0-9][0-9][0-9][0-9].tar"
-_UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+_UNREADABLE = (  # a damaged file, or a zip member with a bad CRC, damaged or unsupported compression
+    UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError,
+    zipfile.BadZipFile, zlib.error, NotImplementedError,
+)  # fmt: skip
 
 
 @dataclass

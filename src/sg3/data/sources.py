@@ -56,6 +56,14 @@ def _open_file(path: str) -> Callable[[], Image.Image]:
     return lambda: Image.open(path)
 
 
+def _file_size(path: str) -> int:
+    """Size in bytes, or 0 for a file that cannot be stat'ed (a dangling link: reported when opened)."""
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
 class _LazyZip:
     """Opens a zip once per process and reads members from it."""
 
@@ -122,7 +130,7 @@ def open_source(source: str, labels: str = "auto") -> list[SourceItem]:
                 path = os.path.join(root, fname)
                 rel = os.path.relpath(path, source).replace(os.sep, "/")
                 if _is_image_name(rel):
-                    items.append(SourceItem(rel, _open_file(path), size_hint=os.path.getsize(path)))
+                    items.append(SourceItem(rel, _open_file(path), size_hint=_file_size(path)))
         json_path = os.path.join(source, "dataset.json")
         if os.path.isfile(json_path):
             with open(json_path, encoding="utf-8") as f:

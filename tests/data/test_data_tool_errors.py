@@ -1,0 +1,54 @@
+"""sg3-dataset and the data module on damaged input: failures name the file, or are counted and skipped."""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+
+import numpy as np
+from PIL import Image
+
+from sg3.data.dataset_tool import main
+
+
+def _png(value: int, size: int = 16) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((size, size, 3), value, np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _zip_with_bad_crc(path: str) -> None:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for name, value in (("a.png", 10), ("b.png", 20), ("c.png", 30)):
+            zf.writestr(name, _png(value))
+    data = bytearray(open(path, "rb").read())
+    at = data.find(b"IDAT", data.find(b"b.png"))
+    data[at + 10] ^= 0xFF  # damage b.png's stored bytes: its CRC-32 no longer matches
+    open(path, "wb").write(bytes(data))
+
+
+def _run(capsys, *args: str) -> tuple[int, str]:
+    code = main([*args, "--no-progress"])
+    captured = capsys.readouterr()
+    return code, captured.err + captured.out
+
+
+def test_zip_member_with_bad_crc_is_skipped_or_named_with_strict(tmp_path, capsys):
+    src = str(tmp_path / "src.zip")
+    _zip_with_bad_crc(src)
+    code, out = _run(capsys, "--source", src, "--dest", str(tmp_path / "a"))
+    assert code == 0 and "skipped 1 (unreadable), e.g. b.png" in out
+    code, out = _run(capsys, "--source", src, "--dest", str(tmp_path / "b"), "--strict")
+    assert code == 2 and "b.png: unreadable" in out and "Traceback" not in out
+
+
+def test_dangling_link_in_the_source_folder_is_skipped(tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.png").write_bytes(_png(10))
+    os.symlink(str(tmp_path / "missing.png"), str(src / "dead.png"))
+    code, out = _run(capsys, "--source", str(src), "--dest", str(tmp_path / "a"))
+    assert code == 0 and "skipped 1 (unreadable), e.g. dead.png" in out
+    code, out = _run(capsys, "--source", str(src), "--dest", str(tmp_path / "b"), "--strict")
+    assert code == 2 and "dead.png: unreadable" in out
