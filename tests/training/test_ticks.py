@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
+import torch
 from training_helpers import reals, tiny_module
 
 import sg3.training.module as module_mod
-from sg3.training.callbacks import TickLogger
+from sg3.training.callbacks import ImageGrids, TickLogger, grid_shape, to_grid
 
 
 class FakeClock:
@@ -86,3 +88,42 @@ def test_stats_jsonl_has_every_official_progress_timing_and_resource_stat(tmp_pa
     assert record["Progress/kimg"]["mean"] == pytest.approx(0.004)
     assert record["Loss/G/loss"]["num"] == 4  # the per-sample statistics keep their counts
     assert isinstance(record["timestamp"], float)
+
+
+def test_grid_shape_and_quantization_follow_the_spec():
+    assert [grid_shape(r) for r in (1024, 512, 256, 16)] == [(7, 4), (15, 8), (30, 16), (32, 32)]
+    assert grid_shape(256, gw=8, gh=4) == (8, 4)
+    x = torch.tensor([-1.5, -1.0, -0.2, 0.0, 0.5, 1.0, 1.2]).view(1, 1, 1, 7)
+    expected = np.clip(np.rint((x.numpy() + 1) * 127.5), 0, 255).reshape(1, 7, 1)
+    assert np.array_equal(to_grid(x, 1, 1), expected)
+
+
+class LabelledData:
+    """A stand-in data module: 12 images of 3 classes (class k's images are filled with 100 k + i)."""
+
+    c_dim = 3
+    index = {"class_counts": [4, 0, 8]}  # class 1 is absent from the dataset
+
+    def __init__(self):
+        self.labels = [2, 0, 2, 2, 0, 2, 2, 0, 2, 2, 0, 2]
+
+    def exactly_once_loader(self, batch_size):
+        imgs = torch.stack([torch.full([1, 2, 2], 100 * k + i) for i, k in enumerate(self.labels)])
+        c = torch.nn.functional.one_hot(torch.tensor(self.labels), 3).float()
+        return list(zip(imgs.to(torch.uint8).split(batch_size), c.split(batch_size)))
+
+    def sample_labels(self, n, generator=None):
+        raise AssertionError("grid labels are not random")
+
+
+def test_labelled_grids_have_one_class_per_row_in_class_order():
+    """Spec 5.3: one label per row for labelled data (sorted, cycled); the fakes use the same labels."""
+    grids = ImageGrids("unused", gw=2, gh=3)
+    pl_module = SimpleNamespace(derived={"resolution": 2, "c_dim": 3}, G=SimpleNamespace(z_dim=4))
+    trainer = SimpleNamespace(datamodule=LabelledData())
+    grids._setup_grid(trainer, pl_module)
+    assert grids.c.argmax(1).tolist() == [0, 0, 2, 2, 0, 0]  # present classes 0 and 2, one per row
+    reals = grids._reals(trainer)[:, :, 0]  # [gh*2, gw*2]
+    rows = [[int(reals[2 * y, 2 * x]) for x in range(2)] for y in range(3)]
+    # row 0: the first two class-0 images; row 1: class 2; row 2: class 0 again, the next two images
+    assert rows == [[1, 4], [200, 202], [7, 10]]

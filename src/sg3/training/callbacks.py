@@ -45,6 +45,22 @@ def to_grid(img: torch.Tensor, gw: int, gh: int, drange: tuple[float, float] = (
     return x.numpy()
 
 
+def grid_labels(c_dim: int, gw: int, gh: int, class_counts: list[int] | None = None) -> torch.Tensor:
+    """Labels `[gw*gh, c_dim]` of the image grids: one class per row (official layout).
+
+    Args:
+        c_dim: Number of classes (0 = unconditional: `[gw*gh, 0]`).
+        gw: Columns. gh: Rows.
+        class_counts: Images per class in the dataset (None = all classes present); row y shows the y-th
+            present class in ascending order, cycling when there are more rows than classes.
+    """
+    if c_dim == 0:
+        return torch.zeros([gw * gh, 0])
+    present = [k for k in range(c_dim) if class_counts is None or class_counts[k] > 0] or list(range(c_dim))
+    rows = torch.tensor([present[y % len(present)] for y in range(gh)])  # [gh]
+    return torch.nn.functional.one_hot(rows.repeat_interleave(gw), c_dim).to(torch.float32)
+
+
 def save_png(array: np.ndarray, path: Path) -> None:
     """Write a uint8 HWC array as PNG (1-channel images as grayscale)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,11 +110,8 @@ class ImageGrids(Callback):
         n = self.gw * self.gh
         gen = torch.Generator().manual_seed(self.seed)
         self.z = torch.randn([n, pl_module.G.z_dim], generator=gen)
-        dm = trainer.datamodule
-        if pl_module.derived["c_dim"] and dm is not None:
-            self.c = dm.sample_labels(n, gen)
-        else:
-            self.c = torch.zeros([n, pl_module.derived["c_dim"]])
+        counts = getattr(trainer.datamodule, "index", {}).get("class_counts")
+        self.c = grid_labels(pl_module.derived["c_dim"], self.gw, self.gh, counts)
 
     @torch.no_grad()
     def fakes(self, pl_module) -> np.ndarray:
@@ -115,6 +128,8 @@ class ImageGrids(Callback):
         if dm is None or not hasattr(dm, "exactly_once_loader"):
             return None
         need, got = self.gw * self.gh, []
+        if self.c.shape[1] > 0:
+            return to_grid(self._labelled_reals(dm).float(), self.gw, self.gh, drange=(0, 255))
         for img, _ in dm.exactly_once_loader(batch_size=min(need, 64)):
             got.append(img)
             if sum(x.shape[0] for x in got) >= need:
@@ -123,6 +138,24 @@ class ImageGrids(Callback):
         if imgs.shape[0] < need:  # tiny datasets: repeat
             imgs = imgs.repeat((need + imgs.shape[0] - 1) // imgs.shape[0], 1, 1, 1)[:need]
         return to_grid(imgs.float(), self.gw, self.gh, drange=(0, 255))
+
+    def _labelled_reals(self, dm) -> torch.Tensor:
+        """Real images for the grid's row labels: row y shows the next `gw` images of its class."""
+        row_class = self.c[:: self.gw].argmax(1).tolist()  # [gh]
+        need = {k: row_class.count(k) * self.gw for k in set(row_class)}
+        found: dict[int, list[torch.Tensor]] = {k: [] for k in need}
+        for img, c in dm.exactly_once_loader(batch_size=64):
+            for x, k in zip(img, c.argmax(1).tolist() if c.shape[1] else [-1] * len(img)):
+                if k in found and len(found[k]) < need[k]:
+                    found[k].append(x)
+            if all(len(found[k]) >= need[k] for k in need):
+                break
+        rows, seen = [], {k: 0 for k in need}
+        for k in row_class:
+            imgs = found[k] or [torch.zeros_like(img[0])]  # a class without images: a black row
+            rows += [imgs[(seen[k] * self.gw + x) % len(imgs)] for x in range(self.gw)]
+            seen[k] += 1
+        return torch.stack(rows)
 
     def _save(self, trainer, pl_module, name: str, key: str) -> None:
         array = self.fakes(pl_module)
