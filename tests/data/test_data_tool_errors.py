@@ -52,3 +52,30 @@ def test_dangling_link_in_the_source_folder_is_skipped(tmp_path, capsys):
     assert code == 0 and "skipped 1 (unreadable), e.g. dead.png" in out
     code, out = _run(capsys, "--source", str(src), "--dest", str(tmp_path / "b"), "--strict")
     assert code == 2 and "dead.png: unreadable" in out
+
+
+def test_undecodable_dataset_json_is_named(tmp_path, capsys):
+    src = str(tmp_path / "src.zip")
+    with zipfile.ZipFile(src, "w") as zf:
+        zf.writestr("a.png", _png(10))
+        zf.writestr("dataset.json", b"\xff\xfe{")
+    code, out = _run(capsys, "--source", src, "--dest", str(tmp_path / "a"))
+    assert code == 2 and "dataset.json" in out and "UTF-8" in out
+
+
+def test_images_smaller_than_4_pixels_are_refused_with_the_right_reason(tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.new("RGB", (2, 2)).save(src / "a.png")
+    code, out = _run(capsys, "--source", str(src), "--dest", str(tmp_path / "a"))
+    assert code == 2 and "a.png: size 2x2" in out and "at least 4" in out
+
+
+def test_shard_caps_are_named_by_their_flags(tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.png").write_bytes(_png(10))
+    code, out = _run(capsys, "--source", str(src), "--dest", str(tmp_path / "a"), "--shard-bytes", "10")
+    assert code == 2 and "--shard-bytes" in out
+    code, out = _run(capsys, "--source", str(src), "--dest", str(tmp_path / "b"), "--shard-size", "0")
+    assert code == 2 and "--shard-size" in out

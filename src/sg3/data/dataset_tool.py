@@ -142,6 +142,10 @@ def _check_options(opts: ConvertOptions) -> tuple[int, int] | None:
         raise ValueError(f"png_compression={opts.png_compression} must be in 0..9")
     if opts.max_images is not None and opts.max_images < 1:
         raise ValueError(f"max_images={opts.max_images} must be >= 1 (or None for all)")
+    if opts.shard_size < 1:
+        raise ValueError(f"--shard-size {opts.shard_size} must be >= 1 (samples per shard)")
+    if opts.shard_bytes < 1024:
+        raise ValueError(f"--shard-bytes {opts.shard_bytes} must be >= 1024 (bytes per shard)")
     if opts.workers < 1:
         raise ValueError(f"workers={opts.workers} must be >= 1")
     resolution = parse_resolution(opts.resolution)
@@ -277,7 +281,8 @@ def convert(
                 first = (item.name, side, channels)
                 if side & (side - 1) or side < 4:
                     raise ValueError(
-                        f"{item.name}: size {side}x{side} is not a power of two; pass --resolution"
+                        f"{item.name}: size {side}x{side} is not a power of two of at least 4 pixels; "
+                        "pass --resolution"
                     )
             elif (side, channels) != first[1:]:
                 what = "resolution" if side != first[1] else "channel count"

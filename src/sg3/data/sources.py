@@ -104,6 +104,13 @@ def _parse_label_json(text: str, origin: str) -> dict[str, str] | None:
     return result
 
 
+def _decode_label_file(raw: bytes, origin: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{origin}: not UTF-8 text ({exc})") from None
+
+
 def open_source(source: str, labels: str = "auto") -> list[SourceItem]:
     """Lists the images of a folder or zip, sorted by name, with their labels.
 
@@ -133,8 +140,8 @@ def open_source(source: str, labels: str = "auto") -> list[SourceItem]:
                     items.append(SourceItem(rel, _open_file(path), size_hint=_file_size(path)))
         json_path = os.path.join(source, "dataset.json")
         if os.path.isfile(json_path):
-            with open(json_path, encoding="utf-8") as f:
-                label_text = f.read()
+            with open(json_path, "rb") as f:
+                label_text = _decode_label_file(f.read(), json_path)
     elif os.path.isfile(source) and zipfile.is_zipfile(source):
         lazy = _LazyZip(source)
         with zipfile.ZipFile(source) as zf:
@@ -146,7 +153,7 @@ def open_source(source: str, labels: str = "auto") -> list[SourceItem]:
                 if not i.is_dir() and _is_image_name(i.filename)
             ]
             if "dataset.json" in names:
-                label_text = zf.read("dataset.json").decode("utf-8")
+                label_text = _decode_label_file(zf.read("dataset.json"), f"{source}/dataset.json")
     elif os.path.exists(source):
         raise ValueError(f"source {source!r} is neither a folder nor a zip file")
     else:
