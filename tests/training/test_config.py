@@ -182,3 +182,28 @@ def test_gpu_trainer_without_a_gpu_names_trainer_cpu(tmp_path, monkeypatch):
     parts = build_in_process(["experiment=demo", "trainer=gpu", "dry_run=true"], tmp_path / "b")
     assert parts["trainer"] is None and "trainer=cpu" in parts["no_gpu"]
     assert parts["model"].G.img_resolution == 32 and (tmp_path / "b" / "run" / "config.yaml").is_file()
+
+
+@pytest.mark.parametrize("cfg", ["stylegan3-t", "stylegan3-r", "stylegan2"])
+def test_composed_defaults_are_the_official_train_py_defaults(cfg):
+    """Spec 5.2 defaults as the Hydra config maps them (only the required values given)."""
+    p = compose_plain([f"model={cfg}", "batch=32", "loss.r1_gamma=2", "data.urls=unused", "logger=none"], 256)
+    d, sg2 = p["derived"], cfg == "stylegan2"
+    assert (p["total_kimg"], p["kimg_per_tick"], p["snap"], p["seed"], p["freeze_d"]) == (25000, 4, 50, 0, 0)
+    assert d["snapshot_kimg"] == 200 and d["image_kimg"] == 200
+    assert (p["model"]["cbase"], p["model"]["cmax"], p["model"]["mbstd_group"]) == (32768, 512, 4)
+    assert p["model"]["map_depth"] == (8 if sg2 else 2) and p["model"]["fp32"] is False
+    assert d["G_kwargs"]["num_fp16_res"] == 4 and d["G_kwargs"]["conv_clamp"] == 256
+    assert d["D_kwargs"]["num_fp16_res"] == 4 and d["D_kwargs"]["conv_clamp"] == 256
+    assert d["D_kwargs"]["epilogue_kwargs"] == {"mbstd_group_size": 4}
+    assert d["G_opt"]["lr"] == pytest.approx(0.0016 if sg2 else 0.0025)
+    assert d["D_opt"]["lr"] == pytest.approx(0.002 * 16 / 17) and d["D_opt"]["eps"] == 1e-8
+    assert d["D_opt"]["betas"] == pytest.approx([0.0, 0.99 ** (16 / 17)])
+    assert d["ada"] == {"mode": "ada", "p": 0.0, "target": 0.6, "interval": 4, "kimg": 500.0,
+                        "adjust": pytest.approx(32 * 4 / 500_000)}  # fmt: skip
+    assert d["augment_kwargs"] is not None  # --aug=ada is the default
+    assert (d["ema_kimg"], d["ema_rampup"]) == (10, 0.05)
+    fixed = compose_plain(
+        [f"model={cfg}", "batch=32", "loss.r1_gamma=2", "data.urls=unused", "augment=fixed"], 256
+    )
+    assert fixed["derived"]["ada"]["p"] == 0.2 and fixed["derived"]["ada"]["adjust"] == 0
