@@ -131,3 +131,30 @@ def test_batch_size_mismatch_is_reported():
     module = tiny_module()
     with pytest.raises(ValueError, match="batch of 3 images, expected batch/processes = 4"):
         module.split_reals(reals(3))
+
+
+def test_phase_schedule_gains_and_ada_signs_from_dmain_and_dreg():
+    """Spec 5.1: G and Dmain every step, Dreg at batch 0, 16, 32 ... with gain 16. Spec 5.4: ADA's r_t also
+    counts the real signs of the Dreg phase; p moves every 4 steps by batch * 4 / (ada_kimg * 1000)."""
+    module = tiny_module(["augment.p=0.5", "augment.kimg=1"])  # adjust = 4 * 4 / 1000
+    calls = []
+
+    def record(phase, G, D, augment_pipe, real_img, real_c, z, c, gain, cur_nimg, backward=None):
+        calls.append((module.batch_idx, phase, gain, cur_nimg))
+        n = {"Dmain": 4, "Dreg": 8}.get(phase)  # Dmain: D right on 4 reals; Dreg: wrong on 8
+        return {} if n is None else {"Loss/signs/real": torch.full([n, 1], 1.0 if phase == "Dmain" else -1.0)}
+
+    module.loss.accumulate_gradients = record
+    for _ in range(17):
+        module.training_step(reals(), module.batch_idx)
+    assert [c[1] for c in calls[:3]] == ["Gboth", "Dmain", "Dreg"]  # Gboth: no lazy G reg (SG3)
+    assert [c for c in calls if c[1] == "Dreg"] == [(0, "Dreg", 16, 0), (16, "Dreg", 16, 64)]
+    assert [c[0] for c in calls if c[1] == "Gboth"] == list(range(17))
+    assert [c[0] for c in calls if c[1] == "Dmain"] == list(range(17))
+    assert all(c[2] == 1 for c in calls if c[1] != "Dreg")
+    # Steps 0-3: r_t = (16 - 8) / 24 < 0.6 (decided by the Dreg signs): p goes down one step; steps 4-15:
+    # r_t = 1, three steps up.
+    step = 4 * 4 / 1000
+    assert float(module.augment_pipe.p) == pytest.approx(0.5 - step + 3 * step)
+    assert float(module.ada.last_rt) == 1.0
+    assert float(module.ada.stats[1]) == 4 + 8  # step 16's Dmain and Dreg signs wait for the next decision
