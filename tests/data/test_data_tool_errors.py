@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import os
+import tarfile
 import zipfile
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from sg3.data.dataset_tool import main
@@ -79,3 +81,17 @@ def test_shard_caps_are_named_by_their_flags(tmp_path, capsys):
     assert code == 2 and "--shard-bytes" in out
     code, out = _run(capsys, "--source", str(src), "--dest", str(tmp_path / "b"), "--shard-size", "0")
     assert code == 2 and "--shard-size" in out
+
+
+def test_data_module_names_a_file_that_is_not_a_shard(tmp_path):
+    from sg3.data.datamodule import ShardDataModule
+
+    (tmp_path / "a.tar").write_bytes(_png(10))  # an image renamed to .tar: no tar header
+    with pytest.raises(ValueError, match=r"a\.tar"):
+        ShardDataModule(str(tmp_path / "a.tar"), batch_size=2, num_workers=0).setup()
+    with tarfile.open(tmp_path / "b.tar", "w") as tar:  # a tar whose first image is damaged
+        info = tarfile.TarInfo("00000000.png")
+        info.size = 7
+        tar.addfile(info, io.BytesIO(b"garbage"))
+    with pytest.raises(ValueError, match=r"cannot read the first sample of .*b\.tar: cannot decode png"):
+        ShardDataModule(str(tmp_path / "b.tar"), batch_size=2, num_workers=0).setup()

@@ -118,18 +118,22 @@ class ShardDataModule(L.LightningDataModule):
             (resolution, channels) of that sample.
         """
         url = self.shards.urls[0]
-        for _, sample in iter_shard_samples(url, stop=1):
-            img = decode_sample(sample)
-            if img.ndim != 3 or img.shape[1] != img.shape[2]:
-                raise ValueError(
-                    f"first sample {sample['__key__']} of {url} is not a square image: {list(img.shape)}"
-                )
-            self._check_against(
-                int(img.shape[1]), int(img.shape[0]), f"first sample {sample['__key__']} of {url}"
+        try:  # a missing or damaged shard, or a file that is no tar at all, is named here
+            sample = next((s for _, s in iter_shard_samples(url, stop=1)), None)
+            img = None if sample is None else decode_sample(sample)
+        except (OSError, EOFError, ValueError) as exc:
+            raise ValueError(f"cannot read the first sample of {url}: {exc}") from exc
+        if sample is None:
+            raise ValueError(f"first shard {url} holds no samples")
+        if img.ndim != 3 or img.shape[1] != img.shape[2]:
+            raise ValueError(
+                f"first sample {sample['__key__']} of {url} is not a square image: {list(img.shape)}"
             )
-            self._probed = (int(img.shape[1]), int(img.shape[0]))
-            return self._probed
-        raise ValueError(f"first shard {url} holds no samples")
+        self._check_against(
+            int(img.shape[1]), int(img.shape[0]), f"first sample {sample['__key__']} of {url}"
+        )
+        self._probed = (int(img.shape[1]), int(img.shape[0]))
+        return self._probed
 
     def _shape_value(self, i: int, key: str) -> int:
         """Index value, else the model's expectation, else the first sample's (i: 0 side, 1 channels)."""
