@@ -136,3 +136,55 @@ def test_blur_uses_base_two_taps_and_fades_out():
     loss = StyleGAN2Loss(blur_init_sigma=10, blur_fade_kimg=200)
     assert loss.blur_sigma(0) == 10 and loss.blur_sigma(100_000) == 5 and loss.blur_sigma(300_000) == 0
     assert math.isclose(StyleGAN2Loss(blur_init_sigma=10).blur_sigma(0), 0)
+
+
+def test_blur_precedes_d_in_every_evaluation_including_r1():
+    """Spec 4: reals and fakes are blurred before D (and before the augment pipe), also inside R1."""
+    loss, D, G = StyleGAN2Loss(r1_gamma=2.0, blur_init_sigma=2, blur_fade_kimg=1), LinearD(), StubG()
+    real, real_c, z, c = data()
+    assert loss.blur_sigma(0) == 2
+    stats = loss.accumulate_gradients("Dboth", G, D, None, real, real_c, z, c, gain=1, cur_nimg=0)
+    with torch.no_grad():
+        fake = G.synthesis(G.mapping(z, c))
+        torch.testing.assert_close(stats["Loss/scores/real"], D(blur_images(real, 2), real_c))
+        torch.testing.assert_close(stats["Loss/scores/fake"], D(blur_images(fake, 2), c))
+    x = real.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(blur_images(x, 2), real_c).sum(), [x])
+    torch.testing.assert_close(stats["Loss/r1_penalty"], grad.square().sum([1, 2, 3]))
+    gen = loss.accumulate_gradients("Gmain", G, D, None, real, real_c, z, c, gain=1, cur_nimg=0)
+    torch.testing.assert_close(gen["Loss/scores/fake"], stats["Loss/scores/fake"])
+    no_blur = loss.accumulate_gradients("Dmain", G, D, None, real, real_c, z, c, gain=1, cur_nimg=1000)
+    torch.testing.assert_close(no_blur["Loss/scores/real"], D(real, real_c).detach())  # faded out at 1 kimg
+
+
+def test_path_length_penalty_uses_the_updated_non_detached_mean():
+    """Spec 4: penalty (len - pl_mean)^2 with pl_mean = lerp(old, mean(len), decay) kept in the graph."""
+    torch.manual_seed(5)
+    G = StubG()
+    _, _, z, c = data(8)
+    loss = StyleGAN2Loss(pl_weight=2.0, pl_decay=0.3)
+    loss.pl_mean.fill_(0.7)
+    torch.manual_seed(9)
+    stats = loss.gen_pl(G, z, c, gain=4)
+    got = G.synthesis.fc.weight.grad.clone()
+
+    def manual(detach: bool) -> torch.Tensor:
+        G.zero_grad(set_to_none=True)
+        torch.manual_seed(9)
+        ws = G.mapping(z[:4], c[:4])
+        img = G.synthesis(ws)
+        noise = torch.randn_like(img) / math.sqrt(8 * 8)
+        (g,) = torch.autograd.grad((img * noise).sum(), [ws], create_graph=True)
+        lengths = g.square().sum(2).mean(1).sqrt()
+        mean = 0.7 + 0.3 * (lengths.mean() - 0.7)
+        penalty = (lengths - (mean.detach() if detach else mean)).square()
+        (penalty * 2.0).mean().mul(4).backward()
+        manual.mean = mean.detach()
+        return penalty.detach()
+
+    penalty = manual(detach=False)
+    torch.testing.assert_close(stats["Loss/pl_penalty"], penalty)
+    torch.testing.assert_close(got, G.synthesis.fc.weight.grad)
+    assert float(loss.pl_mean) == pytest.approx(float(manual.mean))  # the stored, detached copy
+    manual(detach=True)
+    assert not torch.allclose(got, G.synthesis.fc.weight.grad)  # the test tells the two apart
