@@ -224,9 +224,18 @@ def read_official_pickle(path: str | os.PathLike) -> Any:
 
     Returns:
         The unpickled object (for snapshots: a dict with G, D, G_ema, augment_pipe, training_set_kwargs).
+
+    Raises:
+        UnsafePickleError: the file asks for a global outside the allow-list (nothing was executed).
+        ValueError: the file is empty, truncated or not a pickle.
     """
     with open(path, "rb") as f:
-        return _RestrictedUnpickler(f, os.fspath(path)).load()
+        try:
+            return _RestrictedUnpickler(f, os.fspath(path)).load()
+        except UnsafePickleError:
+            raise
+        except (EOFError, pickle.UnpicklingError) as err:  # empty, truncated or not a pickle at all
+            raise ValueError(f"{path}: not a complete pickle (truncated or corrupt file?): {err}") from err
 
 
 def _plain(obj: Any) -> Any:
@@ -373,13 +382,19 @@ def load_networks(path: str | os.PathLike) -> dict[str, Any]:
     Returns:
         Dict with 'G_ema' and, where the file has them, 'G', 'D', 'augment_pipe' (modules on the CPU,
         eval mode) and 'training_set_kwargs'/'meta'.
+
+    Raises:
+        ValueError: the file is truncated or corrupt, or holds none of these formats (message names it).
     """
     path = os.fspath(path)
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic != b"PK\x03\x04":  # not a torch zip archive: an official pickle
         return load_official_pickle(path)
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError) as err:  # torch names neither the file nor the cause
+        raise ValueError(f"{path}: cannot read this torch file (truncated or corrupt?): {err}") from err
     if isinstance(obj, dict) and obj.get("format") == GENERATOR_FORMAT:
         G = _build(obj, obj["state_dict"], path).eval().requires_grad_(False)
         return {"G_ema": G, "meta": obj.get("meta", {})}

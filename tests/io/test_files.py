@@ -134,3 +134,24 @@ def test_import_sg3_is_cheap_and_load_generator_is_lazy():
     assert sg3.load_generator is sg3.io.load_generator
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         sg3.nope  # noqa: B018
+
+
+def test_truncated_or_empty_files_fail_with_the_path(tmp_path, capsys):
+    """A half-copied snapshot gives a ValueError naming the file (the tools print it), not a bare
+    'OSError: [Errno 22] Invalid argument' / 'EOFError: Ran out of input' traceback."""
+    good = tmp_path / "g.pt"
+    save_generator(good, Generator(**G_KWARGS))
+    data = good.read_bytes()
+    cases = {
+        "empty.pkl": b"",
+        "half.pt": data[: len(data) // 2],
+        "head.pt": data[:100],
+        "half.pkl": pickle.dumps({"G_ema": None, "pad": list(range(100))}, protocol=4)[:30],
+    }
+    for name, blob in cases.items():
+        path = tmp_path / name
+        path.write_bytes(blob)
+        with pytest.raises(ValueError, match=rf"{name}.*(truncated|corrupt)"):
+            load_generator(path)
+    assert import_main([str(tmp_path / "empty.pkl"), str(tmp_path / "out.pt")]) == 1
+    assert "empty.pkl" in capsys.readouterr().out and not (tmp_path / "out.pt").exists()
