@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from training_helpers import reals, tiny_module
 
 import sg3.training.module as module_mod
@@ -127,3 +128,32 @@ def test_labelled_grids_have_one_class_per_row_in_class_order():
     rows = [[int(reals[2 * y, 2 * x]) for x in range(2)] for y in range(3)]
     # row 0: the first two class-0 images; row 1: class 2; row 2: class 0 again, the next two images
     assert rows == [[1, 4], [200, 202], [7, 10]]
+
+
+class RecordingTB(TensorBoardLogger):
+    def __init__(self, save_dir):
+        super().__init__(save_dir)
+        self.steps = []
+
+    def log_metrics(self, metrics, step=None):
+        self.steps.append(step)
+
+
+class RecordingCSV(CSVLogger):
+    def __init__(self, save_dir):
+        super().__init__(save_dir)
+        self.steps = []
+
+    def log_metrics(self, metrics, step=None):
+        self.steps.append(step)
+
+
+def test_tensorboard_gets_the_tick_stats_at_step_int_kimg(tmp_path):
+    """Spec 5.3: TensorBoard plots each statistic at step int(kimg); the other loggers use the step count."""
+    module = tiny_module()
+    tb, csv = RecordingTB(tmp_path), RecordingCSV(tmp_path)
+    trainer = SimpleNamespace(is_global_zero=True, loggers=[tb, csv])
+    module.cur_nimg, module.batch_idx = 2_996, 749  # the next step ends at 3.0 kimg
+    module.training_step(reals(), module.batch_idx)
+    TickLogger(str(tmp_path)).on_train_batch_end(trainer, module, None, None, 0)
+    assert tb.steps == [3] and csv.steps == [750]

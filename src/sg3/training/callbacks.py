@@ -24,7 +24,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from sg3.training.checkpoint import checkpoint_path, prune_checkpoints
-from sg3.training.loggers import log_artifact, log_image
+from sg3.training.loggers import log_artifact, log_image, logger_step
 
 log = logging.getLogger("sg3.train")
 
@@ -84,7 +84,7 @@ class TickLogger(Callback):
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
         for logger in trainer.loggers:
-            logger.log_metrics(info["scalars"], step=pl_module.batch_idx)
+            logger.log_metrics(info["scalars"], step=logger_step(logger, pl_module.kimg, pl_module.batch_idx))
         s = info["scalars"]
         fmt = lambda k: f"{s[k]:.3f}" if k in s else "-"
         log.info(
@@ -163,7 +163,7 @@ class ImageGrids(Callback):
         save_png(array, path)
         if path not in self.files:
             self.files.append(path)
-        log_image(trainer.loggers, key, array, pl_module.batch_idx, f"kimg {pl_module.kimg:.1f}")
+        log_image(trainer.loggers, key, array, int(pl_module.kimg), f"kimg {pl_module.kimg:.1f}")
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._setup_grid(trainer, pl_module)

@@ -191,8 +191,13 @@ def build_loggers(
     ]
 
 
+def logger_step(logger: Logger, kimg: float, batch_idx: int) -> int:
+    """The x value a logger plots the tick statistics at: int(kimg) on TensorBoard (official), else steps."""
+    return int(kimg) if isinstance(logger, TensorBoardLogger) else batch_idx
+
+
 def log_image(loggers: list[Logger], key: str, image: np.ndarray, step: int, caption: str) -> None:
-    """Log one uint8 HWC image to every logger that supports images."""
+    """Log one uint8 HWC image to every logger that supports images (`step`: TensorBoard's, int(kimg))."""
     for logger in loggers:
         if isinstance(logger, WandbLogger):
             logger.log_image(key=key, images=[image], step=None, caption=[caption])
