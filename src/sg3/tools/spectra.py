@@ -175,6 +175,9 @@ def _run(args: argparse.Namespace) -> int:
     results: dict[str, tuple[np.ndarray, int]] = {}
     for spec in args.source:
         name, batches = image_source(spec, args.num, args.seed, device)
+        base, i = name, 2
+        while name in results:  # e.g. two runs' network-snapshot-001000.pt: keep both
+            name, i = f"{base}-{i}", i + 1
         spectrum, size = average_spectrum(batches, args.beta, args.interp)
         results[name] = (spectrum, size)
         np.savez(out / f"{name}-spectrum.npz", spectrum=spectrum, image_size=size)
