@@ -3,8 +3,37 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from sg3.tools import spectra
+from sg3.tools import generate, spectra, video
+from sg3.tools.cli_common import CliError, parse_seeds
+
+
+def test_output_under_an_existing_file_is_a_clear_error(sg3_file, tmp_path, capsys):
+    blocker = tmp_path / "file.png"
+    blocker.write_bytes(b"x")
+    code = generate.main(["--network", str(sg3_file), "--seeds", "0", "--outdir", str(blocker)])
+    err = capsys.readouterr().err
+    assert code == 2 and "sg3-generate: error:" in err and "file.png" in err
+    code = video.main(["--network", str(sg3_file), "--seeds", "0", "--w-frames", "1",
+                       "--output", str(blocker / "v.gif")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "sg3-video: error:" in err and "file.png" in err
+
+
+def test_seeds_outside_the_random_state_range_name_the_flag():
+    assert parse_seeds("4294967295") == [2**32 - 1]
+    with pytest.raises(CliError, match="--seeds: seed 4294967296 .* 0..4294967295"):
+        parse_seeds("4294967290-4294967296")
+
+
+def test_video_fps_and_truncation_cutoff_are_checked(sg3_file, tmp_path, capsys):
+    code = video.main(["--network", str(sg3_file), "--seeds", "0", "--w-frames", "1", "--fps", "0",
+                       "--output", str(tmp_path / "v.gif")])  # fmt: skip
+    assert code == 2 and "--fps" in capsys.readouterr().err
+    code = generate.main(["--network", str(sg3_file), "--seeds", "0", "--trunc-cutoff", "-1",
+                          "--outdir", str(tmp_path / "o")])  # fmt: skip
+    assert code == 2 and "--trunc-cutoff" in capsys.readouterr().err
 
 
 def test_spectra_sources_with_the_same_name_are_kept_apart(sg3_file, tmp_path, capsys):

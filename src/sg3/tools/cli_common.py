@@ -28,6 +28,7 @@ __all__ = [
 ]
 
 _SEEDS = re.compile(r"^\d+(-\d+)?$")
+_MAX_SEED = 2**32 - 1
 
 
 class CliError(ValueError):
@@ -70,6 +71,8 @@ def parse_seeds(text: str | int | list) -> list[int]:
         a, b = int(lo), int(hi or lo)
         if b < a:
             raise CliError(f"--seeds: range {item!r} is descending; write it as {b}-{a}")
+        if b > _MAX_SEED:  # numpy's RandomState takes 32-bit seeds
+            raise CliError(f"--seeds: seed {b} in {item!r} is outside the range 0..{_MAX_SEED}")
         seeds.extend(range(a, b + 1))
     return seeds
 
@@ -141,10 +144,14 @@ def to_uint8(img: torch.Tensor) -> np.ndarray:
 
 
 def run_cli(fn: Callable[[], int | None], prog: str) -> int:
-    """Run a CLI body; argument and file errors become one 'prog: error: ...' line and exit code 2."""
+    """Run a CLI body; argument and file errors become one 'prog: error: ...' line and exit code 2.
+
+    File errors are any OSError (missing file, an output folder that is a file, no permission, ...);
+    their message names the path.
+    """
     try:
         return int(fn() or 0)
-    except (CliError, FileNotFoundError, ValueError, TypeError) as e:
+    except (CliError, OSError, ValueError, TypeError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
 

@@ -85,6 +85,8 @@ def generate(
     """
     if noise_mode not in ("const", "random", "none"):
         raise CliError(f"--noise-mode: expected const, random or none, got {noise_mode!r}")
+    if truncation_cutoff is not None and truncation_cutoff < 0:
+        raise CliError(f"--trunc-cutoff must be >= 0 (number of leading ws), got {truncation_cutoff}")
     dev = next(G.parameters()).device
     set_user_transform(G, translate, rotate)
     c = class_labels(G, class_idx).to(dev)
@@ -123,17 +125,16 @@ def _run(args: argparse.Namespace) -> int:
     if grid is not None and not args.output:
         raise CliError("--grid needs --output FILE.png")
     translate = parse_pair(args.translate, "--translate")
+    out = Path(args.output).parent if grid is not None else Path(args.outdir)
+    out.mkdir(parents=True, exist_ok=True)  # before the work: a bad path fails at once
     G = load_network(args.network, resolve_device(args.device))
     images = generate(
         G, seeds, args.trunc, args.trunc_cutoff, args.class_idx, args.noise_mode, translate, args.rotate
     )
     if grid is not None:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         to_pil(make_grid(images, *grid)).save(args.output)
         print(f"wrote {args.output}")
     else:
-        out = Path(args.outdir)
-        out.mkdir(parents=True, exist_ok=True)
         for seed, img in zip(seeds, images):
             to_pil(img).save(out / f"seed{seed:04d}.png")
         print(f"wrote {len(seeds)} images to {out}")

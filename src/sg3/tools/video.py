@@ -177,6 +177,9 @@ def _run(args: argparse.Namespace) -> int:
     seeds, grid = parse_seeds(args.seeds), parse_grid(args.grid)
     if args.w_frames < 1 or args.frames < 1:
         raise CliError(f"--w-frames and --frames must be >= 1, got {args.w_frames}, {args.frames}")
+    if args.fps < 1:
+        raise CliError(f"--fps must be >= 1, got {args.fps}")
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)  # before the work: a bad path fails at once
     G = load_network(args.network, resolve_device(args.device))
     if args.mode == "latent":
         frames = latent_frames(G, seeds, grid, args.w_frames, args.kind, not args.no_loop, args.trunc,
