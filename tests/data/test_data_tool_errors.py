@@ -95,3 +95,12 @@ def test_data_module_names_a_file_that_is_not_a_shard(tmp_path):
         tar.addfile(info, io.BytesIO(b"garbage"))
     with pytest.raises(ValueError, match=r"cannot read the first sample of .*b\.tar: cannot decode png"):
         ShardDataModule(str(tmp_path / "b.tar"), batch_size=2, num_workers=0).setup()
+
+
+def test_destination_under_a_file_is_a_clear_error(tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.png").write_bytes(_png(10))
+    (tmp_path / "file").write_bytes(b"x")
+    code, out = _run(capsys, "--source", str(src), "--dest", str(tmp_path / "file" / "out"))
+    assert code == 2 and "sg3-dataset: error:" in out and "file/out" in out and "Traceback" not in out

@@ -396,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = convert(
             items, os.path.expanduser(args.dest), opts, os.path.basename(args.source.rstrip("/"))
         )
-    except (ValueError, FileExistsError) as exc:
+    except (ValueError, OSError) as exc:  # OSError: the destination (not a folder, no permission, disk full)
         print(f"sg3-dataset: error: {exc}", file=sys.stderr)
         return 2
     print(summary.format())
