@@ -104,3 +104,15 @@ def test_destination_under_a_file_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "file").write_bytes(b"x")
     code, out = _run(capsys, "--source", str(src), "--dest", str(tmp_path / "file" / "out"))
     assert code == 2 and "sg3-dataset: error:" in out and "file/out" in out and "Traceback" not in out
+
+
+def test_every_extension_pil_opens_is_an_image(tmp_path):
+    # Spec 5.6 / 7: image files are the names with a PIL-known extension (e.g. .ppm, .gif, .tga).
+    from sg3.data.sources import open_source
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, value in (("a.ppm", 10), ("b.GIF", 20), ("c.tga", 30), ("d.png", 40)):
+        Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(src / name)
+    (src / "notes.txt").write_text("not an image")
+    assert [it.name for it in open_source(str(src))] == ["a.ppm", "b.GIF", "c.tga", "d.png"]

@@ -24,7 +24,16 @@ __all__ = [
     "open_source",
 ]
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+def _pil_extensions() -> tuple[str, ...]:
+    """Extensions of every format PIL can open (the official tool's rule), common ones first."""
+    Image.init()
+    common = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+    known = sorted(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+    return common + tuple(ext for ext in known if ext not in common)
+
+
+IMAGE_EXTENSIONS = _pil_extensions()
 LABEL_MODES = ("auto", "dataset.json", "folders", "none")
 
 
@@ -161,7 +170,8 @@ def open_source(source: str, labels: str = "auto") -> list[SourceItem]:
     items.sort(key=lambda it: it.name)
     if not items:
         raise ValueError(
-            f"source {source!r} holds no images (looked for extensions {', '.join(IMAGE_EXTENSIONS)})"
+            f"source {source!r} holds no images (looked for the extensions PIL opens: "
+            f"{', '.join(IMAGE_EXTENSIONS[:7])}, ...)"
         )
     _attach_labels(items, source, labels, label_text)
     return items
