@@ -67,13 +67,14 @@ def test_callback_computes_every_n_kimg_logs_and_appends_jsonl(tmp_path):
     logger = _Logger()
     trainer = SimpleNamespace(global_rank=0, world_size=1, loggers=[logger], default_root_dir=str(tmp_path),
                               datamodule=FakeData(count=16))  # fmt: skip
-    module = SimpleNamespace(G_ema=G, cur_nimg=0, global_step=0)
+    module = SimpleNamespace(G_ema=G, cur_nimg=0, batch_idx=0, global_step=0)
     cb = MetricsCallback(["eqt4_int", "fid16_full"], every_kimg=0.008, progress=False, cache_dir=tmp_path,
                          detectors={"inception": TinyDetector()})  # fmt: skip
     for nimg, step in [(4, 1), (8, 2), (12, 3), (16, 4)]:
-        module.cur_nimg, module.global_step = nimg, step
+        # Lightning's global_step counts optimizer steps (G and D: twice the training steps)
+        module.cur_nimg, module.batch_idx, module.global_step = nimg, step, 2 * step
         cb.on_train_batch_end(trainer, module, None, None, step)
-    assert [s for s, _ in logger.calls] == [2, 4]
+    assert [s for s, _ in logger.calls] == [2, 4]  # at the training step, where the tick statistics are
     assert set(logger.calls[0][1]) == {"Metrics/eqt4_int", "Metrics/fid16_full"}
     lines = [json.loads(x) for x in (tmp_path / "metric-eqt4_int.jsonl").read_text().splitlines()]
     assert len(lines) == 2 and lines[0]["metric"] == "eqt4_int" and lines[1]["kimg"] == pytest.approx(0.016)

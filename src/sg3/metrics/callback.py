@@ -120,8 +120,14 @@ class MetricsCallback(pl.Callback):
                 append_jsonl(run_dir, name, res, seconds, num_gpus=world, kimg=kimg)
                 log.info("kimg %.1f %s", kimg, " ".join(f"{k} {v:.4f}" for k, v in res.items()))
         if rank == 0:
-            step = int(getattr(pl_module, "global_step", 0))
+            from sg3.training.loggers import logger_step
+
+            # The tick statistics' x value (training steps; int(kimg) on TensorBoard). Not Lightning's
+            # global_step: it counts every optimizer step (about 2 per training step), and W&B drops the
+            # next ticks' values when a step goes backwards.
+            batch_idx = int(getattr(pl_module, "batch_idx", 0))
             for logger in trainer.loggers:
+                step = logger_step(logger, kimg, batch_idx)
                 logger.log_metrics({f"Metrics/{k}": v for k, v in results.items()}, step=step)
         self.last_results = results
         return results
