@@ -101,3 +101,43 @@ def test_video_shuffle_seed_and_seed_count_check(seed_is_latent):
     # Seeds that do not divide into the cells would be dropped silently: refused, as in the official tool.
     with pytest.raises(CliError, match="5 seed.*2x2 grid's 4 cells.*--num-keyframes"):
         video.latent_frames(G, list(range(5)), (2, 2), 2, progress=False)
+
+
+def test_seed_latent_user_transform_and_quantization_follow_gen_images():
+    from sg3.modules.generator import Generator
+    from sg3.tools.cli_common import seed_latent, set_user_transform, to_uint8
+
+    # z = RandomState(seed).randn(1, z_dim), float64 cast to float32.
+    np.testing.assert_array_equal(
+        seed_latent(42, 6).numpy(), np.random.RandomState(42).randn(1, 6).astype(np.float32)
+    )
+    # The transform buffer holds the inverse of [[cos a, sin a, tx], [-sin a, cos a, ty], [0, 0, 1]].
+    G = Generator(
+        z_dim=4, c_dim=0, w_dim=4, img_resolution=16, img_channels=3, channel_base=64, channel_max=8
+    )
+    set_user_transform(G, (0.1, -0.2), 30)
+    a = np.radians(30)
+    m = np.array([[np.cos(a), np.sin(a), 0.1], [-np.sin(a), np.cos(a), -0.2], [0, 0, 1]])
+    np.testing.assert_allclose(G.synthesis.input.transform.numpy(), np.linalg.inv(m), atol=1e-7)
+    # uint8((x * 127.5 + 128).clamp(0, 255)), truncating toward zero; NCHW -> NHWC.
+    x = torch.tensor([-1.5, -1.0, -0.004, 0.0, 0.5, 0.999, 1.0, 2.0]).reshape(1, 1, 2, 4)
+    got = to_uint8(x).reshape(-1).tolist()
+    assert got == [0, 0, 127, 128, 191, 255, 255, 255]
+
+
+def test_average_spectrum_matches_the_formula():
+    # Whiten by the source's pixel mean/std, separable Kaiser(beta) with each 1-D window at unit energy,
+    # zero pad right/bottom to interp*size, |FFT2|^2, mean over channels then over images (float64).
+    rng = np.random.RandomState(1)
+    imgs = rng.randint(0, 256, (3, 2, 8, 8)).astype(np.uint8)
+    spec, size = spectra.average_spectrum(
+        lambda: iter([torch.from_numpy(imgs[:2]), torch.from_numpy(imgs[2:])])
+    )
+    x = imgs.astype(np.float64)
+    x = (x - x.mean()) / x.std()
+    w = np.kaiser(8, 8)
+    w /= np.sqrt(np.sum(w**2))
+    x = x * np.outer(w, w)
+    want = (np.abs(np.fft.fft2(x, s=(32, 32))) ** 2).mean(axis=1).mean(axis=0)
+    assert size == 8 and spec.shape == (32, 32)
+    np.testing.assert_allclose(spec, want, rtol=1e-10)
