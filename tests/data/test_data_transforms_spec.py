@@ -43,3 +43,16 @@ def test_center_crop_wide_on_an_image_exactly_w_wide():
     assert out.shape == (16, 16, 3)
     np.testing.assert_array_equal(out[4:12], band)
     assert not out[:4].any() and not out[12:].any()
+
+
+def test_32_bit_gray_out_of_16_bit_range_saturates_instead_of_wrapping():
+    from sg3.data.transforms import convert_channels
+
+    def gray(v: int) -> int:
+        return int(
+            np.asarray(convert_channels(Image.fromarray(np.full((4, 4), v, np.int32), mode="I"), "gray"))[
+                0, 0
+            ]
+        )
+
+    assert (gray(100000), gray(-5), gray(65535), gray(40000), gray(200)) == (255, 0, 255, 156, 200)

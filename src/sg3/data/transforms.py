@@ -58,7 +58,8 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     if img.mode == "F":
         arr = np.clip(arr, 0.0, 1.0) * 255.0 if arr.max(initial=0) <= 1.0 else np.clip(arr, 0, 255)
     elif arr.max(initial=0) > 255:
-        arr = arr.astype(np.float64) / 257.0
+        arr = arr.astype(np.float64) / 257.0  # 16-bit full scale 65535 -> 255
+    arr = np.clip(arr, 0, 255)  # 32-bit values beyond 16 bits, or negative ones, saturate (no wrap-around)
     return Image.fromarray(np.rint(arr).astype(np.uint8), mode="L")
 
 
