@@ -89,6 +89,13 @@ def test_data_module_names_a_file_that_is_not_a_shard(tmp_path):
     (tmp_path / "a.tar").write_bytes(_png(10))  # an image renamed to .tar: no tar header
     with pytest.raises(ValueError, match=r"a\.tar"):
         ShardDataModule(str(tmp_path / "a.tar"), batch_size=2, num_workers=0).setup()
+    (tmp_path / "official.zip").write_bytes(_png(10))  # an official dataset zip given to training
+    with pytest.raises(ValueError, match=r"official\.zip: .*convert .* with sg3-dataset"):
+        ShardDataModule(str(tmp_path / "official.zip"), batch_size=2, num_workers=0).setup()
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.png").write_bytes(_png(10))
+    with pytest.raises(ValueError, match=r"folder of images\? convert it with sg3-dataset"):
+        ShardDataModule(str(tmp_path / "images"), batch_size=2, num_workers=0)
     with tarfile.open(tmp_path / "b.tar", "w") as tar:  # a tar whose first image is damaged
         info = tarfile.TarInfo("00000000.png")
         info.size = 7

@@ -16,6 +16,10 @@ __all__ = ["ShardDataModule"]
 
 log = logging.getLogger(__name__)
 _STATE_FORMAT = "sg3-stream"
+_NOT_A_SHARD = (
+    " (shards are tar files written by sg3-dataset; convert image folders and official dataset zips "
+    "with sg3-dataset --source SRC --dest DIR first)"
+)
 _FORK = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
 
 
@@ -122,7 +126,8 @@ class ShardDataModule(L.LightningDataModule):
             sample = next((s for _, s in iter_shard_samples(url, stop=1)), None)
             img = None if sample is None else decode_sample(sample)
         except (OSError, EOFError, ValueError) as exc:
-            raise ValueError(f"cannot read the first sample of {url}: {exc}") from exc
+            hint = "" if url.endswith(".tar") else _NOT_A_SHARD
+            raise ValueError(f"cannot read the first sample of {url}: {exc}{hint}") from exc
         if sample is None:
             raise ValueError(f"first shard {url} holds no samples")
         if img.ndim != 3 or img.shape[1] != img.shape[2]:

@@ -291,7 +291,10 @@ def resolve_urls(urls: str | list[str]) -> ShardList:
                 return _from_index(os.path.join(urls, INDEX_NAME))
             found = sorted(glob.glob(os.path.join(urls, "*.tar")))
             if not found:
-                raise ValueError(f"folder {urls!r} holds neither {INDEX_NAME} nor *.tar shards")
+                raise ValueError(
+                    f"folder {urls!r} holds neither {INDEX_NAME} nor *.tar shards "
+                    "(a folder of images? convert it with sg3-dataset --source FOLDER --dest DIR)"
+                )
             counts, index = _counts_from_sibling_index(found)
             return ShardList(found, counts, index, os.path.basename(os.path.abspath(urls)))
     if urls.endswith(".json"):
