@@ -141,3 +141,18 @@ def test_average_spectrum_matches_the_formula():
     want = (np.abs(np.fft.fft2(x, s=(32, 32))) ** 2).mean(axis=1).mean(axis=0)
     assert size == 8 and spec.shape == (32, 32)
     np.testing.assert_allclose(spec, want, rtol=1e-10)
+
+
+def test_cli_defaults_are_the_official_ones():
+    from sg3.tools import generate
+
+    g = generate.build_parser().parse_args(["--network", "n.pt", "--seeds", "0"])
+    assert (g.trunc, g.noise_mode, g.translate, g.rotate, g.class_idx) == (1.0, "const", "0,0", 0.0, None)
+    v = video.build_parser().parse_args(["--network", "n.pt", "--seeds", "0", "--output", "o.mp4"])
+    assert (v.grid, v.w_frames, v.trunc, v.fps, v.kind, v.no_loop) == ("1x1", 120, 1.0, 60, "cubic", False)
+    assert (v.num_keyframes, v.shuffle_seed) == (None, None)
+    s = spectra.build_parser().parse_args(["--source", "n.pt", "--outdir", "o"])
+    assert (s.beta, s.interp) == (8.0, 4)
+    import inspect
+
+    assert inspect.signature(spectra.spectrum_db).parameters["smooth"].default == 1.25
