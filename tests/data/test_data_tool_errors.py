@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import tarfile
 import zipfile
@@ -123,3 +124,18 @@ def test_every_extension_pil_opens_is_an_image(tmp_path):
         Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(src / name)
     (src / "notes.txt").write_text("not an image")
     assert [it.name for it in open_source(str(src))] == ["a.ppm", "b.GIF", "c.tga", "d.png"]
+
+
+def test_zip_member_names_with_backslashes_match_their_labels(tmp_path):
+    # A zip written on Windows may store '00000\\img.png'; dataset.json names use '/' (as the official
+    # loader, which looks labels up with backslashes replaced).
+    from sg3.data.sources import open_source
+
+    src = str(tmp_path / "win.zip")
+    with zipfile.ZipFile(src, "w") as zf:
+        zf.writestr("00000\\img0.png", _png(10))
+        zf.writestr("00000\\img1.png", _png(20))
+        zf.writestr("dataset.json", json.dumps({"labels": [["00000/img0.png", 1], ["00000/img1.png", 0]]}))
+    items = open_source(src)
+    assert [(it.name, it.label) for it in items] == [("00000/img0.png", "1"), ("00000/img1.png", "0")]
+    assert np.asarray(items[0].open())[0, 0, 0] == 10

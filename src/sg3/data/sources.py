@@ -156,10 +156,10 @@ def open_source(source: str, labels: str = "auto") -> list[SourceItem]:
         with zipfile.ZipFile(source) as zf:
             infos = zf.infolist()
             names = {i.filename for i in infos}
-            items = [
-                SourceItem(i.filename, lazy.opener(i.filename), size_hint=i.file_size)
+            items = [  # names with '/' also for zips written with Windows backslashes
+                SourceItem(i.filename.replace("\\", "/"), lazy.opener(i.filename), size_hint=i.file_size)
                 for i in infos
-                if not i.is_dir() and _is_image_name(i.filename)
+                if not i.is_dir() and _is_image_name(i.filename.replace("\\", "/"))
             ]
             if "dataset.json" in names:
                 label_text = _decode_label_file(zf.read("dataset.json"), f"{source}/dataset.json")
