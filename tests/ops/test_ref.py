@@ -221,3 +221,32 @@ def test_firwin_helper_matches_spec_l3(spec_filters):
     torch.testing.assert_close(
         f[:3], torch.tensor([-0.00163828, -0.00305529, -0.00371516]), atol=1e-8, rtol=0
     )
+
+
+@pytest.mark.parametrize(
+    "padding,expect",
+    [
+        ([-10, 5, 0, 0], [[0.0, 0.0, 0.0]]),  # crop more than the image on the left, pad on the right
+        ([5, -10, 0, 0], [[0.0, 0.0, 0.0]]),
+        ([-6, 1, 0, 0], [[7.0, 8.0, 0.0]]),
+        ([2, -9, 0, 0], [[0.0]]),
+        ([-7, 0, -3, 4], [[0.0], [0.0]]),  # along y: a 1-row image cropped by 3, padded by 4
+    ],
+)
+def test_upfirdn2d_crop_larger_than_the_image_on_one_side(padding, expect):
+    """Padding and cropping act on each side of the (upsampled) signal independently: a crop deeper
+    than the image reaches into the other side's zero padding, and the result is those zeros."""
+    x = torch.arange(1.0, 9.0).reshape(1, 1, 1, 8)
+    assert ops.upfirdn2d(x, None, padding=padding, impl="ref")[0, 0].tolist() == expect
+
+
+def test_crop_larger_than_the_image_after_upsampling_and_in_filtered_lrelu():
+    x = torch.arange(1.0, 9.0).reshape(1, 1, 1, 8)
+    # Upsampled to 16 samples, padded by 5 on the right, cropped by 17 on the left: 4 zeros, filtered.
+    y = ops.upfirdn2d(x, torch.tensor([[1.0, 2.0]]), up=[2, 1], padding=[-17, 5, 0, 0], impl="ref")
+    assert y.flatten().tolist() == [0.0, 0.0, 0.0]
+    f = torch.tensor([0.25, 0.5, 0.25], dtype=F64)
+    x64 = torch.randn(1, 2, 5, 6, dtype=F64, requires_grad=True)
+    fn = lambda t: ops.filtered_lrelu(t, f, f, up=2, down=2, padding=[-13, 8, 2, 1], impl="ref")
+    assert fn(x64).shape == (1, 2, 5, 2)
+    assert torch.autograd.gradcheck(fn, (x64,))
