@@ -408,3 +408,22 @@ def test_conv2d_resample_uses_compiled_path_consistently():
     torch.testing.assert_close(y_c, y_r)
     torch.testing.assert_close(gx_c, gx_r)
     torch.testing.assert_close(ggx_c, ggx_r)
+
+
+@pytest.mark.parametrize("impl", ["ref", "cpp"])
+@pytest.mark.parametrize("shape", [(0, 2, 6, 5), (2, 0, 6, 5), (1, 2, 0, 5)])
+def test_empty_inputs_give_empty_or_zero_outputs(shape, impl):
+    """An empty batch, no channels or no rows: the output has the formula's shape (zeros where padding
+    alone makes samples), gradients flow back as empty/zero tensors; the process must not die."""
+    f = ops.setup_filter([1, 3, 3, 1])
+    x = torch.zeros(shape, requires_grad=True)
+    b = torch.zeros(shape[1], requires_grad=True)
+    y = ops.upfirdn2d(x, f, up=2, padding=[3, 2, 3, 2], gain=4, impl=impl)
+    assert y.shape == (shape[0], shape[1], 2 * shape[2] + 2, 12) and not y.any()
+    (gx,) = torch.autograd.grad(y.sum(), x)
+    assert gx.shape == x.shape
+    fu = torch.ones(4) / 4
+    z = ops.filtered_lrelu(x, fu, fu, b, up=2, down=2, padding=[4, 3, 4, 3], clamp=1.0, impl=impl)
+    assert z.shape == (shape[0], shape[1], shape[2] + 1, 6) and not z.any()
+    gx, gb = torch.autograd.grad(z.sum(), [x, b])
+    assert gx.shape == x.shape and gb.shape == b.shape and not gb.any()

@@ -167,3 +167,16 @@ def output_size(
     if out_w < 1 or out_h < 1:
         raise ValueError(f"{op} output would be empty ({out_h}x{out_w}) for input {list(shape)}, {detail}")
     return out_h, out_w
+
+
+def empty_input_output(
+    x: torch.Tensor, out_h: int, out_w: int, b: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The output of an upfirdn-shaped op for an input without elements (no batch, channels, rows or cols).
+
+    Such an input has no samples to filter: the output is zeros of shape `[N, C, out_h, out_w]` (padding
+    alone can make samples), still attached to x (and b) for autograd, so gradients come back as
+    empty/zero tensors. The compiled kernels are never called with it (they divide by the plane size).
+    """
+    link = x.sum() if b is None else x.sum() + b[:0].sum()  # both exactly 0, with a grad_fn
+    return x.new_zeros([x.shape[0], x.shape[1], out_h, out_w]) + link

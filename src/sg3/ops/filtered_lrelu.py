@@ -17,6 +17,7 @@ from sg3.ops._params import (
     check_filter,
     check_scalar,
     check_tensor,
+    empty_input_output,
     filter_size,
     output_size,
     parse_padding,
@@ -148,10 +149,12 @@ def filtered_lrelu(
             raise TypeError(f"b must have the same dtype as x ({x.dtype}), got {b.dtype}")
     fuw, fuh = filter_size(fu)
     fdw, fdh = filter_size(fd)
-    output_size(
+    out_h, out_w = output_size(
         "filtered_lrelu", x.shape, (up, up), (down, down), pads, (fuw + fdw - 1, fuh + fdh - 1),
         f"up {up}, down {down}, padding {list(pads)}, fu {fuh}x{fuw}, fd {fdh}x{fdw}",
     )  # fmt: skip
+    if x.numel() == 0:
+        return empty_input_output(x, out_h, out_w, b)
     name, ext = _dispatch.resolve(impl, x)
     if name == "ref":
         return _filtered_lrelu_ref(x, fu, fd, b, up, down, pads, gain, slope, clamp, flip_filter)

@@ -16,6 +16,7 @@ from sg3.ops._params import (
     check_filter,
     check_scalar,
     check_tensor,
+    empty_input_output,
     filter_size,
     output_length,
     output_size,
@@ -219,7 +220,9 @@ def upfirdn2d(
     fw, fh = filter_size(f)
     args = f"filter {fh}x{fw}, up {(upx, upy)}, down {(downx, downy)}, padding {list(pads)}"
     args += "; pad more or crop less"
-    output_size("upfirdn2d", x.shape, (upx, upy), (downx, downy), pads, (fw, fh), args)
+    out_h, out_w = output_size("upfirdn2d", x.shape, (upx, upy), (downx, downy), pads, (fw, fh), args)
+    if x.numel() == 0:
+        return empty_input_output(x, out_h, out_w)
     name, ext = _dispatch.resolve(impl, x)
     if name == "ref":
         return _upfirdn2d_ref(x, f, (upx, upy), (downx, downy), pads, flip_filter, gain)
