@@ -104,10 +104,11 @@ class StyleGAN3Module(LightningModule):
         self.D.requires_grad_(False)
         rank, world = self.global_rank, self.trainer.world_size
         seed = self.derived["seed"] * world + rank
-        if not restore_rank_rng(self._restored_rng, rank, world):
-            # Fresh runs (and resumes with another process count) seed from (seed, rank, progress).
-            torch.manual_seed(seed + self.cur_nimg)
-            np.random.seed((seed + self.cur_nimg) % 2**32)
+        # Fresh runs (and resumes with another process count) seed from (seed, rank, progress). A resume
+        # restores the saved states at its first step instead (`on_train_batch_start`): building the data
+        # loader's iterator draws from the global torch RNG, which the uninterrupted run did only once.
+        torch.manual_seed(seed + self.cur_nimg)
+        np.random.seed((seed + self.cur_nimg) % 2**32)
         self._label_gen = torch.Generator().manual_seed(seed + self.cur_nimg)
         # tick_start_nimg is 0 on a fresh run and restored by on_load_checkpoint on resume, so a resumed
         # run keeps the tick boundaries of the uninterrupted one.
@@ -339,6 +340,13 @@ class StyleGAN3Module(LightningModule):
         }
 
     # ------------------------------------------------------------------ checkpoints
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        if self._restored_rng is not None:  # the first step of a resumed run continues the saved streams
+            restore_rank_rng(
+                self._restored_rng, self.global_rank, self._world(), generators={"label": self._label_gen}
+            )
+            self._restored_rng = None
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         def net(module):
             if module is None:
@@ -346,6 +354,7 @@ class StyleGAN3Module(LightningModule):
             kind = {id(self.D): "discriminator", id(self.augment_pipe): "augment_pipe"}.get(id(module))
             return {"kind": kind or self.derived["G_kind"], "init_kwargs": dict(module.init_kwargs)}
 
+        gens = {"label": self._label_gen} if self._label_gen is not None else None
         checkpoint["sg3"] = {
             "format": "sg3-checkpoint",
             "version": 1,
@@ -362,7 +371,7 @@ class StyleGAN3Module(LightningModule):
                 "batch_idx": self.batch_idx,
                 "tick_start_nimg": self.tick_start_nimg,
             },
-            "rng": gather_rng_states(self.all_gather if self._world() > 1 else None, self.device),
+            "rng": gather_rng_states(self.all_gather if self._world() > 1 else None, self.device, gens),
             "wandb_run_id": self.wandb_run_id,
         }  # fmt: skip
 

@@ -1,7 +1,8 @@
 """Per-process RNG states for checkpoints: each rank saves and restores its own (torch, NumPy, Python, CUDA).
 
 Checkpoints hold `ckpt['sg3']['rng']`, a list with one state per rank, gathered from every rank while saving
-(`LightningModule.all_gather`); on resume each rank restores its own entry (docs/internals.md).
+(`LightningModule.all_gather`); on resume each rank restores its own entry (docs/internals.md). Private
+`torch.Generator`s of the training (the label generator) travel in the same entry, under `generators`.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def rng_to_tensors(state: dict[str, Any]) -> dict[str, torch.Tensor]:
     }
     if "cuda" in state:
         out["cuda"] = state["cuda"]
+    for name, gen_state in state.get("generators", {}).items():
+        out[f"gen:{name}"] = gen_state
     return out
 
 
@@ -76,10 +79,18 @@ def rng_from_tensors(t: dict[str, torch.Tensor]) -> dict[str, Any]:
     }  # fmt: skip
     if "cuda" in t:
         state["cuda"] = t["cuda"].to(torch.uint8)
+    gens = {k[len("gen:") :]: v.to(torch.uint8) for k, v in t.items() if k.startswith("gen:")}
+    if gens:
+        state["generators"] = gens
     return state
 
 
-def restore_rank_rng(saved: list[dict[str, Any]] | dict[str, Any] | None, rank: int, world: int) -> bool:
+def restore_rank_rng(
+    saved: list[dict[str, Any]] | dict[str, Any] | None,
+    rank: int,
+    world: int,
+    generators: dict[str, torch.Generator] | None = None,
+) -> bool:
     """Restore this process's RNG states from a checkpoint's per-rank list; True if restored.
 
     Args:
@@ -87,24 +98,38 @@ def restore_rank_rng(saved: list[dict[str, Any]] | dict[str, Any] | None, rank: 
         rank: This process's global rank.
         world: Number of processes now. With a different count than at saving, only rank 0 restores
             its state (rank 0's stream continues); the other ranks return False and reseed.
+        generators: name -> private generator to restore too (those the checkpoint holds; others keep
+            their state).
     """
     if saved is None:
         return False
     states = [saved] if isinstance(saved, dict) else list(saved)
     if rank < len(states) and (len(states) == world or rank == 0):
         set_rng_state(states[rank])
+        for name, gen_state in states[rank].get("generators", {}).items():
+            if generators is not None and name in generators:
+                generators[name].set_state(gen_state.cpu().clone())
         return True
     return False
 
 
-def gather_rng_states(all_gather: Callable[[Any], Any] | None, device: torch.device) -> list[dict[str, Any]]:
+def gather_rng_states(
+    all_gather: Callable[[Any], Any] | None,
+    device: torch.device,
+    generators: dict[str, torch.Generator] | None = None,
+) -> list[dict[str, Any]]:
     """Every rank's RNG states, rank by rank; every rank must call it (it is a collective).
 
     Args:
         all_gather: `LightningModule.all_gather` (stacks each tensor over >= 2 ranks); None: one process.
         device: Where the collective needs the tensors (the module's device; CUDA for NCCL).
+        generators: name -> private CPU generator whose state is saved with this rank's (the same names on
+            every rank).
     """
-    mine = rng_to_tensors(rng_state())
+    state = rng_state()
+    if generators:
+        state["generators"] = {name: g.get_state() for name, g in generators.items()}
+    mine = rng_to_tensors(state)
     if all_gather is None:
         return [rng_from_tensors(mine)]
     gathered = all_gather({k: v.to(device) for k, v in mine.items()})

@@ -1,0 +1,157 @@
+"""True resume in process: a run stopped at an awkward step and resumed ends bit-identical to an
+uninterrupted one.
+
+The data module here is resumable by construction (batch i is a function of i), so every difference
+comes from the training state: networks, G_ema, optimisers, ADA p and its running sums, the path-length
+mean, counters, the global RNGs, the label generator and the tick bookkeeping.
+"""
+
+from __future__ import annotations
+
+import random
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+from training_helpers import compose_plain
+
+from sg3.data.datamodule import ShardDataModule
+from sg3.training import callbacks as cb
+from sg3.training.checkpoint import AtomicCheckpointIO, latest_checkpoint
+from sg3.training.module import StyleGAN3Module
+
+BATCH, RES, C_DIM = 4, 16, 3
+
+
+class _Batches(IterableDataset):
+    def __init__(self, start: int, c_dim: int) -> None:
+        self.start, self.c_dim = start, c_dim
+
+    def __iter__(self):
+        i = self.start
+        while True:
+            g = torch.Generator().manual_seed(1000 + i)
+            img = torch.randint(0, 256, [BATCH, 3, RES, RES], dtype=torch.uint8, generator=g)
+            c = torch.nn.functional.one_hot(torch.arange(i, i + BATCH) % self.c_dim, self.c_dim).float()
+            yield img, c
+            i += 1
+
+
+class CountingData(L.LightningDataModule):
+    """Batch i is fixed by i; the checkpoint holds the number of batches consumed (exact resume)."""
+
+    def __init__(self, c_dim: int) -> None:
+        super().__init__()
+        self.c_dim, self.start = c_dim, 0
+        self.index = {"class_counts": [1, 2, 3][:c_dim]}
+
+    def train_dataloader(self):
+        return DataLoader(_Batches(self.start, self.c_dim), batch_size=None, num_workers=0)
+
+    def state_dict(self):
+        return {"next": self.trainer.lightning_module.batch_idx}
+
+    def load_state_dict(self, state):
+        self.start = int(state["next"])
+
+    sample_labels = ShardDataModule.sample_labels
+
+
+class StopAt(L.Callback):
+    """Asks Snapshots to save and stop after `steps` steps, as SIGTERM does."""
+
+    def __init__(self, snaps: cb.Snapshots, steps: int) -> None:
+        self.snaps, self.steps = snaps, steps
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if pl_module.batch_idx == self.steps:
+            self.snaps._signal = "SIGTERM"
+
+
+class Record(L.Callback):
+    """Keeps every tick's summary."""
+
+    def __init__(self) -> None:
+        self.ticks: dict[int, dict] = {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        info = pl_module.tick_info
+        if info and "scalars" in info:
+            self.ticks[pl_module.batch_idx] = info
+
+
+def overrides(steps: int) -> list[str]:
+    return [
+        "model=tiny", f"batch={BATCH}", "loss.r1_gamma=1", "data.urls=unused", "logger=none",
+        f"total_kimg={steps * BATCH / 1000}", "kimg_per_tick=0.012", "optim.D_reg_interval=3",
+        "snap=1000", "checkpoint_kimg=1000",
+        # ADA reacting fast, target near the real r_t: whether p moves depends on the accumulated signs.
+        "augment.kimg=0.1", "augment.target=0.1",
+    ]  # fmt: skip
+
+
+def fit(tmp_path, steps: int, stop_at: int | None = None, resume: bool = False):
+    plain = compose_plain(overrides(steps), resolution=RES, c_dim=C_DIM)
+    torch.manual_seed(0)
+    module = StyleGAN3Module(plain)
+    snaps = cb.Snapshots(str(tmp_path), keep=0)
+    record = Record()
+    callbacks = ([StopAt(snaps, stop_at)] if stop_at else []) + [snaps, record]
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, logger=False, callbacks=callbacks, default_root_dir=str(tmp_path),
+        plugins=[AtomicCheckpointIO()], enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, max_epochs=-1, max_steps=-1, num_sanity_val_steps=0,
+    )  # fmt: skip
+    ckpt = str(latest_checkpoint(tmp_path)) if resume else None
+    trainer.fit(module, datamodule=CountingData(C_DIM), ckpt_path=ckpt, weights_only=True)
+    rngs = (torch.get_rng_state(), np.random.get_state(), random.getstate())
+    return module, trainer, record, rngs
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    # Stopped after 6 steps: mid-tick (ticks end after steps 1, 4, 7), mid ADA interval (p moves after
+    # steps 4 and 8) and right before a lazy R1 step (the 7th step: batch_idx 6 % 3 == 0).
+    steps, stop = 8, 6
+    full = fit(tmp_path_factory.mktemp("full"), steps)
+    split_dir = tmp_path_factory.mktemp("split")
+    first = fit(split_dir, steps, stop_at=stop)
+    assert first[0].batch_idx == stop
+    resumed = fit(split_dir, steps, resume=True)
+    return full, first, resumed
+
+
+def test_networks_optimisers_ada_and_counters_continue_bit_exactly(runs):
+    (full, full_tr, _, _), _, (res, res_tr, _, _) = runs
+    assert (res.cur_nimg, res.batch_idx, res.cur_tick, res.tick_start_nimg) == (
+        full.cur_nimg, full.batch_idx, full.cur_tick, full.tick_start_nimg,
+    )  # fmt: skip
+    a, b = full.state_dict(), res.state_dict()
+    assert a.keys() == b.keys()
+    assert float(a["augment_pipe.p"]) > 0  # ADA moved
+    for k in a:
+        if isinstance(a[k], torch.Tensor):
+            assert torch.equal(a[k], b[k]), k
+    assert a["ada._extra_state"]["last_rt"] == b["ada._extra_state"]["last_rt"]
+    assert torch.equal(a["ada._extra_state"]["stats"], b["ada._extra_state"]["stats"])
+    for oa, ob in zip(full_tr.optimizers, res_tr.optimizers):
+        sa, sb = oa.state_dict()["state"], ob.state_dict()["state"]
+        assert sa.keys() == sb.keys()
+        for i in sa:
+            for name in sa[i]:
+                assert torch.equal(sa[i][name], sb[i][name]), (i, name)
+
+
+def test_rngs_and_label_generator_continue(runs):
+    (full, _, _, rng_a), _, (res, _, _, rng_b) = runs
+    assert torch.equal(rng_a[0], rng_b[0])
+    assert (
+        rng_a[1][0] == rng_b[1][0]
+        and np.array_equal(rng_a[1][1], rng_b[1][1])
+        and rng_a[1][2:] == rng_b[1][2:]
+    )
+    assert rng_a[2] == rng_b[2]
+    assert torch.equal(full._label_gen.get_state(), res._label_gen.get_state())
+
