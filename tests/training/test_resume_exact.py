@@ -9,6 +9,7 @@ mean, counters, the global RNGs, the label generator and the tick bookkeeping.
 from __future__ import annotations
 
 import random
+import time
 
 import lightning as L
 import numpy as np
@@ -19,7 +20,7 @@ from training_helpers import compose_plain
 
 from sg3.data.datamodule import ShardDataModule
 from sg3.training import callbacks as cb
-from sg3.training.checkpoint import AtomicCheckpointIO, latest_checkpoint
+from sg3.training.checkpoint import AtomicCheckpointIO, checkpoint_path, latest_checkpoint
 from sg3.training.module import StyleGAN3Module
 
 BATCH, RES, C_DIM = 4, 16, 3
@@ -71,12 +72,18 @@ class StopAt(L.Callback):
 
 
 class Record(L.Callback):
-    """Keeps every tick's summary."""
+    """Keeps every tick's summary and when each step ended."""
 
     def __init__(self) -> None:
         self.ticks: dict[int, dict] = {}
+        self.ends: dict[int, float] = {}
+        self.fit_start = 0.0
+
+    def on_fit_start(self, trainer, pl_module):
+        self.fit_start = time.time()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.ends[pl_module.batch_idx] = time.time()
         info = pl_module.tick_info
         if info and "scalars" in info:
             self.ticks[pl_module.batch_idx] = info
@@ -120,11 +127,11 @@ def runs(tmp_path_factory):
     first = fit(split_dir, steps, stop_at=stop)
     assert first[0].batch_idx == stop
     resumed = fit(split_dir, steps, resume=True)
-    return full, first, resumed
+    return full, first, resumed, split_dir
 
 
 def test_networks_optimisers_ada_and_counters_continue_bit_exactly(runs):
-    (full, full_tr, _, _), _, (res, res_tr, _, _) = runs
+    (full, full_tr, _, _), _, (res, res_tr, _, _), _ = runs
     assert (res.cur_nimg, res.batch_idx, res.cur_tick, res.tick_start_nimg) == (
         full.cur_nimg, full.batch_idx, full.cur_tick, full.tick_start_nimg,
     )  # fmt: skip
@@ -145,7 +152,7 @@ def test_networks_optimisers_ada_and_counters_continue_bit_exactly(runs):
 
 
 def test_rngs_and_label_generator_continue(runs):
-    (full, _, _, rng_a), _, (res, _, _, rng_b) = runs
+    (full, _, _, rng_a), _, (res, _, _, rng_b), _ = runs
     assert torch.equal(rng_a[0], rng_b[0])
     assert (
         rng_a[1][0] == rng_b[1][0]
@@ -155,3 +162,24 @@ def test_rngs_and_label_generator_continue(runs):
     assert rng_a[2] == rng_b[2]
     assert torch.equal(full._label_gen.get_state(), res._label_gen.get_state())
 
+
+def test_the_tick_across_the_stop_reports_the_whole_tick(runs):
+    (_, _, full_rec, _), _, (_, _, res_rec, _), split_dir = runs
+    # Ticks end after steps 1, 4, 7 and 8 (done): the one at 7 spans the stop after step 6.
+    assert sorted(full_rec.ticks) == [1, 4, 7, 8] and sorted(res_rec.ticks) == [7, 8]
+    a, b = full_rec.ticks[7], res_rec.ticks[7]
+    assert a["tick"] == b["tick"] == 2
+    assert a["stats"].keys() == b["stats"].keys()
+    for name in a["stats"]:
+        assert a["stats"][name]["num"] == b["stats"][name]["num"], name
+        assert a["stats"][name]["mean"] == pytest.approx(b["stats"][name]["mean"], rel=1e-9, abs=1e-12), name
+    # Timing continues the tick's seconds before the stop (saved in the checkpoint) and Timing/total_sec the
+    # run's, instead of restarting at the resume.
+    saved = torch.load(checkpoint_path(split_dir, 6 * BATCH), weights_only=True)["sg3"]["tick"]
+    assert saved["tick_sec"] > 0 and saved["total_sec"] > saved["tick_sec"]
+    since_resume = res_rec.ends[7] - res_rec.fit_start
+    s = b["scalars"]
+    assert s["Timing/sec_per_tick"] == pytest.approx(saved["tick_sec"] + since_resume, abs=0.3)
+    assert s["Timing/sec_per_kimg"] == pytest.approx(s["Timing/sec_per_tick"] / (3 * BATCH / 1000))
+    assert s["Timing/total_sec"] == pytest.approx(saved["total_sec"] + since_resume, abs=0.3)
+    assert s["Timing/maintenance_sec"] >= saved["maintenance_sec"]

@@ -74,6 +74,7 @@ class StyleGAN3Module(LightningModule):
         self._start_time = time.time()
         self._label_gen: torch.Generator | None = None
         self._restored_rng: list[dict[str, Any]] | dict[str, Any] | None = None
+        self._restored_tick: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ properties and setup
     @property
@@ -113,6 +114,7 @@ class StyleGAN3Module(LightningModule):
         # tick_start_nimg is 0 on a fresh run and restored by on_load_checkpoint on resume, so a resumed
         # run keeps the tick boundaries of the uninterrupted one.
         self._start_time = self._tick_start_time = time.time()
+        self._restore_tick()
         if world > 1:
             agree_on_ops(self.device, rank, self._all_reduce_sum)
         if self.device.type == "cuda":
@@ -347,6 +349,40 @@ class StyleGAN3Module(LightningModule):
             )
             self._restored_rng = None
 
+    def _tick_state(self) -> dict[str, Any]:
+        """The current tick so far: statistics (summed over processes) and seconds (collective)."""
+        names = self.stats.names()
+        sums = [self.stats._sums[n].to(self.device, torch.float64) for n in names]  # each [num, sum, sum sq]
+        sums = torch.stack(sums) if sums else torch.zeros([0, 3], dtype=torch.float64, device=self.device)
+        if self._world() > 1:
+            sums = self._all_reduce_sum(sums)
+        now = time.time()
+        step_end = self._step_end_time or now
+        # This step's maintenance so far (checkpoints are written by callbacks after the step).
+        maintenance = self._maintenance_sec + (now - step_end if self.tick_info is not None else 0.0)
+        return {
+            "stat_names": names,
+            "stat_sums": sums.cpu(),
+            "tick_sec": step_end - self._tick_start_time,
+            "maintenance_sec": maintenance,
+            "total_sec": step_end - self._start_time,
+        }
+
+    def _restore_tick(self) -> None:
+        """Continue the saved tick: its statistics (rank 0 holds the sums of all processes) and timers."""
+        tick, self._restored_tick = self._restored_tick, None
+        if not tick:
+            return
+        rank0 = self.global_rank == 0
+        for name, sums in zip(tick["stat_names"], tick["stat_sums"]):
+            self.stats._sums[name] = (sums if rank0 else torch.zeros_like(sums)).to(
+                self.device, torch.float64
+            )
+        now = time.time()
+        self._start_time = now - float(tick["total_sec"])
+        self._tick_start_time = now - float(tick["tick_sec"])
+        self._maintenance_sec = float(tick["maintenance_sec"])
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         def net(module):
             if module is None:
@@ -372,6 +408,7 @@ class StyleGAN3Module(LightningModule):
                 "tick_start_nimg": self.tick_start_nimg,
             },
             "rng": gather_rng_states(self.all_gather if self._world() > 1 else None, self.device, gens),
+            "tick": self._tick_state(),
             "wandb_run_id": self.wandb_run_id,
         }  # fmt: skip
 
@@ -387,6 +424,7 @@ class StyleGAN3Module(LightningModule):
         self.batch_idx = int(counters["batch_idx"])
         self.tick_start_nimg = int(counters.get("tick_start_nimg", self.cur_nimg))
         self._restored_rng = sg3.get("rng")
+        self._restored_tick = sg3.get("tick")
         self.wandb_run_id = sg3.get("wandb_run_id") or self.wandb_run_id
 
 
