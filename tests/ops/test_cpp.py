@@ -427,3 +427,18 @@ def test_empty_inputs_give_empty_or_zero_outputs(shape, impl):
     assert z.shape == (shape[0], shape[1], shape[2] + 1, 6) and not z.any()
     gx, gb = torch.autograd.grad(z.sum(), [x, b])
     assert gx.shape == x.shape and gb.shape == b.shape and not gb.any()
+
+
+@pytest.mark.parametrize("impl", ["ref", "cpp"])
+@pytest.mark.parametrize("ndim", [0, 1, 2])
+def test_upfirdn2d_negative_gain_is_the_total_gain(ndim, impl):
+    """Spec 2.1: the total gain is `gain` whatever the filter's rank. A separable filter gets sqrt(|gain|)
+    per pass and the sign once (gain ** 0.5 of a negative gain is complex and used to crash)."""
+    g = torch.Generator().manual_seed(23)
+    x = torch.randn(2, 3, 7, 6, generator=g, dtype=F64)
+    f = None if ndim == 0 else make_filter(ndim, 4, g, F64)
+    kw = dict(up=[2, 1], down=[1, 2], padding=[2, 1, 0, 3])
+    y = ops.upfirdn2d(x, f, gain=-2.5, impl=impl, **kw)
+    torch.testing.assert_close(y, -2.5 * ops.upfirdn2d(x, f, impl=impl, **kw), rtol=1e-12, atol=1e-12)
+    upsampled = ops.upsample2d(x, f, gain=-1.0, impl=impl)  # upsample2d's gain up**2 times -1
+    torch.testing.assert_close(upsampled, -ops.upsample2d(x, f, impl=impl), rtol=1e-12, atol=1e-12)

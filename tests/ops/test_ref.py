@@ -250,3 +250,11 @@ def test_crop_larger_than_the_image_after_upsampling_and_in_filtered_lrelu():
     fn = lambda t: ops.filtered_lrelu(t, f, f, up=2, down=2, padding=[-13, 8, 2, 1], impl="ref")
     assert fn(x64).shape == (1, 2, 5, 2)
     assert torch.autograd.gradcheck(fn, (x64,))
+
+
+def test_setup_filter_refuses_a_negative_gain_for_a_separable_filter():
+    """A 1-D filter is applied once per axis, so its sign cancels: a negative total gain cannot be put
+    into it (sqrt of a negative gain made a complex filter)."""
+    torch.testing.assert_close(ops.setup_filter([1, 3, 3, 1], gain=-2).sum(), torch.tensor(-2.0))
+    with pytest.raises(ValueError, match="negative gain"):
+        ops.setup_filter(torch.ones(8), gain=-2)

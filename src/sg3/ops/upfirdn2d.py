@@ -40,7 +40,8 @@ def setup_filter(
         device: Device of the returned tensor.
         normalize: Divide by the sum of the taps so the filter has unit DC gain.
         flip_filter: Flip the filter along every axis.
-        gain: Overall gain; 1-D filters get `sqrt(gain)` (applied once per axis), 2-D filters `gain`.
+        gain: Overall gain; 1-D filters get `sqrt(gain)` (applied once per axis, so gain must be >= 0),
+            2-D filters `gain`.
         separable: Keep a 1-D filter 1-D (True) or expand it to the 2-D outer product (False);
             None = keep 1-D only when it has at least 8 taps.
 
@@ -67,8 +68,23 @@ def setup_filter(
         f = f / total
     if flip_filter:
         f = f.flip(list(range(f.ndim)))
+    if f.ndim == 1 and gain < 0:
+        raise ValueError(
+            f"a separable (1-D) filter cannot carry a negative gain ({gain}): it is applied once per "
+            "axis, so its sign cancels; pass separable=False or apply the sign to the data"
+        )
     f = f * (gain ** (f.ndim / 2))
     return f.to(device=device)
+
+
+def pass_gains(gain: float) -> tuple[float, float]:
+    """Gains of the two passes of a separable filter: `sqrt(|gain|)` each, the sign on the first only.
+
+    Their product is `gain` (spec 2.1: total gain `gain` whatever the filter's rank); for `gain >= 0`
+    both are `gain ** 0.5`, bit for bit.
+    """
+    root = abs(gain) ** 0.5
+    return (-root if gain < 0 else root), root
 
 
 def _upfirdn2d_ref(
@@ -96,14 +112,16 @@ def _upfirdn2d_ref(
         if gain != 1:
             x = x * gain
     else:
-        f = f.to(x.dtype) * (gain ** (f.ndim / 2))
+        f = f.to(x.dtype)
         if not flip_filter:
             f = f.flip(list(range(f.ndim)))  # conv2d correlates; a true convolution needs the flip
         if f.ndim == 2:
+            f = f * gain
             x = F.conv2d(x, f[None, None].expand(c, 1, *f.shape), groups=c)  # weight [C, 1, fh, fw]
         else:
-            x = F.conv2d(x, f[None, None, None].expand(c, 1, 1, f.numel()), groups=c)  # [C, 1, 1, taps]
-            x = F.conv2d(x, f[None, None, :, None].expand(c, 1, f.numel(), 1), groups=c)  # [C, 1, taps, 1]
+            fx, fy = (f * g for g in pass_gains(gain))  # sqrt(|gain|) per pass, the sign once
+            x = F.conv2d(x, fx[None, None, None].expand(c, 1, 1, f.numel()), groups=c)  # [C, 1, 1, taps]
+            x = F.conv2d(x, fy[None, None, :, None].expand(c, 1, f.numel(), 1), groups=c)  # [C, 1, taps, 1]
     return x[:, :, ::downy, ::downx]
 
 
@@ -174,14 +192,14 @@ def _upfirdn2d_compiled(x, f, ext, up, down, padding, flip_filter, gain):
         return _Upfirdn2dCompiled.apply(x, ff, ext, up, down, padding, flip_filter, gain)
     px0, px1, py0, py1 = padding
     taps = ff.numel()
-    g = gain**0.5
+    gains = pass_gains(gain)  # sqrt(|gain|) per pass, the sign on the first one run
     x_pass = (ff.reshape(1, taps), (up[0], 1), (down[0], 1), (px0, px1, 0, 0))  # f [1, taps]
     y_pass = (ff.reshape(taps, 1), (1, up[1]), (1, down[1]), (0, 0, py0, py1))  # f [taps, 1]
     n, c, h, w = x.shape
     out_w = output_length(w, up[0], down[0], px0, px1, taps)
     out_h = output_length(h, up[1], down[1], py0, py1, taps)
     passes = (x_pass, y_pass) if h * out_w <= out_h * w else (y_pass, x_pass)
-    for f2, u, d, p in passes:
+    for (f2, u, d, p), g in zip(passes, gains):
         x = _Upfirdn2dCompiled.apply(x, f2, ext, u, d, p, flip_filter, g)
     return x
 
