@@ -17,6 +17,7 @@ from sg3.training.checkpoint import (
     prune_checkpoints,
     resolve_resume,
 )
+from sg3.training.module import StyleGAN3Module
 
 
 def test_checkpoint_state_is_plain_data_and_restores_counters():
@@ -82,3 +83,42 @@ def test_init_from_architecture_mismatch_lists_the_shapes(tmp_path):
     assert "\n  G.mapping.fc0.weight: file [32, 32] vs model [16, 32]" in str(err.value)
     with pytest.raises(ValueError, match="no such file"):
         load_init_weights({"G": other.G}, tmp_path / "nope.pkl")
+
+
+def test_two_processes_save_their_summed_ada_signs_and_tick_statistics(monkeypatch):
+    """Every process accumulates its own ADA signs and tick statistics; the checkpoint (written by rank 0)
+    must hold their sums, which rank 0 continues after a resume while the other ranks start at zero, so the
+    next all-reduced sums equal the uninterrupted run's. Simulated: the other process holds the same sums."""
+    monkeypatch.setattr(StyleGAN3Module, "global_rank", property(lambda self: self.fake_rank))
+    monkeypatch.setattr(StyleGAN3Module, "_world", lambda self: 2)
+    monkeypatch.setattr(StyleGAN3Module, "_all_reduce_sum", lambda self, t: t * 2)
+    monkeypatch.setattr(
+        StyleGAN3Module, "all_gather", lambda self, d: {k: torch.stack([v, v]) for k, v in d.items()}
+    )
+    module = tiny_module(["augment.target=0.5"])
+    module.fake_rank = 0
+    module.ada.stats = torch.tensor([3.0, 4.0], dtype=torch.float64)  # this process: 3 of 4 signs positive
+    module.stats.report("Loss/D/loss", torch.tensor([1.0, 2.0]))
+    ckpt = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(ckpt)
+    ckpt = torch.load(_round_trip(ckpt), weights_only=True)
+    assert ckpt["state_dict"]["ada._extra_state"]["stats"].tolist() == [6.0, 8.0]
+    assert ckpt["sg3"]["tick"]["stat_names"] == ["Loss/D/loss"]
+    assert ckpt["sg3"]["tick"]["stat_sums"].tolist() == [[4.0, 6.0, 10.0]]
+    for rank, share in ((0, 1.0), (1, 0.0)):
+        resumed = tiny_module(["augment.target=0.5"], seed=rank + 1)
+        resumed.fake_rank = rank
+        loaded = torch.load(_round_trip(ckpt), weights_only=True)
+        resumed.on_load_checkpoint(loaded)
+        resumed.load_state_dict(loaded["state_dict"])
+        resumed._restore_tick()
+        assert resumed.ada.stats.tolist() == [6.0 * share, 8.0 * share]
+        assert resumed.stats.names() == ["Loss/D/loss"]  # every process reports the same names
+        assert resumed.stats._sums["Loss/D/loss"].tolist() == [4.0 * share, 6.0 * share, 10.0 * share]
+
+
+def _round_trip(obj) -> io.BytesIO:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    buf.seek(0)
+    return buf

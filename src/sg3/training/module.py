@@ -411,6 +411,11 @@ class StyleGAN3Module(LightningModule):
             "tick": self._tick_state(),
             "wandb_run_id": self.wandb_run_id,
         }  # fmt: skip
+        ada_key = "ada._extra_state"
+        if self.ada is not None and self._world() > 1 and ada_key in checkpoint.get("state_dict", {}):
+            # Each process accumulates its own signs; the checkpoint holds their sum (restored on rank 0).
+            summed = self._all_reduce_sum(self.ada.stats.to(self.device, torch.float64).clone())
+            checkpoint["state_dict"][ada_key] = {**checkpoint["state_dict"][ada_key], "stats": summed.cpu()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         sg3 = checkpoint.get("sg3")
@@ -425,6 +430,13 @@ class StyleGAN3Module(LightningModule):
         self.tick_start_nimg = int(counters.get("tick_start_nimg", self.cur_nimg))
         self._restored_rng = sg3.get("rng")
         self._restored_tick = sg3.get("tick")
+        ada_state = checkpoint.get("state_dict", {}).get("ada._extra_state")
+        if self.ada is not None and isinstance(ada_state, dict) and self.global_rank != 0:
+            # The saved sums are those of all processes: rank 0 continues them, the others start at zero.
+            checkpoint["state_dict"]["ada._extra_state"] = {
+                **ada_state,
+                "stats": torch.zeros([2], dtype=torch.float64),
+            }
         self.wandb_run_id = sg3.get("wandb_run_id") or self.wandb_run_id
 
 
