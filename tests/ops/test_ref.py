@@ -11,12 +11,14 @@ from sg3 import ops
 from sg3.ops import _dispatch
 
 F64 = torch.float64
+IMPLS = ["ref", pytest.param("cpp", marks=pytest.mark.cpp)]  # cpp: the compiled op, same numbers
 
 
-def test_filtered_lrelu_spec_vector_a(spec_filters, spec_input):
+@pytest.mark.parametrize("impl", IMPLS)
+def test_filtered_lrelu_spec_vector_a(spec_filters, spec_input, impl):
     x, b = spec_input(8), torch.tensor([0.1, -0.3])
     f = spec_filters["l0"]
-    y = ops.filtered_lrelu(x, f, f, b, up=2, down=2, padding=[9, 8, 9, 8], clamp=256, impl="ref")
+    y = ops.filtered_lrelu(x, f, f, b, up=2, down=2, padding=[9, 8, 9, 8], clamp=256, impl=impl)
     assert y.shape == (1, 2, 6, 6)
     expect_row = [0.8576723, 0.8926805, 0.6267111, 0.2388392, -0.0312557, -0.1246599]
     expect_col = [0.8576723, 0.9774170, 0.9773285, 0.8915771, 0.7415945, 0.5456005]
@@ -27,10 +29,11 @@ def test_filtered_lrelu_spec_vector_a(spec_filters, spec_input):
     assert y.sum().item() == pytest.approx(10.25981, abs=2e-5)
 
 
-def test_filtered_lrelu_spec_vector_b(spec_filters, spec_input):
+@pytest.mark.parametrize("impl", IMPLS)
+def test_filtered_lrelu_spec_vector_b(spec_filters, spec_input, impl):
     x, b = spec_input(16), torch.tensor([0.1, -0.3])
     fu, fd = spec_filters["l2_up"], spec_filters["l2_down"]
-    y = ops.filtered_lrelu(x, fu, fd, b, up=4, down=2, padding=[-6, -9, -6, -9], clamp=0.5, impl="ref")
+    y = ops.filtered_lrelu(x, fu, fd, b, up=4, down=2, padding=[-6, -9, -6, -9], clamp=0.5, impl=impl)
     assert y.shape == (1, 2, 8, 8)
     row = [-0.0651485, 0.0775654, 0.2795766, 0.4357540, 0.4922481, 0.4997894, 0.4999995, 0.4998081]
     col = [-0.1098035, -0.1074973, -0.1037830, -0.0988919, -0.0931277, -0.0868492, -0.0804464, -0.0743178]
@@ -258,3 +261,70 @@ def test_setup_filter_refuses_a_negative_gain_for_a_separable_filter():
     torch.testing.assert_close(ops.setup_filter([1, 3, 3, 1], gain=-2).sum(), torch.tensor(-2.0))
     with pytest.raises(ValueError, match="negative gain"):
         ops.setup_filter(torch.ones(8), gain=-2)
+
+
+_ACT_FORMULAS = {  # spec 2.2: name -> (formula, default alpha, default gain)
+    "linear": (lambda v: v, 0.0, 1.0),
+    "relu": (lambda v: v.clamp(min=0), 0.0, math.sqrt(2)),
+    "lrelu": (lambda v: torch.where(v >= 0, v, 0.2 * v), 0.2, math.sqrt(2)),
+    "tanh": (lambda v: (v.exp() - (-v).exp()) / (v.exp() + (-v).exp()), 0.0, 1.0),
+    "sigmoid": (lambda v: 1 / (1 + (-v).exp()), 0.0, 1.0),
+    "elu": (lambda v: torch.where(v >= 0, v, v.exp() - 1), 0.0, 1.0),
+    "selu": (lambda v: 1.0507009873554805 * torch.where(v >= 0, v, 1.6732632423543772 * (v.exp() - 1)), 0, 1),
+    "softplus": (lambda v: (1 + v.exp()).log(), 0.0, 1.0),
+    "swish": (lambda v: v / (1 + (-v).exp()), 0.0, math.sqrt(2)),
+}
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("act", list(_ACT_FORMULAS))
+def test_bias_act_activation_defaults_and_order(act, impl):
+    """Spec 2.2: the 9 activations with their default alpha and gain; order bias -> act -> gain -> clamp
+    (clamp bounds the scaled output); clamp=0 clamps everything to 0, clamp=None not at all."""
+    formula, def_alpha, def_gain = _ACT_FORMULAS[act]
+    assert (ops.ACTIVATIONS[act].def_alpha, ops.ACTIVATIONS[act].def_gain) == (def_alpha, def_gain)
+    x = torch.linspace(-4, 4, 24, dtype=F64).reshape(2, 3, 4)
+    b = torch.tensor([0.5, -1.0, 2.0], dtype=F64)
+    v = x + b[:, None]
+    torch.testing.assert_close(ops.bias_act(x, b, act=act, impl=impl), formula(v) * def_gain)
+    y = ops.bias_act(x, b, act=act, gain=3.0, clamp=1.25, impl=impl)
+    torch.testing.assert_close(y, (formula(v) * 3.0).clamp(-1.25, 1.25))
+    assert ops.bias_act(x, b, act=act, gain=3.0, clamp=0, impl=impl).abs().max() == 0
+    big = ops.bias_act(x * 100, None, act=act, gain=3.0, clamp=None, impl=impl)
+    torch.testing.assert_close(big, formula(x * 100) * 3.0)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_filtered_lrelu_clamp_zero_and_none(impl):
+    """clamp=0 clamps every activation to 0 (so the output and every gradient are 0); clamp=None leaves
+    values of any size alone."""
+    g = torch.Generator().manual_seed(4)
+    x = (torch.randn(1, 2, 6, 5, generator=g, dtype=F64) * 1000).requires_grad_(True)
+    f = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=F64) / 8
+    kw = dict(up=2, down=2, padding=[3, 2, 3, 2], impl=impl)
+    y = ops.filtered_lrelu(x, f, f, clamp=0, **kw)
+    (gx,) = torch.autograd.grad(y.sum(), x)
+    assert y.abs().max() == 0 and gx.abs().max() == 0
+    y = ops.filtered_lrelu(x, f, f, clamp=None, **kw)
+    up = ops.upfirdn2d(x, f, up=2, padding=[3, 2, 3, 2], gain=4, impl="ref")
+    want = ops.upfirdn2d(torch.nn.functional.leaky_relu(up, 0.2) * math.sqrt(2), f, down=2, impl="ref")
+    assert want.abs().max() > 1000
+    torch.testing.assert_close(y, want)
+
+
+def test_conv2d_resample_up_is_a_true_convolution_of_the_filtered_upsampled_input():
+    """Spec 2.4 up path (SG2 conv0, flip_weight=False): zero insertion, pads [3, 2] for p = 1, FIR with
+    gain 4, then a true convolution. Checked against the transposed-convolution form of the same
+    operator (conv_transpose2d applies the kernel unflipped as a true convolution of the zero-inserted
+    input), with the FIR padding reduced by the kernel's own extent."""
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 3, 5, 6, generator=g, dtype=F64)
+    w = torch.randn(4, 3, 3, 3, generator=g, dtype=F64)
+    f = ops.setup_filter([1, 3, 3, 1]).to(F64)
+    y = ops.conv2d_resample(x, w, f, up=2, padding=1, flip_weight=False)
+    assert y.shape == (2, 4, 10, 12)
+    z = torch.nn.functional.conv_transpose2d(x, w.transpose(0, 1), stride=2)  # [N, 4, 2H+1, 2W+1]
+    pads = [3 - 2, 2 - 1, 3 - 2, 2 - 1]  # [3, 2] minus (k - 1, k - up)
+    torch.testing.assert_close(y, ops.upfirdn2d(z, f, padding=pads, gain=4, impl="ref"))
+    x_up = ops.upfirdn2d(x, f, up=2, padding=[3, 2, 3, 2], gain=4, impl="ref")
+    torch.testing.assert_close(y, torch.nn.functional.conv2d(x_up, w.flip([2, 3])))
