@@ -328,3 +328,16 @@ def test_conv2d_resample_up_is_a_true_convolution_of_the_filtered_upsampled_inpu
     torch.testing.assert_close(y, ops.upfirdn2d(z, f, padding=pads, gain=4, impl="ref"))
     x_up = ops.upfirdn2d(x, f, up=2, padding=[3, 2, 3, 2], gain=4, impl="ref")
     torch.testing.assert_close(y, torch.nn.functional.conv2d(x_up, w.flip([2, 3])))
+
+
+def test_conv2d_resample_crop_deeper_than_the_image_on_one_side():
+    """Like upfirdn2d's: padding one side and cropping the other by more than the image leaves zeros."""
+    x = torch.randn(1, 2, 4, 4, dtype=F64)
+    w = torch.randn(3, 2, 3, 3, dtype=F64)
+    y = ops.conv2d_resample(x, w[:, :, :1, :1], padding=[-5, 3, 0, 0])
+    assert y.shape == (1, 3, 4, 2) and y.abs().max() == 0
+    y = ops.conv2d_resample(x, w, padding=[-6, 6, 1, 1])
+    assert y.shape == (1, 3, 4, 2) and y.abs().max() == 0
+    y = ops.conv2d_resample(x, w, padding=[-1, 3, 2, 0])  # a crop within the image: plain pad + conv
+    expect = torch.nn.functional.conv2d(torch.nn.functional.pad(x, [0, 3, 2, 0])[..., 1:], w)
+    torch.testing.assert_close(y, expect)

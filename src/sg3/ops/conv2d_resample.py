@@ -87,5 +87,6 @@ def conv2d_resample(
 
     if px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
         return F.conv2d(x, w, padding=(py0, px0), groups=groups)
-    x = F.pad(x, [px0, px1, py0, py1])
+    x = F.pad(x, [max(p, 0) for p in (px0, px1, py0, py1)])  # pad, then crop: a crop deeper than the
+    x = F.pad(x, [min(p, 0) for p in (px0, px1, py0, py1)])  # image on one side reaches the other's zeros
     return F.conv2d(x, w, groups=groups)
