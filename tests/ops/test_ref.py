@@ -63,17 +63,23 @@ def test_setup_filter_options():
         ops.setup_filter([1, -1])
 
 
-def test_upfirdn2d_semantics_1d():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_upfirdn2d_semantics_1d(impl):
     """Zero insertion after each sample, padding relative to the upsampled signal, true convolution."""
     x = torch.tensor([1.0, 2.0, 3.0]).reshape(1, 1, 1, 3)
     f = torch.tensor([1.0, 10.0])
-    y = ops.upfirdn2d(x, f.reshape(1, 2), up=[2, 1], padding=[1, 0, 0, 0], impl="ref")
+    y = ops.upfirdn2d(x, f.reshape(1, 2), up=[2, 1], padding=[1, 0, 0, 0], impl=impl)
     # upsampled + padded: [0, 1, 0, 2, 0, 3, 0]; convolution with [1, 10] (valid) -> correlation with [10, 1].
     assert y.flatten().tolist() == [1.0, 10.0, 2.0, 20.0, 3.0, 30.0]
-    y = ops.upfirdn2d(x, f.reshape(1, 2), up=[2, 1], padding=[1, 0, 0, 0], flip_filter=True, impl="ref")
+    y = ops.upfirdn2d(x, f.reshape(1, 2), up=[2, 1], padding=[1, 0, 0, 0], flip_filter=True, impl=impl)
     assert y.flatten().tolist() == [10.0, 1.0, 20.0, 2.0, 30.0, 3.0]
-    y = ops.upfirdn2d(x, f.reshape(1, 2), up=[2, 1], down=[2, 1], padding=[1, 0, 0, 0], gain=2, impl="ref")
+    y = ops.upfirdn2d(x, f.reshape(1, 2), up=[2, 1], down=[2, 1], padding=[1, 0, 0, 0], gain=2, impl=impl)
     assert y.flatten().tolist() == [2.0, 4.0, 6.0]
+    # The same along y, and the 1-D (separable) form: sqrt(gain) per pass, total gain `gain`.
+    y = ops.upfirdn2d(x.transpose(2, 3), f.reshape(2, 1), up=[1, 2], padding=[0, 0, 1, 0], gain=4, impl=impl)
+    assert y.flatten().tolist() == [4.0, 40.0, 8.0, 80.0, 12.0, 120.0]
+    y = ops.upfirdn2d(x, f, up=[2, 1], padding=[1, 0, 1, 0], flip_filter=True, gain=4, impl=impl)
+    assert y.flatten().tolist() == [400.0, 40.0, 800.0, 80.0, 1200.0, 120.0]
 
 
 @pytest.mark.parametrize("h,w", [(8, 8), (9, 7)])
@@ -236,11 +242,12 @@ def test_firwin_helper_matches_spec_l3(spec_filters):
         ([-7, 0, -3, 4], [[0.0], [0.0]]),  # along y: a 1-row image cropped by 3, padded by 4
     ],
 )
-def test_upfirdn2d_crop_larger_than_the_image_on_one_side(padding, expect):
+@pytest.mark.parametrize("impl", IMPLS)
+def test_upfirdn2d_crop_larger_than_the_image_on_one_side(padding, expect, impl):
     """Padding and cropping act on each side of the (upsampled) signal independently: a crop deeper
     than the image reaches into the other side's zero padding, and the result is those zeros."""
     x = torch.arange(1.0, 9.0).reshape(1, 1, 1, 8)
-    assert ops.upfirdn2d(x, None, padding=padding, impl="ref")[0, 0].tolist() == expect
+    assert ops.upfirdn2d(x, None, padding=padding, impl=impl)[0, 0].tolist() == expect
 
 
 def test_crop_larger_than_the_image_after_upsampling_and_in_filtered_lrelu():
