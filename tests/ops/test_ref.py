@@ -105,6 +105,9 @@ def test_conv2d_resample_shapes_and_down_path():
     torch.testing.assert_close(y, expect)
     skip = ops.conv2d_resample(x, w[:, :, :1, :1].contiguous(), f, down=2)
     assert skip.shape == (2, 4, 8, 8)
+    # Spec 2.4: the 1x1 down skip is FIR with pads [1, 1], decimation by 2, then the 1x1 conv.
+    fir = ops.upfirdn2d(x, f, padding=1, impl="ref")[:, :, ::2, ::2]
+    torch.testing.assert_close(skip, torch.nn.functional.conv2d(fir, w[:, :, :1, :1]))
     up = ops.conv2d_resample(x, w, f, up=2, padding=1, flip_weight=False)
     assert up.shape == (2, 4, 32, 32)
     plain = ops.conv2d_resample(x, w, padding=1)
