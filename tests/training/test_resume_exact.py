@@ -99,8 +99,8 @@ def overrides(steps: int) -> list[str]:
     ]  # fmt: skip
 
 
-def fit(tmp_path, steps: int, stop_at: int | None = None, resume: bool = False):
-    plain = compose_plain(overrides(steps), resolution=RES, c_dim=C_DIM)
+def fit(tmp_path, steps: int, stop_at: int | None = None, resume: bool = False, extra: tuple[str, ...] = ()):
+    plain = compose_plain(overrides(steps) + list(extra), resolution=RES, c_dim=C_DIM)
     torch.manual_seed(0)
     module = StyleGAN3Module(plain)
     snaps = cb.Snapshots(str(tmp_path), keep=0)
@@ -183,3 +183,28 @@ def test_the_tick_across_the_stop_reports_the_whole_tick(runs):
     assert s["Timing/sec_per_kimg"] == pytest.approx(s["Timing/sec_per_tick"] / (3 * BATCH / 1000))
     assert s["Timing/total_sec"] == pytest.approx(saved["total_sec"] + since_resume, abs=0.3)
     assert s["Timing/maintenance_sec"] >= saved["maintenance_sec"]
+
+
+def test_optimiser_overrides_given_on_resume_take_effect(tmp_path):
+    """docs/training.md: overrides given when resuming (e.g. a new learning rate) take effect; the
+    optimiser moments continue."""
+    fit(tmp_path, 2, stop_at=1)
+    extra = ("optim.dlr=0.001", "optim.glr=0.003", "optim.betas=[0.5,0.9]", "optim.eps=1e-6")
+    res, res_tr = fit(tmp_path, 2, resume=True, extra=extra)[:2]
+    assert res.batch_idx == 2
+    assert res.derived["D_opt"]["lr"] == pytest.approx(0.001 * 3 / 4)  # lazy R1 every 3 steps
+    # Adam steps over the two iterations (moments continue): G 2 (Gboth), D 3 (Dmain twice, Dreg at step 0;
+    # some D parameters get no R1 gradient).
+    for opt, want, steps in zip(res_tr.optimizers, (res.derived["G_opt"], res.derived["D_opt"]), (2, 3)):
+        group = opt.param_groups[0]
+        assert group["lr"] == want["lr"] and tuple(group["betas"]) == tuple(want["betas"])
+        assert group["eps"] == want["eps"] == 1e-6
+        assert max(float(st["step"]) for st in opt.state_dict()["state"].values()) == steps
+
+
+def test_resuming_a_finished_run_trains_no_further_step(tmp_path):
+    fit(tmp_path, 2)
+    res = fit(tmp_path, 2, resume=True)[0]
+    assert res.batch_idx == 2 and res.cur_nimg == 2 * BATCH
+    res = fit(tmp_path, 1, resume=True)[0]  # total_kimg lowered below the progress
+    assert res.batch_idx == 2

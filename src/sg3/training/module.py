@@ -342,6 +342,10 @@ class StyleGAN3Module(LightningModule):
         }
 
     # ------------------------------------------------------------------ checkpoints
+    def on_train_start(self) -> None:
+        if self.done:  # resumed at or past total_kimg: no step beyond it (an uninterrupted run has stopped)
+            self.trainer.should_stop = True
+
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         if self._restored_rng is not None:  # the first step of a resumed run continues the saved streams
             restore_rank_rng(
@@ -438,6 +442,13 @@ class StyleGAN3Module(LightningModule):
                 "stats": torch.zeros([2], dtype=torch.float64),
             }
         self.wandb_run_id = sg3.get("wandb_run_id") or self.wandb_run_id
+        # The optimiser settings of this run's configuration (overrides given on resume take effect); the
+        # moments continue. Lightning restores the optimiser states after this hook.
+        for state, opt in zip(
+            checkpoint.get("optimizer_states", []), (self.derived["G_opt"], self.derived["D_opt"])
+        ):
+            for group in state.get("param_groups", []):
+                group.update(lr=opt["lr"], betas=tuple(opt["betas"]), eps=opt["eps"])
 
 
 def _cpu_mem_gb() -> float:
