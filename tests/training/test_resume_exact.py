@@ -105,7 +105,8 @@ def fit(tmp_path, steps: int, stop_at: int | None = None, resume: bool = False, 
     module = StyleGAN3Module(plain)
     snaps = cb.Snapshots(str(tmp_path), keep=0)
     record = Record()
-    callbacks = ([StopAt(snaps, stop_at)] if stop_at else []) + [snaps, record]
+    grids = cb.ImageGrids(str(tmp_path), gw=2, gh=3)
+    callbacks = ([StopAt(snaps, stop_at)] if stop_at else []) + [snaps, record, grids]
     trainer = L.Trainer(
         accelerator="cpu", devices=1, logger=False, callbacks=callbacks, default_root_dir=str(tmp_path),
         plugins=[AtomicCheckpointIO()], enable_checkpointing=False, enable_progress_bar=False,
@@ -183,6 +184,16 @@ def test_the_tick_across_the_stop_reports_the_whole_tick(runs):
     assert s["Timing/sec_per_kimg"] == pytest.approx(s["Timing/sec_per_tick"] / (3 * BATCH / 1000))
     assert s["Timing/total_sec"] == pytest.approx(saved["total_sec"] + since_resume, abs=0.3)
     assert s["Timing/maintenance_sec"] >= saved["maintenance_sec"]
+
+
+def test_grids_keep_their_latents_and_labels(runs):
+    (full, full_tr, _, _), _, (res, res_tr, _, _), split_dir = runs
+    a, b = (next(c for c in t.callbacks if isinstance(c, cb.ImageGrids)) for t in (full_tr, res_tr))
+    assert torch.equal(a.z, b.z) and torch.equal(a.c, b.c)
+    assert a.c.argmax(1).tolist() == [0, 0, 1, 1, 2, 2]  # one class per row
+    assert np.array_equal(a.fakes(full), b.fakes(res))
+    assert (a.folder / "fakes000000.png").read_bytes() == (b.folder / "fakes000000.png").read_bytes()
+    assert b.folder == split_dir / "images" and not any(p.name == "fakes_init.png" for p in b.files)
 
 
 def test_optimiser_overrides_given_on_resume_take_effect(tmp_path):
