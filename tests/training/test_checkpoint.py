@@ -122,3 +122,27 @@ def _round_trip(obj) -> io.BytesIO:
     torch.save(obj, buf)
     buf.seek(0)
     return buf
+
+
+def test_resuming_from_an_older_checkpoint_sets_the_newer_ones_aside(tmp_path):
+    """resume=<older ckpt> branches the run: its checkpoints must not be pruned in favour of the abandoned
+    continuation's (more images), and a later resume=auto must continue the resumed branch."""
+    from types import SimpleNamespace
+
+    from sg3.training.callbacks import Snapshots
+
+    for nimg in (8, 16, 24):  # the first continuation
+        AtomicCheckpointIO().save_checkpoint({"n": nimg}, tmp_path / "checkpoints" / f"ckpt-{nimg:09d}.ckpt")
+    snaps = Snapshots(str(tmp_path), keep=2)
+    trainer = SimpleNamespace(is_global_zero=True, received_sigterm=False)
+    snaps.on_train_start(trainer, SimpleNamespace(cur_nimg=8))  # resumed from ckpt-000000008
+    snaps.on_train_end(trainer, None)
+    for nimg in (12, 16):  # the resumed branch writes its own
+        AtomicCheckpointIO().save_checkpoint(
+            {"n": nimg, "branch": 2}, tmp_path / "checkpoints" / f"ckpt-{nimg:09d}.ckpt"
+        )
+        prune_checkpoints(tmp_path, keep=2)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["ckpt-000000012.ckpt", "ckpt-000000016.ckpt"]
+    assert AtomicCheckpointIO().load_checkpoint(resolve_resume("auto", tmp_path)) == {"n": 16, "branch": 2}
+    aside = sorted(p.name for p in (tmp_path / "checkpoints" / "superseded").iterdir())
+    assert aside == ["ckpt-000000016.ckpt", "ckpt-000000024.ckpt"]

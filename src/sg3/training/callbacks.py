@@ -23,7 +23,7 @@ from lightning.pytorch import Callback
 from PIL import Image
 from tqdm.auto import tqdm
 
-from sg3.training.checkpoint import checkpoint_path, prune_checkpoints
+from sg3.training.checkpoint import checkpoint_path, prune_checkpoints, set_aside_newer_checkpoints
 from sg3.training.loggers import log_artifact, log_image, logger_step
 
 log = logging.getLogger("sg3.train")
@@ -206,6 +206,13 @@ class Snapshots(Callback):
         log.warning("%s: saving a checkpoint at the end of this step, then stopping", self._signal)
 
     def on_train_start(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero and pl_module.cur_nimg > 0:  # resumed: from an older checkpoint?
+            moved = set_aside_newer_checkpoints(self.run_dir, pl_module.cur_nimg)
+            if moved:
+                log.warning(
+                    "resumed at %d images: moved %d newer checkpoint(s) of the abandoned continuation to %s",
+                    pl_module.cur_nimg, len(moved), moved[0].parent,
+                )  # fmt: skip
         # Replaces Lightning's SIGTERM handler, which would stop without a checkpoint when the signal
         # lands after this callback's check in a step; ours is acted on at the next step boundary.
         if threading.current_thread() is threading.main_thread():

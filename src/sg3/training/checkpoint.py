@@ -67,6 +67,27 @@ def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> list[Path]:
     return doomed
 
 
+def set_aside_newer_checkpoints(run_dir: str | os.PathLike, cur_nimg: int) -> list[Path]:
+    """Move checkpoints with more than `cur_nimg` images to `checkpoints/superseded/`; returns the new paths.
+
+    A run resumed from an older checkpoint of its run directory branches off: the newer checkpoints belong to
+    the abandoned continuation. Left in place they would stay the "newest" (resume=auto would go back to
+    them) and pruning would delete the resumed run's own checkpoints first.
+    """
+    dest = Path(run_dir) / CKPT_DIR / "superseded"
+    moved = []
+    for p in list_checkpoints(run_dir):
+        if int(_CKPT_RE.match(p.name).group(1)) <= cur_nimg:
+            continue
+        dest.mkdir(exist_ok=True)
+        target, n = dest / p.name, 1
+        while target.exists():  # an earlier branch's file of the same name is kept too
+            target, n = dest / f"{p.stem}.{n}{p.suffix}", n + 1
+        os.replace(p, target)
+        moved.append(target)
+    return moved
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning checkpoint IO that never leaves a half-written checkpoint behind and loads weights-only."""
 
