@@ -92,9 +92,7 @@ def test_two_processes_save_their_summed_ada_signs_and_tick_statistics(monkeypat
     monkeypatch.setattr(StyleGAN3Module, "global_rank", property(lambda self: self.fake_rank))
     monkeypatch.setattr(StyleGAN3Module, "_world", lambda self: 2)
     monkeypatch.setattr(StyleGAN3Module, "_all_reduce_sum", lambda self, t: t * 2)
-    monkeypatch.setattr(
-        StyleGAN3Module, "all_gather", lambda self, d: {k: torch.stack([v, v]) for k, v in d.items()}
-    )
+    monkeypatch.setattr(StyleGAN3Module, "all_gather", _gather_twice)
     module = tiny_module(["augment.target=0.5"])
     module.fake_rank = 0
     module.ada.stats = torch.tensor([3.0, 4.0], dtype=torch.float64)  # this process: 3 of 4 signs positive
@@ -146,3 +144,37 @@ def test_resuming_from_an_older_checkpoint_sets_the_newer_ones_aside(tmp_path):
     assert AtomicCheckpointIO().load_checkpoint(resolve_resume("auto", tmp_path)) == {"n": 16, "branch": 2}
     aside = sorted(p.name for p in (tmp_path / "checkpoints" / "superseded").iterdir())
     assert aside == ["ckpt-000000016.ckpt", "ckpt-000000024.ckpt"]
+
+
+def test_each_process_resumes_its_own_path_length_mean(monkeypatch):
+    """pl_mean (StyleGAN2's path-length EMA) is updated from each process's own samples, so the processes
+    hold different values: each must get its own back, not rank 0's."""
+    monkeypatch.setattr(StyleGAN3Module, "global_rank", property(lambda self: self.fake_rank))
+    monkeypatch.setattr(StyleGAN3Module, "_world", lambda self: 2)
+    monkeypatch.setattr(StyleGAN3Module, "_all_reduce_sum", lambda self, t: t * 2)
+
+    def gather(self, data):  # rank 1 holds every tensor + 1
+        if isinstance(data, dict):
+            return {k: torch.stack([v, v]) for k, v in data.items()}
+        return torch.stack([data, data + 1])
+
+    monkeypatch.setattr(StyleGAN3Module, "all_gather", gather)
+    module = tiny_module()
+    module.fake_rank = 0
+    module.loss.pl_mean.fill_(0.25)
+    ckpt = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(ckpt)
+    for rank, want in ((0, 0.25), (1, 1.25)):
+        resumed = tiny_module(seed=rank + 1)
+        resumed.fake_rank = rank
+        loaded = torch.load(_round_trip(ckpt), weights_only=True)
+        resumed.on_load_checkpoint(loaded)
+        resumed.load_state_dict(loaded["state_dict"])
+        assert float(resumed.loss.pl_mean) == want
+
+
+def _gather_twice(self, data):
+    """all_gather as if the other process held the same tensors."""
+    if isinstance(data, dict):
+        return {k: torch.stack([v, v]) for k, v in data.items()}
+    return torch.stack([data, data])

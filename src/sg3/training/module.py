@@ -420,6 +420,10 @@ class StyleGAN3Module(LightningModule):
             # Each process accumulates its own signs; the checkpoint holds their sum (restored on rank 0).
             summed = self._all_reduce_sum(self.ada.stats.to(self.device, torch.float64).clone())
             checkpoint["state_dict"][ada_key] = {**checkpoint["state_dict"][ada_key], "stats": summed.cpu()}
+        if self._world() > 1:  # updated from each process's own samples: every rank's value, rank by rank
+            checkpoint["sg3"]["per_rank"] = {
+                "loss.pl_mean": self.all_gather(self.loss.pl_mean.detach().reshape(1)).reshape(-1).cpu()
+            }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         sg3 = checkpoint.get("sg3")
@@ -441,6 +445,11 @@ class StyleGAN3Module(LightningModule):
                 **ada_state,
                 "stats": torch.zeros([2], dtype=torch.float64),
             }
+        for key, values in (sg3.get("per_rank") or {}).items():  # this rank's own value (same process count)
+            if len(values) == self._world() and key in checkpoint.get("state_dict", {}):
+                checkpoint["state_dict"][key] = values[self.global_rank].reshape(
+                    checkpoint["state_dict"][key].shape
+                )
         self.wandb_run_id = sg3.get("wandb_run_id") or self.wandb_run_id
         # The optimiser settings of this run's configuration (overrides given on resume take effect); the
         # moments continue. Lightning restores the optimiser states after this hook.
