@@ -167,8 +167,14 @@ def test_sweep_subdir_and_run_name_helpers():
 def test_metrics_group_adds_the_metrics_callback_by_target(tmp_path):
     parts = build_in_process(["experiment=demo", "metrics=fid50k_full"], tmp_path)
     found = [cb for cb in parts["trainer"].callbacks if type(cb).__name__ == "MetricsCallback"]
-    assert len(found) == 1
+    assert len(found) == 1 and found[0].weights_dir is None and found[0].cache_dir is None
     assert parts["model"].derived["snapshot_kimg"] == pytest.approx(1.0)  # demo: snap 5 x 0.2 kimg
+    # The folders the metric errors name can be set without Hydra's '+', in every metrics group file.
+    for group in ("fid50k_full", "eq", "fid_eq"):
+        over = [f"metrics.weights_dir={tmp_path}/w", f"metrics.cache_dir={tmp_path}/c"]
+        parts = build_in_process(["experiment=demo", f"metrics={group}", *over], tmp_path / group)
+        (cb,) = [cb for cb in parts["trainer"].callbacks if type(cb).__name__ == "MetricsCallback"]
+        assert (cb.weights_dir, cb.cache_dir) == (f"{tmp_path}/w", f"{tmp_path}/c")
 
 
 def test_gpu_trainer_without_a_gpu_names_trainer_cpu(tmp_path, monkeypatch):

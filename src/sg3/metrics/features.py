@@ -167,8 +167,9 @@ def find_weights(
             why = f"{urllib.parse.urlsplit(src).hostname} is not reachable (no internet?)"
     raise DetectorWeightsError(
         f"detector weights file {wf.filename!r} not found and {why}. Download it from {src} on a machine "
-        f"with internet and put it in {wdir} (or set $SG3_METRICS_WEIGHTS / metrics.weights_dir to the "
-        f"folder holding it; {Path(torch.hub.get_dir()) / 'checkpoints'} is searched too)."
+        f"with internet and put it in {wdir} (or name the folder holding it: $SG3_METRICS_WEIGHTS, "
+        "weights_dir=DIR for sg3-metrics, metrics.weights_dir=DIR for sg3-train; "
+        f"{Path(torch.hub.get_dir()) / 'checkpoints'} is searched too)."
     )
 
 
