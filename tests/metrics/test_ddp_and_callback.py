@@ -80,6 +80,25 @@ def test_callback_computes_every_n_kimg_logs_and_appends_jsonl(tmp_path):
     assert len(lines) == 2 and lines[0]["metric"] == "eqt4_int" and lines[1]["kimg"] == pytest.approx(0.016)
     assert lines[0]["results"]["eqt4_int"] == logger.calls[0][1]["Metrics/eqt4_int"] > 40
     assert cb.state_dict() == {"done": 2}
+    # A resume from the checkpoint written in the step that made interval 2 due (before the metrics ran,
+    # state done=1) finds both results recorded and appends nothing; with one record missing, computes
+    # only that metric.
+    for missing in ([], ["fid16_full"]):
+        for name in missing:
+            path = tmp_path / f"metric-{name}.jsonl"
+            path.write_text("".join(path.read_text().splitlines(keepends=True)[:1]))
+        resumed = MetricsCallback(["eqt4_int", "fid16_full"], every_kimg=0.008, progress=False,
+                                  cache_dir=tmp_path, detectors={"inception": TinyDetector()})  # fmt: skip
+        resumed.load_state_dict({"done": 1})
+        logger.calls.clear()
+        module.cur_nimg, module.batch_idx = 17, 5
+        resumed.on_train_batch_end(trainer, module, None, None, 5)
+        assert [set(c) for _, c in logger.calls] == ([{f"Metrics/{m}" for m in missing}] if missing else [])
+        assert resumed.state_dict() == {"done": 2}
+    counts = {
+        m: len((tmp_path / f"metric-{m}.jsonl").read_text().splitlines()) for m in ("eqt4_int", "fid16_full")
+    }
+    assert counts == {"eqt4_int": 2, "fid16_full": 2}
     with pytest.raises(ValueError, match="unknown metric 'fid'"):
         MetricsCallback(["fid"], every_kimg=1)
     with pytest.raises(ValueError, match="every_kimg must be a positive"):

@@ -81,6 +81,7 @@ class MetricsCallback(pl.Callback):
         self.cache_dir, self.weights_dir, self.run_dir = cache_dir, weights_dir, run_dir
         self.detectors = detectors
         self._done = 0  # number of completed intervals
+        self._resumed = False  # restored from a checkpoint: consult the records before the next evaluation
         self.last_results: dict[str, float] = {}
 
     def state_dict(self) -> dict[str, Any]:
@@ -88,6 +89,7 @@ class MetricsCallback(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._done = int(state_dict.get("done", 0))
+        self._resumed = True
 
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
@@ -96,17 +98,47 @@ class MetricsCallback(pl.Callback):
         if due <= self._done or not self.metrics:
             return
         self._done = due
-        self.evaluate(trainer, pl_module)
+        names = self.metrics
+        if self._resumed:  # the checkpoint may have been written just before these metrics ran and recorded
+            self._resumed = False
+            recorded = self._recorded(trainer, due)
+            names = [name for name in self.metrics if name not in recorded]
+        if names:
+            self.evaluate(trainer, pl_module, names)
 
-    def evaluate(self, trainer: Any, pl_module: Any) -> dict[str, float]:
-        """Compute every metric now (all ranks), log and record it (rank zero); returns the results."""
+    def _recorded(self, trainer: Any, due: int) -> set[str]:
+        """Metrics whose `metric-<name>.jsonl` already holds a result of interval `due` or later.
+
+        A snapshot checkpoint is written in the step that makes a metric due, before the metric runs; a run
+        resumed from it would compute and append that interval's result a second time. Rank zero reads the
+        files and the other ranks follow its answer (all ranks compute the metrics together).
+        """
+        found: set[str] = set()
+        if int(trainer.global_rank) == 0:
+            run_dir = Path(self.run_dir or trainer.default_root_dir)
+            interval_nimg = self.every_kimg * 1000
+            for name in self.metrics:
+                try:
+                    lines = (run_dir / f"metric-{name}.jsonl").read_text().splitlines()
+                    nimgs = [round(float(json.loads(x)["kimg"]) * 1000) for x in lines if x.strip()]
+                except (OSError, ValueError, KeyError, TypeError):  # no record (or an unreadable one)
+                    continue
+                if any(int(nimg // interval_nimg) >= due for nimg in nimgs):
+                    found.add(name)
+        if int(trainer.world_size) > 1:
+            found = trainer.strategy.broadcast(found, src=0)
+        return found
+
+    def evaluate(self, trainer: Any, pl_module: Any, names: list[str] | None = None) -> dict[str, float]:
+        """Compute the metrics now (all ranks; `names`: a subset, None = all), log and record them (rank
+        zero); returns the results."""
         G = pl_module.G_ema
         data = getattr(trainer, "datamodule", None)
         rank, world = int(trainer.global_rank), int(trainer.world_size)
         kimg = pl_module.cur_nimg / 1000
         run_dir = self.run_dir or trainer.default_root_dir
         results: dict[str, float] = {}
-        for name in self.metrics:
+        for name in self.metrics if names is None else names:
             t0 = time.perf_counter()
             res = compute(
                 name, G, data=data if parse_metric(name).needs_data or G.c_dim else None,
