@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -289,13 +290,40 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-def main(cfg: DictConfig) -> dict[str, Any] | None:
-    """Console entry point `sg3-train` (Hydra: `key=value` overrides, `--multirun`, `--cfg job`)."""
+def hydra_main(cfg: DictConfig) -> dict[str, Any] | None:
+    """The Hydra job: build and train one run (configuration errors exit with code 2)."""
     try:
         return run(cfg)
     except ConfigError as e:
         print(f"sg3-train: configuration error: {e}", file=sys.stderr, flush=True)
         sys.exit(2)
+
+
+def override_quoting_hint(args: list[str]) -> str | None:
+    """How to write the first override the shell passed in a form Hydra's grammar rejects, else None."""
+    for arg in args:
+        key, eq, value = arg.partition("=")
+        if arg.startswith("-") or not eq:
+            continue
+        if value.startswith("~"):
+            return f"{arg}: the shell leaves '~' after '=' as it is; write {key}=$HOME{value[1:]}"
+        if re.search(r"(?<!\$)\{", value) and not value.startswith(("{", "'", '"', "[")):
+            return (
+                f"{arg}: Hydra reads '{{' as the start of a dictionary; quote the value for Hydra inside the "
+                f"shell's quotes: \"{key}='{value}'\""
+            )
+    return None
+
+
+def main() -> dict[str, Any] | None:
+    """Console entry point `sg3-train` (Hydra: `key=value` overrides, `--multirun`, `--cfg job`)."""
+    try:
+        return hydra_main()
+    except (SystemExit, Exception) as e:  # a malformed override: Hydra exits 1 (raises with HYDRA_FULL_ERROR)
+        hint = override_quoting_hint(sys.argv[1:]) if getattr(e, "code", 1) == 1 else None
+        if hint:
+            print(f"sg3-train: hint: {hint}", file=sys.stderr, flush=True)
+        raise
 
 
 if __name__ == "__main__":

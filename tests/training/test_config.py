@@ -15,7 +15,7 @@ from hydra.errors import ConfigCompositionException
 from training_helpers import build_in_process, compose_plain
 
 from sg3.modules.registry import build_network
-from sg3.train import CONF_DIR, short_value, sweep_subdir
+from sg3.train import CONF_DIR, override_quoting_hint, short_value, sweep_subdir
 from sg3.training.derive import ConfigError
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
@@ -213,3 +213,24 @@ def test_composed_defaults_are_the_official_train_py_defaults(cfg):
         [f"model={cfg}", "batch=32", "loss.r1_gamma=2", "data.urls=unused", "augment=fixed"], 256
     )
     assert fixed["derived"]["ada"]["p"] == 0.2 and fixed["derived"]["ada"]["adjust"] == 0
+
+
+def test_override_quoting_hint_names_the_fix():
+    assert "data.urls=$HOME/ffhq/dataset.json" in override_quoting_hint(["data.urls=~/ffhq/dataset.json"])
+    hint = override_quoting_hint(["batch=8", "data.urls=/d/s-{000..009}.tar"])
+    assert hint.startswith("data.urls=/d/s-{000..009}.tar:") and "\"data.urls='/d/s-{000..009}.tar'\"" in hint
+    fine = [
+        "data.urls='/d/s-{000..009}.tar'",  # quoted for Hydra
+        "+model.D_kwargs.block_kwargs={freeze_layers: 0}",  # a dictionary
+        "name=${now:%H}",  # an interpolation
+        "--multirun",
+        "loss.r1_gamma=2",
+    ]
+    assert override_quoting_hint(fine) is None
+
+
+@pytest.mark.slow
+def test_cli_adds_a_quoting_hint_to_hydras_override_error(tmp_path):
+    proc = sg3_train(["experiment=demo", "data.urls=~/nowhere/dataset.json", "dry_run=true"], tmp_path)
+    assert proc.returncode == 1 and "LexerNoViableAltException" in proc.stderr
+    assert "sg3-train: hint: data.urls=~/nowhere/dataset.json: the shell leaves '~'" in proc.stderr
