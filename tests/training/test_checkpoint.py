@@ -112,7 +112,7 @@ def test_two_processes_save_their_summed_ada_signs_and_tick_statistics(monkeypat
         resumed._restore_tick()
         assert resumed.ada.stats.tolist() == [6.0 * share, 8.0 * share]
         assert resumed.stats.names() == ["Loss/D/loss"]  # every process reports the same names
-        assert resumed.stats._sums["Loss/D/loss"].tolist() == [4.0 * share, 6.0 * share, 10.0 * share]
+        assert resumed.stats.moments()["Loss/D/loss"].tolist() == [4.0 * share, 6.0 * share, 10.0 * share]
 
 
 def _round_trip(obj) -> io.BytesIO:

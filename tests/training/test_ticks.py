@@ -157,3 +157,19 @@ def test_tensorboard_gets_the_tick_stats_at_step_int_kimg(tmp_path):
     module.training_step(reals(), module.batch_idx)
     TickLogger(str(tmp_path)).on_train_batch_end(trainer, module, None, None, 0)
     assert tb.steps == [3] and csv.steps == [750]
+
+
+def test_stat_moments_round_trip_continues_the_statistics():
+    from sg3.training.stats import StatCollector
+
+    a = StatCollector()
+    a.report("Loss/G/loss", torch.tensor([1.0, 2.0, 3.0]))
+    a.report("Loss/D/loss", 4.0)
+    saved = a.moments()
+    assert saved["Loss/G/loss"].tolist() == [3.0, 6.0, 14.0] and saved["Loss/G/loss"].dtype == torch.float64
+    b = StatCollector()
+    b.load_moments(saved)
+    a.report("Loss/G/loss", torch.tensor([5.0]))
+    b.report("Loss/G/loss", torch.tensor([5.0]))
+    assert a.summarize() == b.summarize()
+    assert b.moments() == {}  # summarize starts afresh

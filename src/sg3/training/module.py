@@ -355,9 +355,13 @@ class StyleGAN3Module(LightningModule):
 
     def _tick_state(self) -> dict[str, Any]:
         """The current tick so far: statistics (summed over processes) and seconds (collective)."""
-        names = self.stats.names()
-        sums = [self.stats._sums[n].to(self.device, torch.float64) for n in names]  # each [num, sum, sum sq]
-        sums = torch.stack(sums) if sums else torch.zeros([0, 3], dtype=torch.float64, device=self.device)
+        moments = self.stats.moments(self.device)  # name -> [num, sum, sum sq]
+        names = list(moments)
+        sums = (
+            torch.stack(list(moments.values()))
+            if moments
+            else torch.zeros([0, 3], dtype=torch.float64, device=self.device)
+        )
         if self._world() > 1:
             sums = self._all_reduce_sum(sums)
         now = time.time()
@@ -378,10 +382,10 @@ class StyleGAN3Module(LightningModule):
         if not tick:
             return
         rank0 = self.global_rank == 0
-        for name, sums in zip(tick["stat_names"], tick["stat_sums"]):
-            self.stats._sums[name] = (sums if rank0 else torch.zeros_like(sums)).to(
-                self.device, torch.float64
-            )
+        self.stats.load_moments(
+            {n: s if rank0 else torch.zeros_like(s) for n, s in zip(tick["stat_names"], tick["stat_sums"])},
+            self.device,
+        )
         now = time.time()
         self._start_time = now - float(tick["total_sec"])
         self._tick_start_time = now - float(tick["tick_sec"])

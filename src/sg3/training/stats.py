@@ -35,6 +35,14 @@ class StatCollector:
         """Names reported since the last summary, sorted."""
         return sorted(self._sums)
 
+    def moments(self, device: torch.device | None = None) -> dict[str, torch.Tensor]:
+        """The running sums so far, `{name: float64 [count, sum, sum of squares]}` (for checkpoints)."""
+        return {n: self._sums[n].to(device or self._sums[n].device, torch.float64) for n in self.names()}
+
+    def load_moments(self, moments: dict[str, torch.Tensor], device: torch.device | None = None) -> None:
+        """Replace the running sums with saved ones (`moments()`'s format), e.g. to continue a tick."""
+        self._sums = {n: m.to(device or m.device, torch.float64) for n, m in moments.items()}
+
     def summarize(
         self,
         all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
