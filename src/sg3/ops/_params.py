@@ -180,3 +180,13 @@ def empty_input_output(
     """
     link = x.sum() if b is None else x.sum() + b[:0].sum()  # both exactly 0, with a grad_fn
     return x.new_zeros([x.shape[0], x.shape[1], out_h, out_w]) + link
+
+
+def pad_or_crop(x: torch.Tensor, padding: Sequence[int]) -> torch.Tensor:
+    """`F.pad(x, [x0, x1, y0, y1])` where negative values crop, also a crop deeper than the image on one side.
+
+    Pads first, then crops, so such a crop reaches into the other side's zeros (one `F.pad` with mixed signs
+    would crop the unpadded tensor and fail).
+    """
+    x = torch.nn.functional.pad(x, [max(p, 0) for p in padding])
+    return torch.nn.functional.pad(x, [min(p, 0) for p in padding])

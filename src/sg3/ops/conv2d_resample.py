@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from sg3.ops._params import check_filter, check_tensor, filter_size, parse_padding, parse_scaling
+from sg3.ops._params import (
+    check_filter,
+    check_tensor,
+    filter_size,
+    pad_or_crop,
+    parse_padding,
+    parse_scaling,
+)
 from sg3.ops.upfirdn2d import upfirdn2d
 
 
@@ -87,6 +94,5 @@ def conv2d_resample(
 
     if px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
         return F.conv2d(x, w, padding=(py0, px0), groups=groups)
-    x = F.pad(x, [max(p, 0) for p in (px0, px1, py0, py1)])  # pad, then crop: a crop deeper than the
-    x = F.pad(x, [min(p, 0) for p in (px0, px1, py0, py1)])  # image on one side reaches the other's zeros
+    x = pad_or_crop(x, (px0, px1, py0, py1))
     return F.conv2d(x, w, groups=groups)

@@ -20,6 +20,7 @@ from sg3.ops._params import (
     filter_size,
     output_length,
     output_size,
+    pad_or_crop,
     parse_padding,
     parse_scaling,
 )
@@ -104,10 +105,7 @@ def _upfirdn2d_ref(
         x = x.reshape(n, c, h, 1, w, 1)  # [N, C, H, 1, W, 1]
         x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])  # zeros after each sample
         x = x.reshape(n, c, h * upy, w * upx)  # [N, C, H*upy, W*upx]
-    # Pad first, then crop: a crop deeper than the image on one side reaches into the other side's
-    # zeros (one F.pad with mixed signs would try to crop the unpadded tensor and fail).
-    x = F.pad(x, [max(p, 0) for p in padding])
-    x = F.pad(x, [min(p, 0) for p in padding])  # negative values crop
+    x = pad_or_crop(x, padding)  # negative values crop
     if f is None:
         if gain != 1:
             x = x * gain
