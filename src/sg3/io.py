@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import io
 import json
+import math
 import os
 import pickle
 from collections import OrderedDict
@@ -165,6 +166,21 @@ def _np_scalar(dtype, data=None):
     return _NP_SCALAR(dtype, data)
 
 
+def _np_frombuffer(buf, dtype, shape, order):
+    """numpy's protocol-5 reduction of contiguous arrays, with every argument checked first."""
+    if not isinstance(buf, (bytes, bytearray)):
+        raise UnsafePickleError(f"_frombuffer expects a bytes buffer, got {type(buf).__name__}")
+    if not isinstance(dtype, np.dtype) or dtype.hasobject or dtype.itemsize == 0:
+        raise UnsafePickleError(f"_frombuffer expects a numeric numpy dtype, got {dtype!r:.80}")
+    if not isinstance(shape, tuple) or not all(type(n) is int and n >= 0 for n in shape):
+        raise UnsafePickleError(f"_frombuffer expects a shape of non-negative ints, got {shape!r:.80}")
+    if math.prod(shape) * dtype.itemsize != len(buf):
+        raise UnsafePickleError(f"_frombuffer: {len(buf)} bytes do not hold a {dtype} array of shape {shape}")
+    if order not in ("C", "F"):
+        raise UnsafePickleError(f"_frombuffer expects order 'C' or 'F', got {order!r:.20}")
+    return np.frombuffer(buf, dtype=dtype).reshape(shape, order=order)
+
+
 def _codecs_encode(text, encoding="utf-8"):
     if not isinstance(text, str) or encoding != "latin1":
         raise UnsafePickleError("only latin1-encoded bytes are accepted from _codecs.encode")
@@ -190,6 +206,8 @@ _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
 for _numpy_core in ("numpy.core.multiarray", "numpy._core.multiarray"):  # numpy 1 and numpy 2 names
     _ALLOWED_GLOBALS[(_numpy_core, "_reconstruct")] = _np_reconstruct
     _ALLOWED_GLOBALS[(_numpy_core, "scalar")] = _np_scalar
+for _numpy_core in ("numpy.core.numeric", "numpy._core.numeric"):  # protocol 5: contiguous arrays
+    _ALLOWED_GLOBALS[(_numpy_core, "_frombuffer")] = _np_frombuffer
 
 
 class _RestrictedUnpickler(pickle.Unpickler):

@@ -158,3 +158,59 @@ def test_allow_list_details(tmp_path):
     path.write_bytes(pickle.dumps({"G_ema": np.array([object()], dtype=object)[:0]}))
     with pytest.raises(UnsafePickleError, match="object"):
         read_official_pickle(path)
+
+
+def _numpy1_spelling(raw: bytes) -> bytes:
+    """The same protocol-5 pickle as numpy 1 writes it (numpy.core.numeric), lengths fixed."""
+    old, new = b"\x8c\x13numpy._core.numeric", b"\x8c\x12numpy.core.numeric"
+    n = raw.count(old)
+    assert n and raw[2:3] == b"\x95" and raw.count(b"\x95") == 1  # one frame, right after PROTO
+    size = int.from_bytes(raw[3:11], "little") - n
+    return raw[:3] + size.to_bytes(8, "little") + raw[11:].replace(old, new)
+
+
+class _FrombufferCall:
+    """Pickles as a call of numpy's own `_frombuffer` (the protocol-5 reduction) with chosen arguments."""
+
+    def __init__(self, *args):
+        self.args = args
+
+    def __reduce__(self):
+        import numpy as np
+
+        return np.arange(2).__reduce_ex__(5)[0], self.args
+
+
+def test_protocol5_numpy_arrays_load_and_frombuffer_arguments_are_checked(tmp_path):
+    """Protocol 5 pickles contiguous arrays through numpy's `_frombuffer` (numpy 1: numpy.core.numeric)."""
+    import numpy as np
+
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    data = {"c": a, "f": np.asfortranarray(a * 2), "u8": np.arange(5, dtype=np.uint8), "e": np.zeros([0, 4])}
+    path = tmp_path / "p5.pkl"
+    raw = pickle.dumps(data, protocol=5)
+    assert b"_frombuffer" in raw
+    for spelling in (raw, _numpy1_spelling(raw)):
+        path.write_bytes(spelling)
+        out = read_official_pickle(path)
+        for k, v in data.items():
+            assert out[k].dtype == v.dtype and out[k].shape == v.shape and np.array_equal(out[k], v), k
+        assert out["f"].flags.f_contiguous and out["c"].flags.c_contiguous
+    bad = [
+        (bytearray(8), np.dtype("f4"), (3,), "C"),  # length
+        (bytearray(0), np.dtype("f4"), (-1, 0), "C"),  # negative size
+        (bytearray(4), np.dtype("f4"), (1,), "K"),  # order
+        ("abcd", np.dtype("u1"), (4,), "C"),  # buffer
+        (bytearray(4), np.dtype("u1"), (2.0, 2), "C"),  # shape
+        (bytearray(4), "u1", (4,), "C"),  # dtype
+    ]
+    for args in bad:
+        path.write_bytes(pickle.dumps({"x": _FrombufferCall(*args)}, protocol=5))
+        with pytest.raises(UnsafePickleError, match="_frombuffer"):
+            read_official_pickle(path)
+    # A malicious global next to legitimate protocol-5 arrays is still refused.
+    marker = tmp_path / "pwned"
+    path.write_bytes(pickle.dumps({"a": a, "G_ema": _Evil(marker)}, protocol=5))
+    with pytest.raises(UnsafePickleError, match="system"):
+        read_official_pickle(path)
+    assert not marker.exists()
