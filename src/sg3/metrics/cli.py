@@ -18,17 +18,51 @@ from sg3.metrics.callback import append_jsonl
 from sg3.metrics.registry import compute, parse_metric
 from sg3.tools.cli_common import CliError, load_network, resolve_device, run_cli
 
-__all__ = ["main", "open_data"]
+__all__ = ["main", "open_data", "training_mirror"]
 
 
-def open_data(path: str, G, batch_size: int = 64, num_workers: int = 2):
-    """A ShardDataModule for the real images, checked against the generator's resolution and labels."""
+def open_data(path: str, G, batch_size: int = 64, num_workers: int = 2, mirror: bool = False):
+    """A ShardDataModule for the real images, checked against the generator's resolution and labels.
+
+    `mirror`: the network was trained with x-flips; the legacy fid/kid/pr then use the doubled dataset.
+    """
     from sg3.data.datamodule import ShardDataModule
 
     return ShardDataModule(
         urls=str(path), batch_size=batch_size, num_workers=num_workers, use_labels=G.c_dim > 0,
-        resolution=G.img_resolution, channels=None, shuffle_buffer=0,
+        resolution=G.img_resolution, channels=None, shuffle_buffer=0, mirror=mirror,
     )  # fmt: skip
+
+
+def training_mirror(network: str | Path) -> bool | None:
+    """Whether the network was trained with x-flips, from its training config; None = not recorded.
+
+    Looks in the file itself (an sg3 checkpoint's config `data.mirror`, an official pickle's
+    `training_set_kwargs.xflip`), then in the run's `config.yaml` next to the file (exported `.pt`
+    snapshots) or one folder up (`checkpoints/`).
+    """
+    from sg3.io import load_networks
+
+    path = Path(network).expanduser()
+    try:
+        nets = load_networks(path)
+    except (OSError, ValueError):
+        nets = {}
+    tsk = nets.get("training_set_kwargs") or {}
+    if "xflip" in tsk:
+        return bool(tsk["xflip"])
+    config = (nets.get("meta") or {}).get("config") or {}
+    if "mirror" in (config.get("data") or {}):
+        return bool(config["data"]["mirror"])
+    for folder in (path.resolve().parent, path.resolve().parent.parent):
+        try:
+            saved = OmegaConf.to_container(OmegaConf.load(folder / "config.yaml"))
+        except Exception:  # no run config there (or not a readable one): keep looking
+            continue
+        data = saved.get("data") if isinstance(saved, dict) else None
+        if isinstance(data, dict) and "mirror" in data:
+            return bool(data["mirror"])
+    return None
 
 
 def run(cfg: DictConfig) -> int:
@@ -40,7 +74,11 @@ def run(cfg: DictConfig) -> int:
         raise CliError(f"metrics {needs} compare with real images: add data=<dataset.json or shards folder>")
     device = resolve_device(cfg.device)
     G = load_network(cfg.network, device)
-    data = open_data(cfg.data, G, num_workers=int(cfg.num_workers)) if cfg.data else None
+    mirror = cfg.mirror
+    if mirror is None and any(s.needs_data and not s.full for s in specs):  # only the legacy ones use it
+        mirror = training_mirror(cfg.network)
+    mirror = bool(mirror)
+    data = open_data(cfg.data, G, num_workers=int(cfg.num_workers), mirror=mirror) if cfg.data else None
     out_dir = Path(cfg.out_dir) if cfg.out_dir else Path(cfg.network).expanduser().resolve().parent
     for spec in specs:
         t0 = time.perf_counter()

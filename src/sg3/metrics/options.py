@@ -30,6 +30,8 @@ class MetricOptions:
         cache_dir: Dataset-statistics cache folder; None = `$SG3_METRICS_CACHE` or `~/.cache/sg3/gan-metrics`.
         weights_dir: Detector weights folder; None = `$SG3_METRICS_WEIGHTS` or `~/.cache/sg3/metrics`.
         download: Allow downloading missing detector weights; None = unless `$SG3_METRICS_OFFLINE`.
+        xflip: The dataset is trained with x-flips (`data.mirror`): the legacy metrics (fid/kid/pr
+            without `_full`) then compare with the x-flip-doubled dataset (spec §6).
         detectors: Detectors by kind ('inception', 'inception_probs', 'vgg16', 'lpips') used instead of
             loading torch-fidelity's (tests inject tiny ones here).
     """
@@ -45,6 +47,7 @@ class MetricOptions:
     cache_dir: str | os.PathLike | None = None
     weights_dir: str | os.PathLike | None = None
     download: bool | None = None
+    xflip: bool = False
     detectors: dict[str, torch.nn.Module] = field(default_factory=dict)
 
 

@@ -4,7 +4,11 @@ The real images are read with the data module's exactly-once loader (each sample
 and workers), passed through the detector, gathered on every rank and put into a canonical order
 (sorted by feature values), so the cached array does not depend on the number of processes or
 workers that made it. The cache file is keyed by an md5 of the dataset index (`dataset.json`, which
-holds the shards' sha256 sums), the detector name and the metric settings.
+holds the shards' sha256 sums), the detector name and the metric settings (subset size, x-flip).
+
+With `xflip=True` the real set is the x-flip-doubled dataset of spec §5.6 (every image and its
+horizontal mirror), as the legacy metrics (fid50k, kid50k, pr50k3) use it when training mirrors the
+data; the `*_full` metrics always read the dataset without flips.
 """
 
 from __future__ import annotations
@@ -76,8 +80,9 @@ def _canonical(features: np.ndarray) -> np.ndarray:
 
 
 def _extract(
-    data: Any, detector: torch.nn.Module, device, batch_size: int, rank: int, world_size: int, progress: bool
-) -> np.ndarray:
+    data: Any, detector: torch.nn.Module, device, batch_size: int, rank: int, world_size: int, progress: bool,
+    xflip: bool = False,
+) -> np.ndarray:  # fmt: skip
     loader = data.exactly_once_loader(batch_size, rank=rank, world_size=world_size)
     out = []
     total = getattr(data, "index", None) or {}
@@ -89,6 +94,8 @@ def _extract(
             img = img.repeat(1, 3, 1, 1)
         with torch.no_grad():
             out.append(detector(img.to(device)).float().cpu().numpy())
+            if xflip:  # the doubled dataset's mirrored half
+                out.append(detector(img.flip(3).to(device)).float().cpu().numpy())
     dim = getattr(detector, "num_features", None)
     return np.concatenate(out) if out else np.zeros((0, dim or 0), np.float32)
 
@@ -105,13 +112,14 @@ def real_features(
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
     moments: bool = False,
+    xflip: bool = False,
 ) -> dict[str, np.ndarray]:
     """Features of the dataset's real images (or their moments), from the cache when present.
 
     Args:
         data: Data module with `exactly_once_loader(batch_size, rank, world_size)`, `index`, `name`.
         detector: Feature detector (`uint8 [N,3,H,W] -> [N, D]`, attribute `name`).
-        max_items: Keep at most this many (a fixed random subset); None = all images.
+        max_items: Keep at most this many (a fixed random subset of the set, doubled or not); None = all.
         device: Device the detector runs on.
         batch_size: Images per detector batch.
         rank: This process's rank.
@@ -119,17 +127,20 @@ def real_features(
         cache_dir: Cache folder; None = `default_cache_dir()`.
         progress: Progress bar on rank zero.
         moments: Return and cache only `{'mu', 'sigma'}` (FID) instead of `{'features'}`.
+        xflip: Use the x-flip-doubled dataset (each image and its horizontal mirror).
 
     Returns:
         `{'features': [N, D] float32}` or `{'mu': [D], 'sigma': [D, D]}` (float64), identical on every rank.
     """
     settings = {"max_items": max_items, "moments": moments}
+    if xflip:  # only then, so that the cache files written before this setting existed stay valid
+        settings["xflip"] = True
     path = stats_cache_path(data, detector.name, settings, cache_dir)
     if path.is_file():
         log.info("dataset statistics from cache %s", path)
         with np.load(path) as f:
             return {k: f[k] for k in f.files}
-    local = _extract(data, detector, device, batch_size, rank, world_size, progress)
+    local = _extract(data, detector, device, batch_size, rank, world_size, progress, xflip)
     feats = _canonical(np.concatenate(_all_gather_arrays(local, world_size)))
     if feats.shape[0] == 0:
         raise ValueError(f"the dataset {getattr(data, 'name', data)!r} yielded no images")

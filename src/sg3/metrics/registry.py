@@ -115,12 +115,13 @@ def parse_metric(name: str) -> MetricSpec:
 
 def _run(spec: MetricSpec, opts: MetricOptions) -> dict[str, float]:
     n = spec.num
+    xflip = opts.xflip and not spec.full  # spec §6: *_full force xflip=False, the legacy ones respect it
     if spec.family == "fid":
-        return {spec.name: compute_fid(n, None if spec.full else n, opts, spec.name)}
+        return {spec.name: compute_fid(n, None if spec.full else n, opts, spec.name, xflip)}
     if spec.family == "kid":
-        return {spec.name: compute_kid(n, 1_000_000 if spec.full else n, opts, spec.name)}
+        return {spec.name: compute_kid(n, 1_000_000 if spec.full else n, opts, spec.name, xflip)}
     if spec.family == "pr":
-        p, r = compute_pr(n, 200_000 if spec.full else n, spec.k, opts, spec.name)
+        p, r = compute_pr(n, 200_000 if spec.full else n, spec.k, opts, spec.name, xflip)
         return {f"{spec.name}_precision": p, f"{spec.name}_recall": r}
     if spec.family == "is":
         mean, std = compute_is(n, opts)
@@ -150,6 +151,7 @@ def compute(
     weights_dir: str | os.PathLike | None = None,
     download: bool | None = None,
     detectors: dict[str, torch.nn.Module] | None = None,
+    xflip: bool | None = None,
 ) -> dict[str, float]:
     """Compute one metric.
 
@@ -168,6 +170,8 @@ def compute(
         weights_dir: Detector weights folder; None = `$SG3_METRICS_WEIGHTS` or `~/.cache/sg3/metrics`.
         download: Allow downloading missing detector weights; None = unless `$SG3_METRICS_OFFLINE`.
         detectors: Detectors by kind to use instead of torch-fidelity's (see `sg3.metrics.features`).
+        xflip: The training set is x-flipped, so the legacy fid/kid/pr (without `_full`) compare with the
+            x-flip-doubled dataset; None = the data module's `mirror` (False without data).
 
     Returns:
         `{result_name: value}`; one entry for most metrics, two for pr (`_precision`, `_recall`) and is
@@ -182,6 +186,7 @@ def compute(
         G=G, data=data, device=device, rank=rank, world_size=world_size, seed=seed,
         batch_size=batch_size, progress=progress, cache_dir=cache_dir, weights_dir=weights_dir,
         download=download, detectors=dict(detectors or {}),
+        xflip=bool(getattr(data, "mirror", False)) if xflip is None else bool(xflip),
     )  # fmt: skip
     was_training = G.training
     G.eval()

@@ -1,0 +1,83 @@
+"""Spec §6 real-image set (x-flip of the legacy metrics) and §5.3 metric schedule (tick-0 snapshot)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from metrics_testkit import FakeData, tiny_generator
+
+from sg3.metrics.feature_metrics import compute_pr
+from sg3.metrics.options import MetricOptions
+from sg3.metrics.registry import compute
+from sg3.metrics.stats import feature_moments
+
+
+def _moments(det, images):
+    with torch.no_grad():
+        return feature_moments(det(images).double().numpy())
+
+
+def test_legacy_metrics_use_the_xflip_doubled_dataset_and_full_ones_do_not(tmp_path, detectors):
+    det = detectors["inception"]
+    G, data = tiny_generator(), FakeData(count=12)
+    data.mirror = True  # training with x-flips (data.mirror=true / official --mirror)
+    kw = dict(data=data, detectors=detectors, cache_dir=tmp_path, progress=False, batch_size=8)
+    compute("fid24", G, **kw)  # legacy: 24 reals from the doubled set of 2 x 12 = all of them
+    (legacy,) = tmp_path.glob("*.npz")
+    doubled = torch.cat([data.images, data.images.flip(3)])  # second half mirrored horizontally
+    with np.load(legacy) as f:
+        mu, sigma = _moments(det, doubled)
+        np.testing.assert_allclose(f["mu"], mu, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(f["sigma"], sigma, rtol=1e-4, atol=1e-6)
+    compute("fid24_full", G, **kw)  # *_full: xflip=False, a different cache entry
+    (full,) = set(tmp_path.glob("*.npz")) - {legacy}
+    with np.load(full) as f:
+        np.testing.assert_allclose(f["mu"], _moments(det, data.images)[0], rtol=1e-5, atol=1e-6)
+    assert _real_rows(tmp_path, "kid24", G, kw) == 24  # kid/pr legacy variants respect xflip too
+    opts = MetricOptions(G=G, **{k: v for k, v in kw.items() if k != "detectors"}, detectors=detectors)
+    before = set(tmp_path.glob("*.npz"))
+    compute_pr(8, 20, 3, opts, xflip=True)  # pr{N}k{K}: N reals drawn from the doubled set
+    (new,) = set(tmp_path.glob("*.npz")) - before
+    with np.load(new) as f:
+        assert f["features"].shape[0] == 20
+    assert _real_rows(tmp_path, "kid24_full", G, kw) == 12
+    # Without x-flips the legacy metric's cache entry is the unflipped set (the key changes with xflip).
+    data.mirror = False
+    before = set(tmp_path.glob("*.npz"))
+    compute("fid24", G, **kw)
+    (plain,) = set(tmp_path.glob("*.npz")) - before
+    with np.load(plain) as f:
+        np.testing.assert_allclose(f["mu"], _moments(det, data.images)[0], rtol=1e-5, atol=1e-6)
+
+
+def _real_rows(tmp_path, name, G, kw):
+    before = set(tmp_path.glob("*.npz"))
+    compute(name, G, **kw)
+    (new,) = set(tmp_path.glob("*.npz")) - before
+    with np.load(new) as f:
+        return f["features"].shape[0]
+
+
+def test_cli_mirror_reaches_the_legacy_metrics_and_is_looked_up_in_the_run_config(tmp_path, monkeypatch):
+    import sg3.metrics.cli as cli
+    from sg3.data.demo import ensure_demo_dataset
+    from sg3.io import save_generator
+
+    net = tmp_path / "run" / "network-snapshot-000000.pt"
+    net.parent.mkdir()
+    save_generator(net, tiny_generator())
+    data = ensure_demo_dataset(root=str(tmp_path / "demo"), resolution=16, count=8)
+    seen = []
+
+    def fake_compute(name, G, *, data, **kw):
+        seen.append((name, data.mirror))
+        return {name: 1.0}
+
+    monkeypatch.setattr(cli, "compute", fake_compute)
+    base = [f"network={net}", f"data={data}", "progress=false", f"out_dir={tmp_path / 'out'}"]
+    assert cli.main([*base, "metrics=[fid50k]", "mirror=true"]) == 0
+    assert cli.main([*base, "metrics=[fid50k]"]) == 0  # no run config: not mirrored
+    (net.parent / "config.yaml").write_text("data:\n  mirror: true\n")  # the run's config (sg3-train)
+    assert cli.main([*base, "metrics=[kid50k]"]) == 0
+    assert cli.main([*base, "metrics=[kid50k]", "mirror=false"]) == 0
+    assert seen == [("fid50k", True), ("fid50k", False), ("kid50k", True), ("kid50k", False)]
