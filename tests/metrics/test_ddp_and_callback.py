@@ -74,10 +74,12 @@ def test_callback_computes_every_n_kimg_logs_and_appends_jsonl(tmp_path):
         # Lightning's global_step counts optimizer steps (G and D: twice the training steps)
         module.cur_nimg, module.batch_idx, module.global_step = nimg, step, 2 * step
         cb.on_train_batch_end(trainer, module, None, None, step)
-    assert [s for s, _ in logger.calls] == [2, 4]  # at the training step, where the tick statistics are
+    # The first step (the tick-0 snapshot), then every interval; at the training step, where the tick
+    # statistics are.
+    assert [s for s, _ in logger.calls] == [1, 2, 4]
     assert set(logger.calls[0][1]) == {"Metrics/eqt4_int", "Metrics/fid16_full"}
     lines = [json.loads(x) for x in (tmp_path / "metric-eqt4_int.jsonl").read_text().splitlines()]
-    assert len(lines) == 2 and lines[0]["metric"] == "eqt4_int" and lines[1]["kimg"] == pytest.approx(0.016)
+    assert len(lines) == 3 and lines[0]["metric"] == "eqt4_int" and lines[2]["kimg"] == pytest.approx(0.016)
     assert lines[0]["results"]["eqt4_int"] == logger.calls[0][1]["Metrics/eqt4_int"] > 40
     assert cb.state_dict() == {"done": 2}
     # A resume from the checkpoint written in the step that made interval 2 due (before the metrics ran,
@@ -86,7 +88,7 @@ def test_callback_computes_every_n_kimg_logs_and_appends_jsonl(tmp_path):
     for missing in ([], ["fid16_full"]):
         for name in missing:
             path = tmp_path / f"metric-{name}.jsonl"
-            path.write_text("".join(path.read_text().splitlines(keepends=True)[:1]))
+            path.write_text("".join(path.read_text().splitlines(keepends=True)[:2]))
         resumed = MetricsCallback(["eqt4_int", "fid16_full"], every_kimg=0.008, progress=False,
                                   cache_dir=tmp_path, detectors={"inception": TinyDetector()})  # fmt: skip
         resumed.load_state_dict({"done": 1})
@@ -98,7 +100,7 @@ def test_callback_computes_every_n_kimg_logs_and_appends_jsonl(tmp_path):
     counts = {
         m: len((tmp_path / f"metric-{m}.jsonl").read_text().splitlines()) for m in ("eqt4_int", "fid16_full")
     }
-    assert counts == {"eqt4_int": 2, "fid16_full": 2}
+    assert counts == {"eqt4_int": 3, "fid16_full": 3}
     with pytest.raises(ValueError, match="unknown metric 'fid'"):
         MetricsCallback(["fid"], every_kimg=1)
     with pytest.raises(ValueError, match="every_kimg must be a positive"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import torch
 from metrics_testkit import FakeData, tiny_generator
@@ -81,3 +83,52 @@ def test_cli_mirror_reaches_the_legacy_metrics_and_is_looked_up_in_the_run_confi
     assert cli.main([*base, "metrics=[kid50k]"]) == 0
     assert cli.main([*base, "metrics=[kid50k]", "mirror=false"]) == 0
     assert seen == [("fid50k", True), ("fid50k", False), ("kid50k", True), ("kid50k", False)]
+
+
+class _Logger:
+    def __init__(self):
+        self.calls = []
+
+    def log_metrics(self, metrics, step):
+        self.calls.append((step, metrics))
+
+
+def test_metrics_run_at_the_tick_0_snapshot_and_once_across_a_resume(tmp_path):
+    """Spec §5.3: maintenance runs on the first iteration (tick 0): a network snapshot, then its metrics."""
+    import sys
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "training"))
+    from training_helpers import reals, tiny_module
+
+    from sg3.metrics.callback import MetricsCallback
+
+    module = tiny_module(["kimg_per_tick=0.008", "snap=2"])  # batch 4; snapshots at ticks 0, 2, 4, ...
+    logger = _Logger()
+    trainer = SimpleNamespace(global_rank=0, world_size=1, loggers=[logger], default_root_dir=str(tmp_path),
+                              datamodule=None)  # fmt: skip
+
+    def make():
+        return MetricsCallback(["eqt4_int"], every_kimg=module.derived["snapshot_kimg"], progress=False)
+
+    cb = make()
+    module.training_step(reals(), module.batch_idx)
+    assert module.tick_info["tick"] == 0 and module.tick_info["snapshot"]
+    saved = cb.state_dict()  # the tick-0 checkpoint is written before the metrics of that step run
+    cb.on_train_batch_end(trainer, module, None, None, 0)
+    path = tmp_path / "metric-eqt4_int.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    assert len(lines) == 1 and json.loads(lines[0])["kimg"] == 0.004
+    assert [s for s, _ in logger.calls] == [1]
+    # A run resumed from the tick-0 checkpoint finds the result recorded and does not repeat it; without the
+    # record it computes it at its first step.
+    for recorded in (True, False):
+        if not recorded:
+            path.unlink()
+        resumed = make()
+        resumed.load_state_dict(saved)
+        module.cur_nimg = 8  # the resumed run's first step
+        resumed.on_train_batch_end(trainer, module, None, None, 1)
+        assert len(path.read_text().splitlines()) == 1
+        assert resumed.state_dict() == {"done": 0}

@@ -46,7 +46,11 @@ def append_jsonl(run_dir: str | os.PathLike, metric: str, results: dict[str, flo
 
 
 class MetricsCallback(pl.Callback):
-    """Compute metrics on `G_ema` every `every_kimg` thousand training images.
+    """Compute metrics on `G_ema` at the first training step and every `every_kimg` thousand images.
+
+    The first step of a fresh run is the tick-0 snapshot (spec §5.3: maintenance runs on the first
+    iteration), so its metrics are computed like the official loop's kimg-0 results. Interval `i` is
+    due at the first step with `cur_nimg >= i * every_kimg * 1000`; the first step counts as interval 0.
 
     Args:
         metrics: Metric names (e.g. `['fid50k_full', 'eqt50k_int']`); validated at construction.
@@ -80,7 +84,7 @@ class MetricsCallback(pl.Callback):
         self.seed, self.batch_size, self.progress = int(seed), int(batch_size), bool(progress)
         self.cache_dir, self.weights_dir, self.run_dir = cache_dir, weights_dir, run_dir
         self.detectors = detectors
-        self._done = 0  # number of completed intervals
+        self._done = -1  # last interval evaluated; -1: not even the first step's (tick 0) yet
         self._resumed = False  # restored from a checkpoint: consult the records before the next evaluation
         self.last_results: dict[str, float] = {}
 
