@@ -145,7 +145,7 @@ class ImageGrids(Callback):
         need = {k: row_class.count(k) * self.gw for k in set(row_class)}
         found: dict[int, list[torch.Tensor]] = {k: [] for k in need}
         for img, c in dm.exactly_once_loader(batch_size=64):
-            for x, k in zip(img, c.argmax(1).tolist() if c.shape[1] else [-1] * len(img)):
+            for x, k in zip(img, c.argmax(1).tolist()):
                 if k in found and len(found[k]) < need[k]:
                     found[k].append(x)
             if all(len(found[k]) >= need[k] for k in need):
