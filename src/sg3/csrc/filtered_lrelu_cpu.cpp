@@ -411,6 +411,12 @@ std::tuple<at::Tensor, at::Tensor> filtered_lrelu_fwd(const at::Tensor& x, const
   AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "sg3_filtered_lrelu_fwd_cpu", [&] {
     using T = scalar_t;
     const auto P = make_plan<T>(fu, fd, N, C, H, W, up, down, padx0, padx1, pady0, pady1, gain, slope, clamp, flip);
+    if (xc.numel() == 0) {  // no samples: every z is 0 (code 0, "positive"), so y = 0 (no division by 0 below)
+      y = at::zeros({N, C, P.OH, P.OW}, xc.options());
+      si = write_signs ? at::zeros({N, C, P.Hz, P.lz.size()}, xc.options().dtype(at::kByte))
+                       : at::empty({0}, xc.options().dtype(at::kByte));
+      return;
+    }
     y = at::empty({N, C, P.OH, P.OW}, xc.options());
     si = write_signs ? at::empty({N, C, P.Hz, P.lz.size()}, xc.options().dtype(at::kByte))
                      : at::empty({0}, xc.options().dtype(at::kByte));
@@ -454,6 +460,10 @@ at::Tensor filtered_lrelu_bwd(const at::Tensor& dy, const at::Tensor& fu, const 
                     si.size(2) == P.Hz && si.size(3) == P.lz.size() && si.is_contiguous(),
                 "sg3_ops_cpu.filtered_lrelu_bwd: si must be the forward's contiguous uint8 sign tensor [", N, ", ", C,
                 ", ", P.Hz, ", ", P.lz.size(), "], got shape ", si.sizes(), " dtype ", si.scalar_type());
+    if (N * C * in_h * in_w == 0) {  // an input without samples has an empty (or all-zero) gradient
+      dx = at::zeros({N, C, in_h, in_w}, dyc.options());
+      return;
+    }
     dx = at::empty({N, C, in_h, in_w}, dyc.options());
     const int64_t band = choose_band(in_h, N * C, P.ldz.size() * sizeof(T) * up);
     const int64_t nbands = ceildiv(in_h, band);

@@ -326,6 +326,9 @@ at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& f, int64_t upx, int6
   const int64_t OW = floordiv(W * upx + padx0 + padx1 - (fw - 1) + downx - 1, downx);
   TORCH_CHECK(OH >= 1 && OW >= 1, "sg3_ops_cpu.upfirdn2d: padding (", padx0, ", ", padx1, ", ", pady0, ", ", pady1,
               ") and filter ", fh, "x", fw, " leave no output for input ", x.sizes());
+  // No samples (N, C, H or W = 0): padding alone makes the output, which is all zeros. The planners below
+  // divide by the plane count and the plane size.
+  if (x.numel() == 0) return at::zeros({N, C, OH, OW}, x.options());
   const auto xc = x.contiguous();
   auto y = empty_output({N, C, OH, OW}, xc.scalar_type());
   AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "sg3_upfirdn2d_cpu", [&] {
