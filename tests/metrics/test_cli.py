@@ -50,3 +50,48 @@ def test_cli_errors_name_the_problem(tmp_path, capsys, monkeypatch):
     assert code == 2 and time.perf_counter() - t0 < 30
     assert "weights-inception-2015-12-05-6726825d.pth" in err and str(tmp_path / "w") in err
     assert "https://github.com/toshas/torch-fidelity/releases" in err
+
+
+def test_cli_setting_errors_are_one_line_naming_the_key(tmp_path, capsys, monkeypatch):
+    net = _net(tmp_path)
+
+    def error(args):
+        code = main(args)
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and "Traceback" not in err and len(err.splitlines()) == 1, err
+        return err
+
+    assert "network=" in error(["metrics=[eqr4]"]) and ".ckpt" in error(["metrics=[eqr4]"])
+    assert "metrics=[]" in error([f"network={net}", "metrics=[]"])
+    err = error([f"network={net}", "metrics=[eqr4]", "device=banana"])
+    assert "device='banana'" in err and "cuda" in err
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    err = error([f"network={net}", "metrics=[eqr4]", "device=cuda"])
+    assert "device='cuda'" in err and "device=cpu" in err
+    err = error([f"network={net}", "metrics=[eqr4]", "seed=abc"])
+    assert "seed='abc'" in err
+    missing = tmp_path / "nowhere" / "dataset.json"
+    err = error([f"network={net}", "metrics=[fid4_full]", f"data={missing}"])
+    assert f"data={str(missing)!r}" in err and "sg3-dataset" in err
+    err = error([f"network={net}", "metrics=[fid4_full]", f"data={missing.parent}"])
+    assert f"data={str(missing.parent)!r}: not found" in err and "sg3-dataset" in err
+    # An out_dir that cannot be made fails before any metric runs (not after an hour of FID).
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    err = error([f"network={net}", "metrics=[eqr4]", f"out_dir={blocker / 'sub'}"])
+    assert "out_dir=" in err and str(blocker / "sub") in err
+
+
+def test_cli_checks_every_detector_file_before_the_first_metric_runs(tmp_path, capsys, monkeypatch):
+    import sg3.metrics.cli as cli
+
+    net = _net(tmp_path)
+    ran = []
+    real_compute = cli.compute
+    monkeypatch.setattr(cli, "compute", lambda name, *a, **k: ran.append(name) or real_compute(name, *a, **k))
+    monkeypatch.setenv("SG3_METRICS_OFFLINE", "1")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    code = main([f"network={net}", "metrics=[eqt4_int,ppl2_wend]", f"weights_dir={tmp_path / 'w'}",
+                 "progress=false"])  # fmt: skip
+    assert code == 2 and "weights-vgg16-lpips.pth" in capsys.readouterr().err
+    assert ran == []  # eqt4_int did not run first

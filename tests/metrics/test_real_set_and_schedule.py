@@ -76,6 +76,7 @@ def test_cli_mirror_reaches_the_legacy_metrics_and_is_looked_up_in_the_run_confi
         return {name: 1.0}
 
     monkeypatch.setattr(cli, "compute", fake_compute)
+    monkeypatch.setattr(cli, "get_detector", lambda kind, opts: None)  # no detector weights here
     base = [f"network={net}", f"data={data}", "progress=false", f"out_dir={tmp_path / 'out'}"]
     assert cli.main([*base, "metrics=[fid50k]", "mirror=true"]) == 0
     assert cli.main([*base, "metrics=[fid50k]"]) == 0  # no run config: not mirrored

@@ -12,9 +12,11 @@ import time
 from pathlib import Path
 
 import hydra
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sg3.metrics.callback import append_jsonl
+from sg3.metrics.options import MetricOptions, get_detector
 from sg3.metrics.registry import compute, parse_metric
 from sg3.tools.cli_common import CliError, load_network, resolve_device, run_cli
 
@@ -65,32 +67,80 @@ def training_mirror(network: str | Path) -> bool | None:
     return None
 
 
+_NETWORKS = "an sg3 checkpoint .ckpt, an exported generator .pt or an official StyleGAN2/3 pickle .pkl"
+_DATA = "a dataset.json written by sg3-dataset, a folder of its .tar shards, a shard pattern or URL, or demo"
+
+
+def _int(cfg: DictConfig, key: str) -> int:
+    try:
+        return int(cfg[key])
+    except (TypeError, ValueError):
+        raise CliError(f"{key}={cfg[key]!r}: expected a whole number") from None
+
+
+def _device(name) -> torch.device:
+    try:
+        device = resolve_device(None if name is None else str(name))
+    except RuntimeError:
+        raise CliError(f"device={name!r}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CliError(f"device={name!r}: no CUDA GPU is available here; use device=cpu (or auto)")
+    return device
+
+
+def _open_data(cfg: DictConfig, G, mirror: bool):
+    text = str(cfg.data)
+    plain_path = not any(c in text for c in "*?[{") and ":" not in text.split("/")[0]  # no pattern, URL, demo
+    if plain_path and text != "demo" and not Path(text).expanduser().exists():
+        raise CliError(f"data={text!r}: not found (expected {_DATA})")
+    try:
+        return open_data(cfg.data, G, num_workers=_int(cfg, "num_workers"), mirror=mirror)
+    except FileNotFoundError:
+        raise CliError(f"data={str(cfg.data)!r}: not found (expected {_DATA})") from None
+    except (OSError, ValueError) as e:
+        raise CliError(f"data={str(cfg.data)!r}: {e}") from None
+
+
 def run(cfg: DictConfig) -> int:
     """Compute every configured metric; print and record the results."""
+    if OmegaConf.is_missing(cfg, "network"):
+        raise CliError(f"network=<file> is required: {_NETWORKS}")
     names = list(cfg.metrics) if OmegaConf.is_list(cfg.metrics) else [str(cfg.metrics)]
+    if not names:
+        raise CliError("metrics=[]: name at least one metric, e.g. metrics=[fid50k_full,eqt50k_int]")
     specs = [parse_metric(str(n)) for n in names]
     needs = [s.name for s in specs if s.needs_data]
     if needs and not cfg.data:
         raise CliError(f"metrics {needs} compare with real images: add data=<dataset.json or shards folder>")
-    device = resolve_device(cfg.device)
+    seed, batch_size = _int(cfg, "seed"), _int(cfg, "batch_size")
+    device = _device(cfg.device)
     G = load_network(cfg.network, device)
+    out_dir = Path(cfg.out_dir) if cfg.out_dir else Path(cfg.network).expanduser().resolve().parent
+    try:  # before any metric runs: a bad out_dir must not waste an hour of FID
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CliError(f"out_dir={str(out_dir)!r}: cannot create the folder ({e.strerror or e})") from None
     mirror = cfg.mirror
     if mirror is None and any(s.needs_data and not s.full for s in specs):  # only the legacy ones use it
         mirror = training_mirror(cfg.network)
     mirror = bool(mirror)
-    data = open_data(cfg.data, G, num_workers=int(cfg.num_workers), mirror=mirror) if cfg.data else None
-    out_dir = Path(cfg.out_dir) if cfg.out_dir else Path(cfg.network).expanduser().resolve().parent
+    data = _open_data(cfg, G, mirror) if cfg.data else None
+    # Every detector (and its weights file) before the first metric: a missing file fails now, not after
+    # the metrics before it have run.
+    opts = MetricOptions(G=G, device=device, weights_dir=cfg.weights_dir, download=cfg.download)
+    for kind in dict.fromkeys(k for spec in specs for k in spec.detectors):
+        get_detector(kind, opts)  # loaded once per process: compute() below reuses it
     for spec in specs:
         t0 = time.perf_counter()
         res = compute(
-            spec.name, G, data=data, device=device, seed=int(cfg.seed), batch_size=int(cfg.batch_size),
+            spec.name, G, data=data, device=device, seed=seed, batch_size=batch_size,
             progress=bool(cfg.progress), cache_dir=cfg.cache_dir, weights_dir=cfg.weights_dir,
             download=cfg.download,
         )  # fmt: skip
         seconds = time.perf_counter() - t0
         for k, v in res.items():
             print(f"{k} {v:.6g}", flush=True)
-        append_jsonl(out_dir, spec.name, res, seconds, network=str(cfg.network), seed=int(cfg.seed))
+        append_jsonl(out_dir, spec.name, res, seconds, network=str(cfg.network), seed=seed)
     return 0
 
 

@@ -79,6 +79,18 @@ class MetricSpec:
         """Whether the metric compares with real images."""
         return self.family in ("fid", "kid", "pr")
 
+    @property
+    def detectors(self) -> tuple[str, ...]:
+        """Detector kinds the metric runs (`sg3.metrics.features.load_detector`); empty for the EQ metrics."""
+        kinds = {
+            "fid": "inception",
+            "kid": "inception",
+            "is": "inception_probs",
+            "pr": "vgg16",
+            "ppl": "lpips",
+        }
+        return (kinds[self.family],) if self.family in kinds else ()
+
 
 def parse_metric(name: str) -> MetricSpec:
     """Parse a metric name such as 'fid10k_full' or 'eqt1k_int'.
