@@ -8,7 +8,14 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
+import torch
+
+from sg3 import ops
+
+F64 = torch.float64
+IMPLS = ["ref", pytest.param("cpp", marks=pytest.mark.cpp)]
 
 # Runs in a child process: a division by zero in the extension (SIGFPE) must not take pytest down.
 _EMPTY_SCRIPT = textwrap.dedent(
@@ -55,3 +62,18 @@ def test_compiled_entry_points_return_empty_or_zero_outputs_for_empty_inputs():
         [sys.executable, "-c", _EMPTY_SCRIPT], capture_output=True, text=True, timeout=300, env=env
     )
     assert run.returncode == 0 and "empty-ok" in run.stdout, (run.returncode, run.stderr[-2000:])
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("act", ["elu", "selu"])
+def test_elu_selu_second_derivative_is_zero_at_zero(act, impl):
+    """At x = 0 the output is 0 and elu/selu take their linear branch for act'' (the official kernel reads
+    the derivatives off y with `y >= 0`; PyTorch's autograd of F.elu/F.selu agrees): act''(0) = 0, on both
+    sides of the kink the usual values."""
+    x = torch.tensor([[-0.5, -0.0, 0.0, 0.5]], dtype=F64, requires_grad=True)
+    y = ops.bias_act(x, act=act, impl=impl)
+    (g,) = torch.autograd.grad(y.sum(), x, create_graph=True)
+    (gg,) = torch.autograd.grad(g.sum(), x)
+    scale, alpha = (1.0507009873554805, 1.6732632423543772) if act == "selu" else (1.0, 1.0)
+    expect = torch.tensor([[scale * alpha * np.exp(-0.5), 0.0, 0.0, 0.0]], dtype=F64)
+    torch.testing.assert_close(gg, expect, rtol=1e-12, atol=0)

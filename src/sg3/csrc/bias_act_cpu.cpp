@@ -47,12 +47,14 @@ inline T act(T v, T alpha) {
     const T s = sigmoid(v);
     return D == 0 ? s : (D == 1 ? s * (T(1) - s) : s * (T(1) - s) * (T(1) - T(2) * s));
   } else if constexpr (ACT == kElu) {
-    if (v > T(0)) return D == 0 ? v : (D == 1 ? T(1) : T(0));
+    // At v = 0 (y = 0) act' takes the exponential branch but act'' the linear one (0), as PyTorch's autograd
+    // of F.elu/F.selu (the 'ref' implementation) and the official kernel (derivatives read off y >= 0) do.
+    if (v > T(0) || (D == 2 && v == T(0))) return D == 0 ? v : (D == 1 ? T(1) : T(0));
     const T e = std::exp(v);
     return D == 0 ? e - T(1) : e;
   } else if constexpr (ACT == kSelu) {
     const T s = T(kSeluScale), a = T(kSeluAlpha);
-    if (v > T(0)) return D == 0 ? s * v : (D == 1 ? s : T(0));
+    if (v > T(0) || (D == 2 && v == T(0))) return D == 0 ? s * v : (D == 1 ? s : T(0));  // act''(0) = 0 (elu)
     const T e = std::exp(v);
     return D == 0 ? s * a * (e - T(1)) : s * a * e;
   } else if constexpr (ACT == kSoftplus) {
