@@ -77,3 +77,43 @@ def test_elu_selu_second_derivative_is_zero_at_zero(act, impl):
     scale, alpha = (1.0507009873554805, 1.6732632423543772) if act == "selu" else (1.0, 1.0)
     expect = torch.tensor([[scale * alpha * np.exp(-0.5), 0.0, 0.0, 0.0]], dtype=F64)
     torch.testing.assert_close(gg, expect, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize(
+    "kernel,padding,flip_weight,up,down",
+    [
+        (3, 1, False, 2, 2),
+        (3, [0, 1, 2, 1], True, 2, 2),
+        (1, 0, True, 2, 2),
+        (3, 1, True, 4, 2),
+        (2, 0, False, 2, 4),
+    ],
+)
+def test_conv2d_resample_up_and_down_in_one_call(kernel, padding, flip_weight, up, down, impl):
+    """Spec 2.4: padding applied once at the start, so with up and down the up pads and the down pads are
+    both added to the user's before upsampling; then FIR (gain up^2), the conv, and the down FIR (valid)
+    with decimation."""
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(2, 3, 7, 6, generator=g, dtype=F64, requires_grad=True)
+    w = torch.randn(4, 3, kernel, kernel, generator=g, dtype=F64)
+    f = ops.setup_filter([1, 3, 3, 1]).to(F64)
+    fw = f.shape[-1]
+    p = ops._params.parse_padding(padding)
+    pads = [
+        p[0] + (fw + up - 1) // 2 + (fw - down + 1) // 2,
+        p[1] + (fw - up) // 2 + (fw - down) // 2,
+        p[2] + (fw + up - 1) // 2 + (fw - down + 1) // 2,
+        p[3] + (fw - up) // 2 + (fw - down) // 2,
+    ]
+    t = ops.upfirdn2d(x, f, up=up, padding=pads, gain=up * up, impl="ref")
+    t = torch.nn.functional.conv2d(t, w if flip_weight else w.flip([2, 3]))
+    expect = ops.upfirdn2d(t, f, down=down, impl="ref")
+    with ops.use_impl(impl):
+        y = ops.conv2d_resample(x, w, f, up=up, down=down, padding=padding, flip_weight=flip_weight)
+    torch.testing.assert_close(y, expect, rtol=1e-12, atol=1e-12)
+    (gx,) = torch.autograd.grad(y.square().sum(), x)
+    (gx_expect,) = torch.autograd.grad(expect.square().sum(), x)
+    torch.testing.assert_close(gx, gx_expect, rtol=1e-12, atol=1e-12)
+    if kernel == 3 and padding == 1 and up == down:
+        assert y.shape[2:] == x.shape[2:]  # a 3x3 conv with padding 1 keeps the size

@@ -20,21 +20,25 @@ def conv2d_resample(
     x: torch.Tensor,
     w: torch.Tensor,
     f: torch.Tensor | None = None,
-    up: int = 1,
-    down: int = 1,
+    up: int | list[int] = 1,
+    down: int | list[int] = 1,
     padding: int | list[int] = 0,
     groups: int = 1,
     flip_weight: bool = True,
     flip_filter: bool = False,
 ) -> torch.Tensor:
-    """Convolve with `w`, upsampling or downsampling with the FIR filter `f` (padding applied once).
+    """Convolve with `w`, upsampling and/or downsampling with the FIR filter `f` (padding applied once).
+
+    The padding (the user's plus the centring pads of each resampling step) is applied at the start; with
+    both up and down: upsample (zero insertion, pad, FIR), convolve, then FIR and decimate without padding.
 
     Args:
         x: Input `[N, C_in, H, W]`.
         w: Weight `[C_out, C_in // groups, kh, kw]` of x's dtype.
         f: Resampling filter (None, 1-D or 2-D, e.g. `setup_filter([1, 3, 3, 1])`); None = identity.
-        up: Integer upsampling factor (>= 1); applied by zero insertion + FIR (gain up**2) before the conv.
-        down: Integer downsampling factor (>= 1); FIR before a strided conv. up and down cannot both be > 1.
+        up: Integer upsampling factor (>= 1) or `[x, y]`; zero insertion + FIR (gain up**2) before the conv.
+        down: Integer downsampling factor (>= 1) or `[x, y]`; FIR before a strided conv, or, together with
+            up > 1, FIR + decimation after the conv.
         padding: Padding of the input: int, `[px, py]` or `[x0, x1, y0, y1]`.
         groups: Number of convolution groups.
         flip_weight: True = PyTorch cross-correlation, False = true convolution (kernel flipped).
@@ -61,31 +65,30 @@ def conv2d_resample(
         )
     upx, upy = parse_scaling(up, "up")
     downx, downy = parse_scaling(down, "down")
-    if max(upx, upy) > 1 and max(downx, downy) > 1:
-        raise ValueError(f"up and down cannot both be > 1, got up={up!r}, down={down!r}")
     px0, px1, py0, py1 = parse_padding(padding)
     fw, fh = filter_size(f)
     kh, kw = w.shape[2], w.shape[3]
     if not flip_weight:
         w = w.flip([2, 3])  # true convolution == cross-correlation with the flipped kernel
+    upsample, downsample = max(upx, upy) > 1, max(downx, downy) > 1
 
-    if upx > 1 or upy > 1:
-        pads = [
-            px0 + (fw + upx - 1) // 2,
-            px1 + (fw - upx) // 2,
-            py0 + (fh + upy - 1) // 2,
-            py1 + (fh - upy) // 2,
-        ]
+    # Padding is applied once, at the start: the user's plus what centres each resampling FIR.
+    if upsample:
+        px0, px1 = px0 + (fw + upx - 1) // 2, px1 + (fw - upx) // 2
+        py0, py1 = py0 + (fh + upy - 1) // 2, py1 + (fh - upy) // 2
+    if downsample:
+        px0, px1 = px0 + (fw - downx + 1) // 2, px1 + (fw - downx) // 2
+        py0, py1 = py0 + (fh - downy + 1) // 2, py1 + (fh - downy) // 2
+    pads = [px0, px1, py0, py1]
+
+    if upsample:  # zero insertion + FIR (gain up^2), the conv, then (with down) FIR + decimation
         x = upfirdn2d(x, f, up=[upx, upy], padding=pads, gain=upx * upy, flip_filter=flip_filter)
-        return F.conv2d(x, w, groups=groups)
+        x = F.conv2d(x, w, groups=groups)
+        if downsample:
+            x = upfirdn2d(x, f, down=[downx, downy], flip_filter=flip_filter)
+        return x
 
-    if downx > 1 or downy > 1:
-        pads = [
-            px0 + (fw - downx + 1) // 2,
-            px1 + (fw - downx) // 2,
-            py0 + (fh - downy + 1) // 2,
-            py1 + (fh - downy) // 2,
-        ]
+    if downsample:
         if kw == 1 and kh == 1:
             x = upfirdn2d(x, f, down=[downx, downy], padding=pads, flip_filter=flip_filter)
             return F.conv2d(x, w, groups=groups)
