@@ -117,3 +117,60 @@ def test_conv2d_resample_up_and_down_in_one_call(kernel, padding, flip_weight, u
     torch.testing.assert_close(gx, gx_expect, rtol=1e-12, atol=1e-12)
     if kernel == 3 and padding == 1 and up == down:
         assert y.shape[2:] == x.shape[2:]  # a 3x3 conv with padding 1 keeps the size
+
+
+SCALARS = [np.float32(0.5), np.float64(0.5), torch.tensor(0.5), torch.tensor(0.5, dtype=F64)]
+
+
+@pytest.mark.parametrize("value", SCALARS, ids=lambda v: type(v).__name__ + str(getattr(v, "dtype", "")))
+def test_scalar_arguments_accept_numpy_scalars_and_0d_tensors(value):
+    """gain/slope/alpha/clamp take any real scalar that float() converts (as the official ops do)."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(1, 2, 6, 6, generator=g)
+    f = ops.setup_filter([1, 3, 3, 1])
+    torch.testing.assert_close(
+        ops.upfirdn2d(x, f, gain=value, impl="ref"), ops.upfirdn2d(x, f, gain=0.5, impl="ref")
+    )
+    for kw in ("alpha", "gain", "clamp"):
+        got = ops.bias_act(x, act="lrelu", impl="ref", **{kw: value})
+        torch.testing.assert_close(got, ops.bias_act(x, act="lrelu", impl="ref", **{kw: 0.5}))
+    for kw in ("gain", "slope", "clamp"):
+        got = ops.filtered_lrelu(x, f, f, padding=2, impl="ref", **{kw: value})
+        torch.testing.assert_close(got, ops.filtered_lrelu(x, f, f, padding=2, impl="ref", **{kw: 0.5}))
+
+
+def test_integer_arguments_accept_numpy_ints():
+    x = torch.randn(1, 2, 6, 6)
+    f = ops.setup_filter([1, 3, 3, 1])
+    two, one = np.int64(2), np.int32(1)
+    expect = ops.upfirdn2d(x, f, up=2, down=1, padding=1, impl="ref")
+    torch.testing.assert_close(ops.upfirdn2d(x, f, up=two, down=one, padding=np.int64(1), impl="ref"), expect)
+    torch.testing.assert_close(ops.upfirdn2d(x, f, up=[two, 2], padding=[one, one], impl="ref"), expect)
+    expect = ops.filtered_lrelu(x, f, f, up=2, down=2, padding=4, impl="ref")
+    got = ops.filtered_lrelu(x, f, f, up=two, down=two, padding=np.int64(4), impl="ref")
+    torch.testing.assert_close(got, expect)
+    w = torch.randn(4, 1, 3, 3)
+    expect = ops.conv2d_resample(x, w, f, down=2, padding=1, groups=2)
+    torch.testing.assert_close(ops.conv2d_resample(x, w, f, down=two, padding=one, groups=two), expect)
+
+
+@pytest.mark.parametrize(
+    "call,error,match",
+    [
+        (lambda x: ops.upfirdn2d(x, None, gain=True), TypeError, "gain must be a real number"),
+        (lambda x: ops.upfirdn2d(x, None, gain="1"), TypeError, "gain must be a real number"),
+        (lambda x: ops.upfirdn2d(x, None, gain=torch.ones(2)), TypeError, "gain must be a real number"),
+        (lambda x: ops.upfirdn2d(x, None, gain=np.bool_(True)), TypeError, "gain must be a real number"),
+        (lambda x: ops.upfirdn2d(x, None, gain=1j), TypeError, "gain must be a real number"),
+        (lambda x: ops.upfirdn2d(x, None, gain=float("nan")), ValueError, "gain must not be NaN"),
+        (lambda x: ops.bias_act(x, clamp=np.float32("nan")), ValueError, "clamp must not be NaN"),
+        (lambda x: ops.bias_act(x, clamp=torch.tensor(-1.0)), ValueError, "clamp must be >= 0"),
+        (lambda x: ops.filtered_lrelu(x, slope=torch.tensor(True)), TypeError, "slope must be a real number"),
+        (lambda x: ops.filtered_lrelu(x, up=np.float64(2.0)), TypeError, "up must be an int"),
+        (lambda x: ops.upfirdn2d(x, None, up=np.bool_(True)), TypeError, "up must be an int"),
+        (lambda x: ops.upfirdn2d(x, None, padding=[np.float32(1), 1]), TypeError, "padding must be"),
+    ],
+)
+def test_scalar_arguments_still_refuse_bools_strings_tensors_and_nan(call, error, match):
+    with pytest.raises(error, match=match):
+        call(torch.randn(1, 2, 6, 6))

@@ -7,9 +7,44 @@ always naming the argument, the value received and what is accepted.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 
+import numpy as np
 import torch
+
+
+def as_int(value: object) -> int | None:
+    """`value` as an int if it is an integer scalar (int, numpy integer, 0-d integer tensor), else None.
+
+    Bools (Python, numpy or tensor) are not integers here: a bool factor or padding is a mistake.
+    """
+    if isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, torch.Tensor):
+        if value.ndim != 0 or value.dtype == torch.bool or value.is_floating_point() or value.is_complex():
+            return None
+        return int(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    return None
+
+
+def as_real(value: object) -> float | None:
+    """`value` as a float if it is a real scalar (int, float, numpy scalar, 0-d real tensor), else None.
+
+    Bools and complex numbers are refused (None), as is any other object that merely has `__float__`.
+    """
+    if isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, torch.Tensor):
+        if value.ndim != 0 or value.dtype == torch.bool or value.is_complex():
+            return None
+        return float(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return None
 
 
 def check_tensor(x: object, name: str, ndim: int | None = None) -> torch.Tensor:
@@ -44,14 +79,16 @@ def parse_scaling(value: object, name: str) -> tuple[int, int]:
     Returns:
         `(fx, fy)`.
     """
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int >= 1 or a pair [x, y] of such ints, got {value!r}")
-    if isinstance(value, int):
-        pair = (value, value)
-    elif isinstance(value, Sequence) and len(value) == 2 and all(isinstance(v, int) for v in value):
-        pair = (int(value[0]), int(value[1]))
+    accepted = "an int >= 1 or a pair [x, y] of such ints"
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        pair = tuple(as_int(v) for v in value)
+        if len(pair) != 2 or None in pair:
+            raise TypeError(f"{name} must be {accepted}, got {value!r}")
     else:
-        raise TypeError(f"{name} must be an int >= 1 or a pair [x, y] of such ints, got {value!r}")
+        single = as_int(value)
+        if single is None:
+            raise TypeError(f"{name} must be {accepted}, got {value!r}")
+        pair = (single, single)
     if min(pair) < 1:
         raise ValueError(f"{name} must be >= 1 (an int or a pair [x, y]), got {value!r}")
     return pair
@@ -68,18 +105,18 @@ def parse_padding(padding: object, name: str = "padding") -> tuple[int, int, int
         `(x0, x1, y0, y1)`.
     """
     accepted = "an int, [px, py] or [x0, x1, y0, y1] of ints"
-    if isinstance(padding, bool):
-        raise TypeError(f"{name} must be {accepted}, got {padding!r}")
-    if isinstance(padding, int):
-        return (padding, padding, padding, padding)
-    if isinstance(padding, Sequence) and all(isinstance(p, int) and not isinstance(p, bool) for p in padding):
-        if len(padding) == 2:
-            px, py = padding
+    if isinstance(padding, Sequence) and not isinstance(padding, str):
+        pads = tuple(as_int(p) for p in padding)
+        if None not in pads and len(pads) == 2:
+            px, py = pads
             return (px, px, py, py)
-        if len(padding) == 4:
-            x0, x1, y0, y1 = padding
-            return (x0, x1, y0, y1)
-    raise TypeError(f"{name} must be {accepted}, got {padding!r}")
+        if None not in pads and len(pads) == 4:
+            return pads  # type: ignore[return-value]
+        raise TypeError(f"{name} must be {accepted}, got {padding!r}")
+    single = as_int(padding)
+    if single is None:
+        raise TypeError(f"{name} must be {accepted}, got {padding!r}")
+    return (single, single, single, single)
 
 
 def check_filter(f: object, name: str) -> torch.Tensor | None:
@@ -116,7 +153,7 @@ def filter_size(f: torch.Tensor | None) -> tuple[int, int]:
 def check_scalar(
     value: object, name: str, allow_none: bool = False, minimum: float | None = None
 ) -> float | None:
-    """Check a real scalar argument.
+    """Check a real scalar argument: an int, float, numpy scalar or 0-d tensor (what float() takes exactly).
 
     Args:
         value: The value.
@@ -125,16 +162,20 @@ def check_scalar(
         minimum: Smallest accepted value (None = no bound).
 
     Returns:
-        The value as float (or None).
+        The value as float (or None). Bools, strings, complex numbers and tensors with elements other than
+        one raise TypeError; NaN raises ValueError.
     """
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    number = as_real(value)
+    if number is None:
         what = "a real number" + (" or None" if allow_none else "")
         raise TypeError(f"{name} must be {what}, got {value!r}")
-    if minimum is not None and value < minimum:
+    if math.isnan(number):
+        raise ValueError(f"{name} must not be NaN")
+    if minimum is not None and number < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return float(value)
+    return number
 
 
 def output_length(n: int, up: int, down: int, pad0: int, pad1: int, taps: int) -> int:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from sg3.ops import _dispatch
-from sg3.ops._params import check_scalar, check_tensor
+from sg3.ops._params import as_int, check_scalar, check_tensor
 
 
 @dataclass(frozen=True)
@@ -226,11 +226,12 @@ def bias_act(
     check_tensor(x, "x")
     if act not in ACTIVATIONS:
         raise ValueError(f"act must be one of {', '.join(ACTIVATIONS)}, got {act!r}")
-    if isinstance(dim, bool) or not isinstance(dim, int) or not -x.ndim <= dim < x.ndim:
+    axis = as_int(dim)
+    if axis is None or not -x.ndim <= axis < x.ndim:
         raise ValueError(
             f"dim must be an int in [{-x.ndim}, {x.ndim}) for x of shape {list(x.shape)}, got {dim!r}"
         )
-    dim = dim % x.ndim
+    dim = axis % x.ndim
     if b is not None:
         check_tensor(b, "b", ndim=None)
         if b.ndim != 1 or b.shape[0] != x.shape[dim]:

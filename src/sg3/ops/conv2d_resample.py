@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from sg3.ops._params import (
+    as_int,
     check_filter,
     check_tensor,
     filter_size,
@@ -52,17 +53,14 @@ def conv2d_resample(
     check_filter(f, "f")
     if w.dtype != x.dtype:
         raise TypeError(f"w must have the same dtype as x ({x.dtype}), got {w.dtype}")
-    if (
-        isinstance(groups, bool)
-        or not isinstance(groups, int)
-        or groups < 1
-        or x.shape[1] != w.shape[1] * groups
-    ):
+    n_groups = as_int(groups)
+    if n_groups is None or n_groups < 1 or x.shape[1] != w.shape[1] * n_groups:
         raise ValueError(
             f"groups must be an int >= 1 with x.shape[1] ({x.shape[1]}) == "
             f"w.shape[1] ({w.shape[1]}) * groups, "
             f"got {groups!r}"
         )
+    groups = n_groups
     upx, upy = parse_scaling(up, "up")
     downx, downy = parse_scaling(down, "down")
     px0, px1, py0, py1 = parse_padding(padding)

@@ -14,6 +14,7 @@ import torch
 
 from sg3.ops import _dispatch
 from sg3.ops._params import (
+    as_int,
     check_filter,
     check_scalar,
     check_tensor,
@@ -46,11 +47,12 @@ def get_cuda_kernel() -> str:
 
 
 def _check_factor(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    factor = as_int(value)
+    if factor is None:
         raise TypeError(f"{name} must be an int >= 1, got {value!r}")
-    if value < 1:
+    if factor < 1:
         raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return value
+    return factor
 
 
 def _filtered_lrelu_ref(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter):

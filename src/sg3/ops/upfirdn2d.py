@@ -49,6 +49,7 @@ def setup_filter(
     Returns:
         A float32 tensor `[taps]` (separable) or `[fh, fw]`.
     """
+    gain = check_scalar(gain, "gain")
     if f is None:
         f = 1
     f = torch.as_tensor(np.asarray(f) if not isinstance(f, torch.Tensor) else f, dtype=torch.float32)
@@ -308,7 +309,7 @@ def upsample2d(
     """
     upx, upy = parse_scaling(up, "up")
     pads = _centred_padding(f, padding, (upx, upy), up=True)
-    gain = gain * upx * upy
+    gain = check_scalar(gain, "gain") * upx * upy
     return upfirdn2d(x, f, up=[upx, upy], padding=pads, flip_filter=flip_filter, gain=gain, impl=impl)
 
 
