@@ -174,3 +174,12 @@ def test_integer_arguments_accept_numpy_ints():
 def test_scalar_arguments_still_refuse_bools_strings_tensors_and_nan(call, error, match):
     with pytest.raises(error, match=match):
         call(torch.randn(1, 2, 6, 6))
+
+
+def test_setup_filter_separable_true_refuses_a_2d_filter():
+    """separable=True promises a 1-D filter; a 2-D one cannot be kept separable (the official helper
+    asserts), so it is refused instead of silently coming back 2-D."""
+    with pytest.raises(ValueError, match=r"separable=True.*\[2, 2\]"):
+        ops.setup_filter([[1, 2], [3, 4]], separable=True)
+    assert ops.setup_filter([[1, 2], [3, 4]], separable=False).shape == (2, 2)
+    assert ops.setup_filter([[1, 2], [3, 4]]).shape == (2, 2)

@@ -43,8 +43,8 @@ def setup_filter(
         flip_filter: Flip the filter along every axis.
         gain: Overall gain; 1-D filters get `sqrt(gain)` (applied once per axis, so gain must be >= 0),
             2-D filters `gain`.
-        separable: Keep a 1-D filter 1-D (True) or expand it to the 2-D outer product (False);
-            None = keep 1-D only when it has at least 8 taps.
+        separable: Keep a 1-D filter 1-D (True; a 2-D f then raises ValueError) or expand it to the 2-D
+            outer product (False); None = keep 1-D only when it has at least 8 taps.
 
     Returns:
         A float32 tensor `[taps]` (separable) or `[fh, fw]`.
@@ -61,6 +61,11 @@ def setup_filter(
         )
     if separable is None:
         separable = f.ndim == 1 and f.numel() >= 8
+    elif separable and f.ndim == 2:
+        raise ValueError(
+            f"separable=True needs a 1-D filter [taps], got f of shape {list(f.shape)}; "
+            "pass separable=None or False for a 2-D filter"
+        )
     if f.ndim == 1 and not separable:
         f = f.ger(f)  # [taps] -> [taps, taps]
     if normalize:
