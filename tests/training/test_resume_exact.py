@@ -8,6 +8,7 @@ mean, counters, the global RNGs, the label generator and the tick bookkeeping.
 
 from __future__ import annotations
 
+import io
 import random
 import time
 
@@ -99,14 +100,21 @@ def overrides(steps: int) -> list[str]:
     ]  # fmt: skip
 
 
-def fit(tmp_path, steps: int, stop_at: int | None = None, resume: bool = False, extra: tuple[str, ...] = ()):
+def fit(
+    tmp_path,
+    steps: int,
+    stop_at: int | None = None,
+    resume: bool = False,
+    extra: tuple[str, ...] = (),
+    more=(),
+):
     plain = compose_plain(overrides(steps) + list(extra), resolution=RES, c_dim=C_DIM)
     torch.manual_seed(0)
     module = StyleGAN3Module(plain)
     snaps = cb.Snapshots(str(tmp_path), keep=0)
     record = Record()
     grids = cb.ImageGrids(str(tmp_path), gw=2, gh=3)
-    callbacks = ([StopAt(snaps, stop_at)] if stop_at else []) + [snaps, record, grids]
+    callbacks = ([StopAt(snaps, stop_at)] if stop_at else []) + [snaps, record, grids, *more]
     trainer = L.Trainer(
         accelerator="cpu", devices=1, logger=False, callbacks=callbacks, default_root_dir=str(tmp_path),
         plugins=[AtomicCheckpointIO()], enable_checkpointing=False, enable_progress_bar=False,
@@ -219,3 +227,36 @@ def test_resuming_a_finished_run_trains_no_further_step(tmp_path):
     assert res.batch_idx == 2 and res.cur_nimg == 2 * BATCH
     res = fit(tmp_path, 1, resume=True)[0]  # total_kimg lowered below the progress
     assert res.batch_idx == 2
+
+
+class GridProbe(L.Callback):
+    """At the first step: images/fakes000000.png's bytes (b'' if missing) and the restored G_ema's grid."""
+
+    def __init__(self) -> None:
+        self.found: bytes | None = None
+        self.expected: np.ndarray | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self.found is None:
+            grids = next(c for c in trainer.callbacks if isinstance(c, cb.ImageGrids))
+            path = grids.folder / "fakes000000.png"
+            self.found = path.read_bytes() if path.is_file() else b""
+            self.expected = grids.fakes(pl_module)
+
+
+def test_a_grid_lost_after_its_checkpoint_is_redrawn_on_resume(tmp_path):
+    """Spec 5.3: a killed process can leave the checkpoint of a grid step without that step's
+    fakes{kimg:06d}.png (checkpoints are written first); the resume draws it from the restored G_ema."""
+    from PIL import Image
+
+    fakes = tmp_path / "images" / "fakes000000.png"
+    fit(tmp_path, 3, stop_at=1)  # the checkpoint after step 1 = tick 0, a grid step
+    fakes.unlink()
+    probe = GridProbe()
+    fit(tmp_path, 3, stop_at=2, resume=True, more=[probe])
+    assert probe.found, "the grid of the checkpoint's step was not redrawn before training continued"
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(probe.found))), probe.expected)
+    fakes.unlink()  # the checkpoint after step 2 is not a grid step: nothing to redraw
+    probe = GridProbe()
+    fit(tmp_path, 3, resume=True, more=[probe])
+    assert probe.found == b""

@@ -61,6 +61,11 @@ def grid_labels(c_dim: int, gw: int, gh: int, class_counts: list[int] | None = N
     return torch.nn.functional.one_hot(rows.repeat_interleave(gw), c_dim).to(torch.float32)
 
 
+def fakes_name(cur_nimg: int) -> str:
+    """File name of the fake grid drawn after `cur_nimg` images: `fakes{kimg:06d}.png` (spec 5.3)."""
+    return f"fakes{cur_nimg // 1000:06d}.png"
+
+
 def save_png(array: np.ndarray, path: Path) -> None:
     """Write a uint8 HWC array as PNG (1-channel images as grayscale)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -167,7 +172,13 @@ class ImageGrids(Callback):
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._setup_grid(trainer, pl_module)
-        if not trainer.is_global_zero or pl_module.cur_nimg > 0:
+        if not trainer.is_global_zero:
+            return
+        if pl_module.cur_nimg > 0:  # resumed: redraw the checkpoint step's grid if the process died first
+            name = fakes_name(pl_module.cur_nimg)
+            if getattr(pl_module, "resumed_at_grid_step", False) and not (self.folder / name).is_file():
+                log.info("resumed at a grid step whose %s is missing: drawing it", name)
+                self._save(trainer, pl_module, name, "fakes")
             return
         reals = self._reals(trainer)
         if reals is not None:
@@ -178,7 +189,7 @@ class ImageGrids(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         info = pl_module.tick_info
         if info and info.get("images") and trainer.is_global_zero:
-            self._save(trainer, pl_module, f"fakes{pl_module.cur_nimg // 1000:06d}.png", "fakes")
+            self._save(trainer, pl_module, fakes_name(pl_module.cur_nimg), "fakes")
 
 
 class Snapshots(Callback):

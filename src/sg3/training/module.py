@@ -40,6 +40,7 @@ class StyleGAN3Module(LightningModule):
         augment_pipe: The AugmentPipe, or None for `augment.mode=none`.
         cur_nimg: Images shown to D so far (all processes). cur_tick: Ticks completed.
         batch_idx: Training steps completed. tick_info: Set on the step that ends a tick (else None).
+        resumed_at_grid_step: The restored checkpoint was written at a step that draws the fake grid.
     """
 
     def __init__(self, cfg: dict) -> None:
@@ -75,6 +76,7 @@ class StyleGAN3Module(LightningModule):
         self._label_gen: torch.Generator | None = None
         self._restored_rng: list[dict[str, Any]] | dict[str, Any] | None = None
         self._restored_tick: dict[str, Any] | None = None
+        self.resumed_at_grid_step = False
 
     # ------------------------------------------------------------------ properties and setup
     @property
@@ -330,13 +332,11 @@ class StyleGAN3Module(LightningModule):
         self._tick_start_time = now
         self._maintenance_sec = 0.0
         self.tick_start_nimg = self.cur_nimg
-        snap = max(int(round(d["snapshot_kimg"] / d["kimg_per_tick"])), 1)
-        image_snap = max(int(round(d["image_kimg"] / d["kimg_per_tick"])), 1)
         return {
             "tick": self.cur_tick,
             "done": done,
-            "snapshot": done or self.cur_tick % snap == 0,
-            "images": done or self.cur_tick % image_snap == 0,
+            "snapshot": done or self.cur_tick % _every_ticks(d, "snapshot_kimg") == 0,
+            "images": done or self.cur_tick % _every_ticks(d, "image_kimg") == 0,
             "stats": stats,
             "scalars": scalars,
         }
@@ -442,6 +442,15 @@ class StyleGAN3Module(LightningModule):
         self.tick_start_nimg = int(counters.get("tick_start_nimg", self.cur_nimg))
         self._restored_rng = sg3.get("rng")
         self._restored_tick = sg3.get("tick")
+        # Checkpoints are written before the step's grid: a process killed in between lost that grid.
+        saved = (sg3.get("config") or {}).get("derived") or {}
+        if not all(k in saved for k in ("image_kimg", "kimg_per_tick", "total_kimg")):
+            saved = self.derived
+        at_tick = self.cur_tick > 0 and self.tick_start_nimg == self.cur_nimg > 0  # the step ended a tick
+        self.resumed_at_grid_step = at_tick and (
+            self.cur_nimg >= saved["total_kimg"] * 1000
+            or (self.cur_tick - 1) % _every_ticks(saved, "image_kimg") == 0
+        )
         ada_state = checkpoint.get("state_dict", {}).get("ada._extra_state")
         if self.ada is not None and isinstance(ada_state, dict) and self.global_rank != 0:
             # The saved sums are those of all processes: rank 0 continues them, the others start at zero.
@@ -462,6 +471,11 @@ class StyleGAN3Module(LightningModule):
         ):
             for group in state.get("param_groups", []):
                 group.update(lr=opt["lr"], betas=tuple(opt["betas"]), eps=opt["eps"])
+
+
+def _every_ticks(derived: dict[str, Any], key: str) -> int:
+    """Ticks between snapshots (`key` 'snapshot_kimg') or fake grids ('image_kimg'), at least 1."""
+    return max(int(round(derived[key] / derived["kimg_per_tick"])), 1)
 
 
 def _cpu_mem_gb() -> float:
