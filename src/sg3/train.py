@@ -268,6 +268,7 @@ def _silence_known_noise() -> None:
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Build and train; returns the run summary (also the Hydra job's return value under --multirun)."""
     from sg3.training.callbacks import format_summary
+    from sg3.training.loggers import finish_loggers
 
     _silence_known_noise()
     parts = build(cfg)
@@ -277,12 +278,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         print(f"sg3-train: dry run OK; resolved config in {parts['run_dir']}/config.yaml", flush=True)
         return {"run_dir": parts["run_dir"], "dry_run": True}
     ckpt = parts["ckpt_path"]
-    parts["trainer"].fit(
-        parts["model"],
-        datamodule=parts["datamodule"],
-        ckpt_path=str(ckpt) if ckpt else None,
-        weights_only=True,
-    )
+    failed = True
+    try:
+        parts["trainer"].fit(
+            parts["model"],
+            datamodule=parts["datamodule"],
+            ckpt_path=str(ckpt) if ckpt else None,
+            weights_only=True,
+        )
+        failed = False
+    finally:  # the next run of this process (a local sweep's next point) starts its own W&B run
+        finish_loggers(parts["trainer"].loggers, failed=failed)
     info = parts["summary"].info
     if _is_rank_zero():
         print(format_summary(info, HydraConfig.get().overrides.task), flush=True)

@@ -142,3 +142,50 @@ def test_exported_generator_is_recorded_as_an_artifact_offline(wandb_sandbox):
 def test_logger_timeout_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="logger.timeout=0"):
         build_loggers({"kind": "wandb", "timeout": 0}, tmp_path, name="r", run_id="a", group=None, config={})
+
+
+def train_in_process(runs_dir, name: str, extra: list[str] = ()) -> dict:
+    """One tiny sg3 training run (1 step) in this process, as a point of a local --multirun sweep runs."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from sg3.train import CONF_DIR, run
+
+    overrides = [
+        "model=tiny", "data.urls=demo:16:32", "data.num_workers=0", "batch=8", "loss.r1_gamma=1",
+        "total_kimg=0.008", "kimg_per_tick=0.008", "grid.gw=2", "grid.gh=2", "threads=null",
+        "logger=wandb", "logger.mode=offline", f"runs_dir={runs_dir}", f"name={name}", *extra,
+    ]  # fmt: skip
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    cfg.hydra.runtime.output_dir = str(runs_dir / name)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return run(cfg)
+
+
+@pytest.mark.slow
+def test_each_run_of_a_process_logs_into_its_own_wandb_run(wandb_sandbox, monkeypatch):
+    # A local --multirun sweep trains its points one after another in one process: the second point must not
+    # log into the first point's W&B run (Lightning reuses any wandb run still open).
+    import yaml
+
+    import sg3.ops
+
+    monkeypatch.setenv("SG3_DEMO_CACHE", str(wandb_sandbox / "demo"))
+    runs = wandb_sandbox / "runs"
+    before = sg3.ops.get_default_impl()
+    sg3.ops.set_default_impl("ref")  # never waits for a compiled-ops build (they have their own tier)
+    try:
+        for name in ("a", "b"):
+            train_in_process(runs, name)
+    finally:
+        sg3.ops.set_default_impl(before)
+    for name in ("a", "b"):
+        run_id = yaml.safe_load((runs / name / "config.yaml").read_text())["run"]["wandb_run_id"]
+        (run,) = offline_runs(runs / name)
+        history, config, logged_id = read_run(run)
+        assert logged_id == run_id and config["name"] == name
+        assert [h["Progress/kimg"] for h in history if "Progress/kimg" in h] == [0.008]

@@ -191,6 +191,23 @@ def build_loggers(
     ]
 
 
+def finish_loggers(loggers: list[Logger], failed: bool = False) -> None:
+    """End the W&B run this process started for a run (rank 0; other ranks have none).
+
+    Lightning never ends it, and a new WandbLogger in the same process reuses a W&B run that is still open:
+    without this, every later point of a local --multirun sweep would log into the first point's run.
+
+    Args:
+        loggers: The run's loggers.
+        failed: Whether the run ended with an error (recorded as the W&B run's exit code).
+    """
+    for logger in loggers:
+        run = getattr(logger, "_experiment", None) if isinstance(logger, WandbLogger) else None
+        if run is not None and callable(getattr(run, "finish", None)):
+            run.finish(exit_code=1 if failed else 0)
+            logger._experiment = None
+
+
 def logger_step(logger: Logger, kimg: float, batch_idx: int) -> int:
     """The x value a logger plots the tick statistics at: int(kimg) on TensorBoard (official), else steps."""
     return int(kimg) if isinstance(logger, TensorBoardLogger) else batch_idx
