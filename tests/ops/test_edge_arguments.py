@@ -183,3 +183,13 @@ def test_setup_filter_separable_true_refuses_a_2d_filter():
         ops.setup_filter([[1, 2], [3, 4]], separable=True)
     assert ops.setup_filter([[1, 2], [3, 4]], separable=False).shape == (2, 2)
     assert ops.setup_filter([[1, 2], [3, 4]]).shape == (2, 2)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_bias_act_without_bias_ignores_dim(impl):
+    """dim only says where b runs: without b any x works, a 1-D or 0-d one too (as the official op)."""
+    for x in (torch.randn(5, dtype=F64), torch.tensor(-1.5, dtype=F64), torch.randn(2, 3, dtype=F64)):
+        y = ops.bias_act(x, act="lrelu", clamp=0.5, impl=impl)
+        torch.testing.assert_close(y, (torch.nn.functional.leaky_relu(x, 0.2) * 2**0.5).clamp(-0.5, 0.5))
+    with pytest.raises(ValueError, match="dim must be an int in"):
+        ops.bias_act(torch.randn(5), torch.randn(5), dim=1, impl=impl)

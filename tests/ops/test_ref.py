@@ -189,7 +189,7 @@ def test_filtered_lrelu_identity_case_is_bias_act():
         (lambda x, f: ops.bias_act(x, torch.ones(3)), ValueError, "b must be 1-D of length"),
         (lambda x, f: ops.bias_act(x, torch.ones(2, dtype=F64)), TypeError, "same dtype"),
         (lambda x, f: ops.bias_act(x, act="gelu"), ValueError, "act must be one of"),
-        (lambda x, f: ops.bias_act(x, dim=4), ValueError, "dim must be an int"),
+        (lambda x, f: ops.bias_act(x, torch.ones(2), dim=4), ValueError, "dim must be an int"),
         (lambda x, f: ops.bias_act(x, clamp=-1), ValueError, "clamp must be >= 0"),
         (lambda x, f: ops.filtered_lrelu(x, f, f, up=0), ValueError, "up must be an int >= 1"),
         (lambda x, f: ops.filtered_lrelu(x, f, f, b=torch.ones(5)), ValueError, "b must be 1-D of length"),

@@ -213,7 +213,7 @@ def bias_act(
     Args:
         x: Input tensor of any rank, floating point.
         b: Bias `[x.shape[dim]]` of the same dtype as x; None = no bias.
-        dim: Axis of x that `b` runs along.
+        dim: Axis of x that `b` runs along (unused without b).
         act: 'linear', 'relu', 'lrelu', 'tanh', 'sigmoid', 'elu', 'selu', 'softplus' or 'swish'.
         alpha: Negative slope of lrelu (None = 0.2); ignored by the other activations.
         gain: Output scale (None = the activation's default: sqrt(2) for relu/lrelu/swish, else 1).
@@ -227,11 +227,12 @@ def bias_act(
     if act not in ACTIVATIONS:
         raise ValueError(f"act must be one of {', '.join(ACTIVATIONS)}, got {act!r}")
     axis = as_int(dim)
-    if axis is None or not -x.ndim <= axis < x.ndim:
+    in_range = axis is not None and -x.ndim <= axis < x.ndim
+    if axis is None or (b is not None and not in_range):
         raise ValueError(
             f"dim must be an int in [{-x.ndim}, {x.ndim}) for x of shape {list(x.shape)}, got {dim!r}"
         )
-    dim = axis % x.ndim
+    dim = axis % x.ndim if in_range else 0  # dim only places b: without b any x (even 0-d) works
     if b is not None:
         check_tensor(b, "b", ndim=None)
         if b.ndim != 1 or b.shape[0] != x.shape[dim]:
@@ -249,6 +250,8 @@ def bias_act(
     name, ext = _dispatch.resolve(impl, x)
     if name == "ref":
         return _bias_act_ref(x, b, dim, spec, alpha, gain, clamp)
+    if x.ndim == 0:  # the kernels take rank >= 1 (b is None here: a 0-d x has no axis for it)
+        return bias_act(x.reshape(1), None, 0, act, alpha, gain, clamp, impl=name).reshape(())
     if x.dtype in (torch.float16, torch.bfloat16) and not x.is_cuda:
         bf = b.float() if b is not None else None
         y = _BiasActCompiled.apply(
