@@ -193,3 +193,12 @@ def test_bias_act_without_bias_ignores_dim(impl):
         torch.testing.assert_close(y, (torch.nn.functional.leaky_relu(x, 0.2) * 2**0.5).clamp(-0.5, 0.5))
     with pytest.raises(ValueError, match="dim must be an int in"):
         ops.bias_act(torch.randn(5), torch.randn(5), dim=1, impl=impl)
+
+
+def test_bias_and_weight_on_another_device_are_refused_by_name():
+    x = torch.randn(1, 2, 8, 8)
+    f = ops.setup_filter([1, 3, 3, 1])
+    with pytest.raises(ValueError, match="b must be on the same device as x"):
+        ops.filtered_lrelu(x, f, f, b=torch.zeros(2, device="meta"), padding=2)
+    with pytest.raises(ValueError, match="w must be on the same device as x"):
+        ops.conv2d_resample(x, torch.ones(4, 2, 3, 3, device="meta"))

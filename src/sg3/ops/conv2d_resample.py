@@ -53,6 +53,8 @@ def conv2d_resample(
     check_filter(f, "f")
     if w.dtype != x.dtype:
         raise TypeError(f"w must have the same dtype as x ({x.dtype}), got {w.dtype}")
+    if w.device != x.device:
+        raise ValueError(f"w must be on the same device as x ({x.device}), got {w.device}")
     n_groups = as_int(groups)
     if n_groups is None or n_groups < 1 or x.shape[1] != w.shape[1] * n_groups:
         raise ValueError(

@@ -149,6 +149,8 @@ def filtered_lrelu(
             raise ValueError(f"b must be 1-D of length x.shape[1] = {x.shape[1]}, got shape {list(b.shape)}")
         if b.dtype != x.dtype:
             raise TypeError(f"b must have the same dtype as x ({x.dtype}), got {b.dtype}")
+        if b.device != x.device:
+            raise ValueError(f"b must be on the same device as x ({x.device}), got {b.device}")
     fuw, fuh = filter_size(fu)
     fdw, fdh = filter_size(fd)
     out_h, out_w = output_size(
