@@ -19,6 +19,7 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
@@ -295,13 +296,25 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return info
 
 
+class SweepPointError(CompactHydraException):
+    """A --multirun point stopped with a configuration error (reported by Hydra once the sweep is done)."""
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def hydra_main(cfg: DictConfig) -> dict[str, Any] | None:
-    """The Hydra job: build and train one run (configuration errors exit with code 2)."""
+    """The Hydra job: build and train one run (configuration errors exit with code 2).
+
+    Under --multirun a configuration error fails only its own point: Hydra runs the remaining points and
+    then exits non-zero naming the first failed one (sys.exit here would end the whole sweep).
+    """
     try:
         return run(cfg)
     except ConfigError as e:
         print(f"sg3-train: configuration error: {e}", file=sys.stderr, flush=True)
+        hc = HydraConfig.get()
+        if hc.mode == RunMode.MULTIRUN:
+            point = f"sweep job #{hc.job.num} ({' '.join(hc.overrides.task)})"
+            raise SweepPointError(f"sg3-train: {point} stopped with a configuration error: {e}") from None
         sys.exit(2)
 
 

@@ -157,6 +157,26 @@ def test_multirun_sweep_names_runs_after_swept_values_and_shares_a_group(tmp_pat
     assert len({r["run"]["wandb_run_id"] for r in runs}) == 4
 
 
+@pytest.mark.slow
+def test_a_sweep_point_with_a_config_error_does_not_stop_the_other_points(tmp_path):
+    from sg3.data.demo import ensure_demo_dataset
+
+    good = ensure_demo_dataset(str(tmp_path / "data"), 16, 8)
+    args = [
+        "--multirun",
+        "model=tiny",
+        "batch=4",
+        "loss.r1_gamma=1",
+        f"data.urls={tmp_path}/missing.json,{good}",
+    ]
+    proc = sg3_train([*args, "dry_run=true", f"runs_dir={tmp_path}/runs", "name=sw"], tmp_path)
+    sweep = tmp_path / "runs" / "sw-sweep"
+    assert (sweep / "1-batch=4,loss.r1_gamma=1,model=tiny" / "config.yaml").is_file(), proc.stderr[-3000:]
+    assert proc.returncode != 0  # the sweep as a whole reports the failed point
+    assert "sg3-train: configuration error: data:" in proc.stderr and "missing.json" in proc.stderr
+    assert "job #0" in proc.stderr.splitlines()[-1], proc.stderr[-2000:]
+
+
 def test_sweep_subdir_and_run_name_helpers():
     assert sweep_subdir(3, "loss.r1_gamma=2,optim.glr=0.002") == "3-loss.r1_gamma=2,optim.glr=0.002"
     assert sweep_subdir(0, "") == "0"
