@@ -202,3 +202,20 @@ def test_bias_and_weight_on_another_device_are_refused_by_name():
         ops.filtered_lrelu(x, f, f, b=torch.zeros(2, device="meta"), padding=2)
     with pytest.raises(ValueError, match="w must be on the same device as x"):
         ops.conv2d_resample(x, torch.ones(4, 2, 3, 3, device="meta"))
+
+
+@pytest.mark.cpp
+def test_filters_longer_than_the_cpu_kernels_take_fall_back_under_auto():
+    """The C++ kernels take at most 256 taps per axis: 'auto' then computes with 'ref' (the call is valid),
+    an explicit 'cpp' raises a ValueError naming the filter and the limit."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(1, 2, 3, 310, generator=g, dtype=F64)
+    f = torch.rand(1, 300, generator=g, dtype=F64)
+    with ops.use_impl("auto"):
+        torch.testing.assert_close(ops.upfirdn2d(x, f, down=2), ops.upfirdn2d(x, f, down=2, impl="ref"))
+        got = ops.filtered_lrelu(x, f, None, padding=[0, 0, 0, 0])
+        torch.testing.assert_close(got, ops.filtered_lrelu(x, f, None, impl="ref"))
+    with pytest.raises(ValueError, match=r"f has 300 taps.*256"):
+        ops.upfirdn2d(x, f, impl="cpp")
+    with pytest.raises(ValueError, match=r"fu has 300 taps.*256"):
+        ops.filtered_lrelu(x, f, impl="cpp")

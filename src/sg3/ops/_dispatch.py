@@ -20,6 +20,7 @@ from types import ModuleType
 import torch
 
 IMPLS = ("auto", "ref", "cpp", "cuda")
+CPU_MAX_TAPS = 256  # per filter axis: the most the C++ CPU kernels take (csrc/polyphase_cpu.h)
 _log = logging.getLogger(__name__)
 _state = threading.local()
 _process_default = "auto"
@@ -135,3 +136,29 @@ def resolve(impl: str, x: torch.Tensor) -> tuple[str, ModuleType | None]:
     if name != _extension_kind(x):
         raise ValueError(f"impl={name!r} cannot run on a tensor on device {x.device}; use 'auto' or 'ref'")
     return name, load_extension(name)
+
+
+def within_cpu_taps(
+    name: str, ext: ModuleType | None, impl: str, filters: dict[str, torch.Tensor | None]
+) -> tuple[str, ModuleType | None]:
+    """`(name, ext)` unchanged unless the C++ CPU kernels cannot take one of the filters (> CPU_MAX_TAPS taps
+    on an axis): then 'ref' when the choice came from 'auto' proper, else a ValueError naming the filter.
+
+    Args:
+        name: The implementation `resolve` chose.
+        ext: Its extension.
+        impl: The op's `impl` argument.
+        filters: Argument name -> filter (None = identity).
+    """
+    if name != "cpp":
+        return name, ext
+    for argname, f in filters.items():
+        taps = 1 if f is None else max(f.shape)
+        if taps > CPU_MAX_TAPS:
+            if impl == "auto" and get_default_impl() == "auto":
+                return "ref", None
+            raise ValueError(
+                f"{argname} has {taps} taps on an axis; the C++ CPU kernels (impl='cpp') take at most "
+                f"{CPU_MAX_TAPS}: use impl='ref' (or 'auto', which falls back to it)"
+            )
+    return name, ext

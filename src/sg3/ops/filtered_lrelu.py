@@ -159,7 +159,7 @@ def filtered_lrelu(
     )  # fmt: skip
     if x.numel() == 0:
         return empty_input_output(x, out_h, out_w, b)
-    name, ext = _dispatch.resolve(impl, x)
+    name, ext = _dispatch.within_cpu_taps(*_dispatch.resolve(impl, x), impl, {"fu": fu, "fd": fd})
     if name == "ref":
         return _filtered_lrelu_ref(x, fu, fd, b, up, down, pads, gain, slope, clamp, flip_filter)
     kernel = get_cuda_kernel() if name == "cuda" else "tiled"

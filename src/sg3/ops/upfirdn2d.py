@@ -245,7 +245,7 @@ def upfirdn2d(
     out_h, out_w = output_size("upfirdn2d", x.shape, (upx, upy), (downx, downy), pads, (fw, fh), args)
     if x.numel() == 0:
         return empty_input_output(x, out_h, out_w)
-    name, ext = _dispatch.resolve(impl, x)
+    name, ext = _dispatch.within_cpu_taps(*_dispatch.resolve(impl, x), impl, {"f": f})
     if name == "ref":
         return _upfirdn2d_ref(x, f, (upx, upy), (downx, downy), pads, flip_filter, gain)
     return _upfirdn2d_compiled(x, f, ext, (upx, upy), (downx, downy), pads, bool(flip_filter), gain)
