@@ -81,10 +81,10 @@ def test_callback_computes_every_n_kimg_logs_and_appends_jsonl(tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "metric-eqt4_int.jsonl").read_text().splitlines()]
     assert len(lines) == 3 and lines[0]["metric"] == "eqt4_int" and lines[2]["kimg"] == pytest.approx(0.016)
     assert lines[0]["results"]["eqt4_int"] == logger.calls[0][1]["Metrics/eqt4_int"] > 40
-    assert cb.state_dict() == {"done": 2}
-    # A resume from the checkpoint written in the step that made interval 2 due (before the metrics ran,
-    # state done=1) finds both results recorded and appends nothing; with one record missing, computes
-    # only that metric.
+    assert cb.state_dict()["done"] == 2
+    # A resume from a checkpoint of the interval-only schedule written in the step that made interval 2 due
+    # (before the metrics ran, state done=1) finds both results recorded and appends nothing; with one
+    # record missing, computes only that metric.
     for missing in ([], ["fid16_full"]):
         for name in missing:
             path = tmp_path / f"metric-{name}.jsonl"
@@ -93,10 +93,12 @@ def test_callback_computes_every_n_kimg_logs_and_appends_jsonl(tmp_path):
                                   cache_dir=tmp_path, detectors={"inception": TinyDetector()})  # fmt: skip
         resumed.load_state_dict({"done": 1})
         logger.calls.clear()
-        module.cur_nimg, module.batch_idx = 17, 5
+        module.cur_nimg, module.batch_idx = 16, 4  # restored
+        resumed.on_train_start(trainer, module)
+        module.cur_nimg, module.batch_idx = 20, 5
         resumed.on_train_batch_end(trainer, module, None, None, 5)
         assert [set(c) for _, c in logger.calls] == ([{f"Metrics/{m}" for m in missing}] if missing else [])
-        assert resumed.state_dict() == {"done": 2}
+        assert resumed.state_dict()["done"] == 2
     counts = {
         m: len((tmp_path / f"metric-{m}.jsonl").read_text().splitlines()) for m in ("eqt4_int", "fid16_full")
     }

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 from metrics_testkit import FakeData, tiny_generator
 
+from sg3.metrics.callback import MetricsCallback
 from sg3.metrics.feature_metrics import compute_pr
 from sg3.metrics.options import MetricOptions
 from sg3.metrics.registry import compute
@@ -94,42 +98,87 @@ class _Logger:
         self.calls.append((step, metrics))
 
 
-def test_metrics_run_at_the_tick_0_snapshot_and_once_across_a_resume(tmp_path):
-    """Spec §5.3: maintenance runs on the first iteration (tick 0): a network snapshot, then its metrics."""
-    import sys
-    from pathlib import Path
-    from types import SimpleNamespace
-
+def _tiny_training(tmp_path, extra):
     sys.path.insert(0, str(Path(__file__).parents[1] / "training"))
     from training_helpers import reals, tiny_module
 
-    from sg3.metrics.callback import MetricsCallback
+    module = tiny_module(extra)
+    trainer = SimpleNamespace(global_rank=0, world_size=1, loggers=[_Logger()],
+                              default_root_dir=str(tmp_path), datamodule=None)  # fmt: skip
+    return module, trainer, lambda: module.training_step(reals(), module.batch_idx)
 
-    module = tiny_module(["kimg_per_tick=0.008", "snap=2"])  # batch 4; snapshots at ticks 0, 2, 4, ...
-    logger = _Logger()
-    trainer = SimpleNamespace(global_rank=0, world_size=1, loggers=[logger], default_root_dir=str(tmp_path),
-                              datamodule=None)  # fmt: skip
+
+def _records(tmp_path, name="eqt4_int"):
+    path = tmp_path / f"metric-{name}.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_metrics_run_at_the_tick_0_snapshot_the_later_snapshots_and_the_end(tmp_path):
+    """Spec §5.3: maintenance (snapshot, then metrics on its G_ema) at tick 0, every `snap` ticks, the end."""
+    # batch 4, a tick every 8 images, snapshots every 2 ticks (16 images), training ends at 40 images:
+    # ticks end at 4 (tick 0), 12, 20, 28, 36 and 40 (done); snapshots at 4, 20, 36 and 40.
+    module, trainer, step = _tiny_training(tmp_path, ["kimg_per_tick=0.008", "snap=2", "total_kimg=0.04"])
+    cb = MetricsCallback(["eqt4_int"], every_kimg=module.derived["snapshot_kimg"], progress=False)
+    cb.setup(trainer, module)
+    snapshots, evaluated = [], []
+    while not module.done:
+        step()
+        if module.tick_info and module.tick_info["snapshot"]:
+            snapshots.append(module.cur_nimg)
+            if module.cur_nimg == 20:  # from here on, the snapshot exported at kimg 0 (int(cur_nimg / 1000))
+                (tmp_path / "network-snapshot-000000.pt").write_bytes(b"")
+        n = len(_records(tmp_path))
+        cb.on_train_batch_end(trainer, module, None, None, module.batch_idx)
+        evaluated += [module.cur_nimg] * (len(_records(tmp_path)) - n)
+    assert snapshots == [4, 20, 36, 40]
+    assert evaluated == snapshots  # not at 16 or 32, where the interval is crossed between snapshots
+    records = _records(tmp_path)
+    assert [r["kimg"] for r in records] == [0.004, 0.02, 0.036, 0.04]
+    assert [r.get("snapshot_pkl") for r in records] == [None] + ["network-snapshot-000000.pt"] * 3
+    assert [s for s, _ in trainer.loggers[0].calls] == [1, 5, 9, 10]  # the training step of each
+
+
+def test_a_resume_from_a_snapshot_checkpoint_computes_its_owed_metrics_once(tmp_path):
+    """The checkpoint of a snapshot step is written before that step's metrics run."""
+    module, trainer, step = _tiny_training(tmp_path, ["kimg_per_tick=0.008", "snap=2"])
 
     def make():
         return MetricsCallback(["eqt4_int"], every_kimg=module.derived["snapshot_kimg"], progress=False)
 
     cb = make()
-    module.training_step(reals(), module.batch_idx)
+    cb.setup(trainer, module)
+    step()
     assert module.tick_info["tick"] == 0 and module.tick_info["snapshot"]
-    saved = cb.state_dict()  # the tick-0 checkpoint is written before the metrics of that step run
-    cb.on_train_batch_end(trainer, module, None, None, 0)
-    path = tmp_path / "metric-eqt4_int.jsonl"
-    lines = path.read_text().splitlines() if path.exists() else []
-    assert len(lines) == 1 and json.loads(lines[0])["kimg"] == 0.004
-    assert [s for s, _ in logger.calls] == [1]
-    # A run resumed from the tick-0 checkpoint finds the result recorded and does not repeat it; without the
-    # record it computes it at its first step.
-    for recorded in (True, False):
+    saved = cb.state_dict()  # the tick-0 checkpoint, written before the metrics of that step run
+    cb.on_train_batch_end(trainer, module, None, None, 1)
+    assert [r["kimg"] for r in _records(tmp_path)] == [0.004]
+    assert cb.state_dict() == {"done": 0, "pending_nimg": None}  # a later save owes nothing
+    for recorded in (True, False):  # resumed: the record is there, or was lost with the process
         if not recorded:
-            path.unlink()
+            (tmp_path / "metric-eqt4_int.jsonl").unlink()
         resumed = make()
         resumed.load_state_dict(saved)
-        module.cur_nimg = 8  # the resumed run's first step
-        resumed.on_train_batch_end(trainer, module, None, None, 1)
-        assert len(path.read_text().splitlines()) == 1
-        assert resumed.state_dict() == {"done": 0}
+        module.tick_info = None  # the restored module, before its first step
+        resumed.on_train_start(trainer, module)
+        assert [r["kimg"] for r in _records(tmp_path)] == [0.004]  # on the snapshot's G_ema, at its kimg
+        step()  # the resumed run's first step (a tick end, not a snapshot) owes nothing more
+        resumed.on_train_batch_end(trainer, module, None, None, 2)
+        assert len(_records(tmp_path)) == 1
+        module.cur_nimg, module.batch_idx = 4, 1
+
+
+def test_metric_evaluation_leaves_the_training_random_streams_alone(tmp_path, detectors):
+    from sg3.data.datamodule import ShardDataModule
+    from sg3.data.demo import ensure_demo_dataset
+
+    path = ensure_demo_dataset(root=str(tmp_path / "demo"), resolution=16, count=8)
+    dm = ShardDataModule(urls=path, batch_size=4, num_workers=0, resolution=16)
+    trainer = SimpleNamespace(global_rank=0, world_size=1, loggers=[], default_root_dir=str(tmp_path),
+                              datamodule=dm)  # fmt: skip
+    module = SimpleNamespace(G_ema=tiny_generator(), cur_nimg=4, batch_idx=1)
+    cb = MetricsCallback(["fid8_full"], every_kimg=1, progress=False, cache_dir=tmp_path / "c",
+                         detectors=detectors)  # fmt: skip
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    cb.evaluate(trainer, module)  # reads the dataset (a DataLoader draws its base seed from torch's RNG)
+    assert torch.equal(torch.random.get_rng_state(), before)
