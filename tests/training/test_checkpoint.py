@@ -178,3 +178,27 @@ def _gather_twice(self, data):
     if isinstance(data, dict):
         return {k: torch.stack([v, v]) for k, v in data.items()}
     return torch.stack([data, data])
+
+
+def _saved(module) -> dict:
+    """A checkpoint as Lightning writes it (state_dict, optimiser states, sg3 section), round-tripped."""
+    ckpt = {
+        "state_dict": module.state_dict(),
+        "optimizer_states": [o.state_dict() for o in module.optimizers()],
+    }
+    module.on_save_checkpoint(ckpt)
+    return torch.load(_round_trip(ckpt), weights_only=True)
+
+
+def test_resuming_with_another_model_config_names_what_differs():
+    """A checkpoint of another configuration: a ValueError naming the tensors (and settings) that differ,
+    also where only the set of trained tensors differs (Freeze-D layers are buffers, the keys stay)."""
+    ckpt = _saved(tiny_module())
+    with pytest.raises(ValueError, match=r"freeze_layers: 0 in the checkpoint, 2 now") as err:
+        tiny_module(["freeze_d=2"]).on_load_checkpoint(ckpt)
+    assert "D optimiser" in str(err.value)
+    with pytest.raises(ValueError, match=r"G\.mapping\.fc0\.weight: checkpoint \[32, 32\], model \[16, 32\]"):
+        tiny_module(["model.w_dim=16"]).on_load_checkpoint(_saved(tiny_module()))
+    with pytest.raises(ValueError, match=r"not in the checkpoint: augment_pipe\.p"):
+        tiny_module().on_load_checkpoint(_saved(tiny_module(["augment.mode=none"])))
+    tiny_module(["loss.r1_gamma=4", "model.fp32=true"]).on_load_checkpoint(_saved(tiny_module()))

@@ -147,6 +147,79 @@ def resolve_resume(resume: str | None, run_dir: str | os.PathLike) -> Path | Non
     return path
 
 
+def check_resume_fits(
+    checkpoint: dict[str, Any], model: nn.Module, networks: dict[str, nn.Module | None], trained: list[str]
+) -> None:
+    """Raise a ValueError naming what differs when `checkpoint` was written by another configuration.
+
+    Args:
+        checkpoint: The loaded training checkpoint (`state_dict`, `optimizer_states`, `sg3`).
+        model: The module to restore; its state_dict keys and shapes must be the checkpoint's.
+        networks: name ('G', 'D', 'G_ema', 'augment_pipe') -> this run's network (None = absent), whose
+            `init_kwargs` are compared with the checkpoint's to name the differing settings.
+        trained: Network names of the optimisers, in the order of `checkpoint['optimizer_states']`; each
+            optimiser state must hold as many tensors as the network trains (Freeze-D keeps the keys).
+    """
+    saved, current = checkpoint.get("state_dict") or {}, model.state_dict()
+    problems = []
+    for label, names in (
+        ("not in the checkpoint", [k for k in current if k not in saved]),
+        ("only in the checkpoint", [k for k in saved if k not in current]),
+    ):
+        if names:
+            problems.append(
+                f"{label}: {', '.join(names[:8])}" + (f" ({len(names) - 8} more)" if len(names) > 8 else "")
+            )
+    shapes = [
+        f"{key}: checkpoint {list(value.shape)}, model {list(current[key].shape)}"
+        for key, value in saved.items()
+        if isinstance(value, torch.Tensor)
+        and isinstance(current.get(key), torch.Tensor)
+        and value.shape != current[key].shape
+    ]
+    problems += shapes[:12] + (
+        [f"({len(shapes) - 12} more tensors of other shapes)"] if len(shapes) > 12 else []
+    )
+    for name, state in zip(trained, checkpoint.get("optimizer_states") or []):
+        n_saved = sum(len(group.get("params", [])) for group in state.get("param_groups", []))
+        n_now = sum(1 for _ in networks[name].parameters())
+        if n_saved != n_now:
+            problems.append(
+                f"the checkpoint's {name} optimiser trains {n_saved} tensors, this {name} trains {n_now}"
+            )
+    if not problems:
+        return
+    entries = ((checkpoint.get("sg3") or {}).get("networks")) or {}
+    settings = []
+    for name, module in networks.items():
+        entry = entries.get(name)
+        if (entry is None) != (module is None):
+            settings.append(
+                f"{name}: {'absent' if entry is None else 'present'} in the checkpoint, "
+                f"{'absent' if module is None else 'present'} now"
+            )
+        elif entry is not None:
+            old, new = _flat(entry.get("init_kwargs") or {}), _flat(getattr(module, "init_kwargs", {}))
+            settings += [
+                f"{name}.{k}: {old.get(k, '-')} in the checkpoint, {new.get(k, '-')} now"
+                for k in sorted(old.keys() | new.keys())
+                if old.get(k, "-") != new.get(k, "-")
+            ]
+    raise ValueError(
+        "the checkpoint was written by another configuration; resume it with the settings it was written "
+        "with (its config is in the file's sg3 section), or start a new run from its weights with "
+        "init_from=<checkpoint>:\n  " + "\n  ".join(settings + problems)
+    )
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested kwargs -> {'a.b': value}."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
 def _source_state_dicts(path: str | os.PathLike) -> dict[str, dict[str, torch.Tensor]]:
     """name (G, D, G_ema) -> state_dict from an sg3 .ckpt, an exported generator or an official pickle."""
     nets = load_networks(path)

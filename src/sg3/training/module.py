@@ -20,6 +20,7 @@ from lightning.pytorch import LightningModule
 
 from sg3.modules.registry import build_network
 from sg3.training.ada import AdaController
+from sg3.training.checkpoint import check_resume_fits
 from sg3.training.derive import ema_beta
 from sg3.training.ema import update_ema
 from sg3.training.loss import StyleGAN2Loss
@@ -435,6 +436,8 @@ class StyleGAN3Module(LightningModule):
             raise ValueError(
                 "checkpoint has no 'sg3' section (format 'sg3-checkpoint'); is it an sg3 training checkpoint?"
             )
+        nets = {"G": self.G, "D": self.D, "G_ema": self.G_ema, "augment_pipe": self.augment_pipe}
+        check_resume_fits(checkpoint, self, nets, trained=["G", "D"])
         counters = sg3["counters"]
         self.cur_nimg = int(counters["cur_nimg"])
         self.cur_tick = int(counters["cur_tick"])
