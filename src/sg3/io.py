@@ -16,6 +16,7 @@ import json
 import math
 import os
 import pickle
+import shutil
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any, BinaryIO
@@ -54,10 +55,14 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
         os.fsync(f.fileno())
         f.close()
         os.replace(tmp, path)
-    except BaseException:
-        f.close()
+    except BaseException as err:
+        with contextlib.suppress(OSError):  # a full disk can fail the close's flush too
+            f.close()
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+        if isinstance(err, (OSError, RuntimeError)):  # torch.save reports a full disk as a RuntimeError
+            kind = OSError if isinstance(err, OSError) else RuntimeError
+            raise kind(f"could not write {path}: {err} ({_free_space(path)})") from err
         raise
     with contextlib.suppress(OSError):  # persist the rename itself (best effort; not on every filesystem)
         dir_fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
@@ -65,6 +70,15 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _free_space(path: str) -> str:
+    """'N MiB free on its filesystem' for the folder of `path`, with a hint when it is nearly full."""
+    try:
+        free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+    except OSError:
+        return "free space unknown"
+    return f"{free / 2**20:.0f} MiB free on its filesystem" + ("; is the disk full?" if free < 2**30 else "")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import subprocess
 import sys
@@ -155,3 +156,23 @@ def test_truncated_or_empty_files_fail_with_the_path(tmp_path, capsys):
             load_generator(path)
     assert import_main([str(tmp_path / "empty.pkl"), str(tmp_path / "out.pt")]) == 1
     assert "empty.pkl" in capsys.readouterr().out and not (tmp_path / "out.pt").exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_full_disk_fails_with_the_path_and_the_free_space(tmp_path, monkeypatch):
+    """A full disk: 'No space left on device' or torch's 'unexpected pos 704 vs 598', naming no file."""
+    real_open = open
+
+    def full_disk_open(path, mode="r", *args, **kwargs):
+        return real_open("/dev/full" if ".tmp-" in str(path) else path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(sg3.io, "open", full_disk_open, raising=False)
+    path = tmp_path / "ckpt-000000004.ckpt"
+    path.write_bytes(b"old")
+    with pytest.raises(
+        (OSError, RuntimeError), match=r"could not write .*ckpt-000000004\.ckpt: .*MiB free"
+    ) as err:
+        with atomic_write(path) as f:
+            torch.save({"w": torch.zeros(100_000)}, f)
+    assert err.value.__cause__ is not None and path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
