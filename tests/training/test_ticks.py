@@ -173,3 +173,18 @@ def test_stat_moments_round_trip_continues_the_statistics():
     b.report("Loss/G/loss", torch.tensor([5.0]))
     assert a.summarize() == b.summarize()
     assert b.moments() == {}  # summarize starts afresh
+
+
+def test_a_resume_drops_the_ticks_logged_after_its_checkpoint(tmp_path, caplog):
+    """docs/training.md: a resumed run continues stats.jsonl. The ticks that the stopped process logged after
+    its checkpoint are trained again: their old lines would repeat those kimg (Progress/kimg going back)."""
+    path = tmp_path / "stats.jsonl"
+    lines = [json.dumps({"Progress/kimg": {"num": 1, "mean": k, "std": 0.0}}) for k in (0.004, 0.008, 0.012)]
+    path.write_text("\n".join(lines) + '\n{"Progress/kimg": {"nu')  # + a line cut by SIGKILL
+    trainer = SimpleNamespace(is_global_zero=True)
+    TickLogger(str(tmp_path)).on_train_start(trainer, SimpleNamespace(cur_nimg=8, kimg=0.008))
+    assert path.read_text().splitlines() == lines[:2]
+    assert (tmp_path / "stats-superseded.jsonl").read_text().splitlines()[0] == lines[2]
+    # A fresh run (resume=auto before the first checkpoint): every old line belongs to the dead attempt.
+    TickLogger(str(tmp_path)).on_train_start(trainer, SimpleNamespace(cur_nimg=0, kimg=0.0))
+    assert path.read_text() == "" and len((tmp_path / "stats-superseded.jsonl").read_text().splitlines()) == 4

@@ -23,6 +23,7 @@ from lightning.pytorch import Callback
 from PIL import Image
 from tqdm.auto import tqdm
 
+from sg3.io import atomic_write
 from sg3.training.checkpoint import checkpoint_path, prune_checkpoints, set_aside_newer_checkpoints
 from sg3.training.loggers import log_artifact, log_image, logger_step
 
@@ -77,6 +78,29 @@ class TickLogger(Callback):
 
     def __init__(self, run_dir: str) -> None:
         self.path = Path(run_dir) / "stats.jsonl"
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        """Set aside lines of ticks after the restored step: the stopped process logged them; they rerun."""
+        if not trainer.is_global_zero or not self.path.is_file():
+            return
+        keep, drop = [], []
+        for line in self.path.read_text().splitlines(keepends=True):
+            try:
+                kimg = json.loads(line)["Progress/kimg"]["mean"]
+            except (ValueError, KeyError, TypeError):  # a line cut by SIGKILL
+                kimg = None
+            (keep if kimg is not None and kimg <= pl_module.kimg + 1e-9 else drop).append(line)
+        if not drop:
+            return
+        aside = self.path.with_name("stats-superseded.jsonl")
+        with open(aside, "a") as f:
+            f.writelines(x if x.endswith("\n") else x + "\n" for x in drop)
+        with atomic_write(self.path) as f:
+            f.write("".join(x if x.endswith("\n") else x + "\n" for x in keep).encode())
+        log.warning(
+            "stats.jsonl: moved %d line(s) logged after %.3f kimg by the stopped process to %s",
+            len(drop), pl_module.kimg, aside,
+        )  # fmt: skip
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         info = pl_module.tick_info
