@@ -99,6 +99,26 @@ def sweep_subdir(num: int, override_dirname: str) -> str:
 OmegaConf.register_new_resolver("sg3_sweep_subdir", sweep_subdir, replace=True)
 
 
+def launcher_rank() -> int:
+    """This process's global rank as the launcher that started it set it (torchrun: RANK, srun: SLURM_PROCID,
+    jsrun: JSM_NAMESPACE_RANK), else 0. Under srun every task runs the whole Hydra job, in one run dir.
+    (Lightning's own re-executed DDP ranks get `hydra.output_subdir=null` and a job name of their own.)"""
+    for key in ("RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        value = os.environ.get(key, "")
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
+# hydra.output_subdir (Hydra's .hydra/ record) only on rank 0; the other ranks log to train_rank<r>.log.
+OmegaConf.register_new_resolver(
+    "sg3_rank_zero_only", lambda v: v if launcher_rank() == 0 else None, replace=True
+)
+OmegaConf.register_new_resolver(
+    "sg3_rank_suffix", lambda: f"_rank{r}" if (r := launcher_rank()) else "", replace=True
+)
+
+
 def sweep_identity(hc) -> tuple[str | None, str]:
     """(W&B group, run name) of a run.
 

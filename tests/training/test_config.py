@@ -177,6 +177,26 @@ def test_a_sweep_point_with_a_config_error_does_not_stop_the_other_points(tmp_pa
     assert "job #0" in proc.stderr.splitlines()[-1], proc.stderr[-2000:]
 
 
+def test_only_rank_zero_writes_hydras_record_and_train_log(monkeypatch):
+    # Under srun (or torchrun) every rank runs the Hydra job in the same run dir: rank > 0 must neither
+    # rewrite .hydra/ nor append to rank 0's train.log (concurrent appends from two nodes corrupt it on NFS).
+    def hydra_outputs() -> tuple:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose("train", overrides=["experiment=demo"], return_hydra_config=True)
+        cfg.hydra.runtime.output_dir, cfg.hydra.job.name = "/runs/r", "train"
+        return cfg.hydra.output_subdir, cfg.hydra.job_logging.handlers.file.filename
+
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    assert hydra_outputs() == (".hydra", "/runs/r/train.log")
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    assert hydra_outputs() == (".hydra", "/runs/r/train.log")
+    monkeypatch.setenv("SLURM_PROCID", "3")
+    assert hydra_outputs() == (None, "/runs/r/train_rank3.log")
+    monkeypatch.setenv("RANK", "2")  # torchrun's global rank comes first
+    assert hydra_outputs() == (None, "/runs/r/train_rank2.log")
+
+
 def test_sweep_subdir_and_run_name_helpers():
     assert sweep_subdir(3, "loss.r1_gamma=2,optim.glr=0.002") == "3-loss.r1_gamma=2,optim.glr=0.002"
     assert sweep_subdir(0, "") == "0"
