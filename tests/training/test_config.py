@@ -197,6 +197,15 @@ def test_only_rank_zero_writes_hydras_record_and_train_log(monkeypatch):
     assert hydra_outputs() == (None, "/runs/r/train_rank2.log")
 
 
+def test_the_local_ddp_sweep_override_of_docs_slurm_md_composes():
+    text = (Path(CONF_DIR).parent / "docs" / "slurm.md").read_text()
+    (override,) = re.findall(r"`([^`]*strategy\.start_method=spawn)`", text)
+    for trainer in ("ddp_sim", "ddp"):
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose("train", overrides=["experiment=demo", f"trainer={trainer}", override])
+        assert cfg.trainer.strategy.start_method == "spawn"
+
+
 def test_sweep_subdir_and_run_name_helpers():
     assert sweep_subdir(3, "loss.r1_gamma=2,optim.glr=0.002") == "3-loss.r1_gamma=2,optim.glr=0.002"
     assert sweep_subdir(0, "") == "0"
