@@ -55,10 +55,11 @@ __device__ __forceinline__ A act_eval(int code, int order, A x, A alpha) {
       return order == 1 ? s * (A(1) - s) : s * (A(1) - s) * (A(1) - A(2) * s);
     }
     case kElu:
-      if (x > A(0)) return order == 0 ? x : (order == 1 ? A(1) : A(0));
+      // act''(0) takes the linear branch (0), act'(0) the exponential one, as in sg3_ops_cpu and 'ref'.
+      if (x > A(0) || (order == 2 && x == A(0))) return order == 0 ? x : (order == 1 ? A(1) : A(0));
       return order == 0 ? exp(x) - A(1) : exp(x);
     case kSelu:
-      if (x > A(0)) return order == 0 ? A(kSeluScale) * x : (order == 1 ? A(kSeluScale) : A(0));
+      if (x > A(0) || (order == 2 && x == A(0))) return order == 0 ? A(kSeluScale) * x : (order == 1 ? A(kSeluScale) : A(0));
       return order == 0 ? A(kSeluScale * kSeluAlpha) * (exp(x) - A(1)) : A(kSeluScale * kSeluAlpha) * exp(x);
     case kSoftplus: {
       if (x > A(kSoftplusThreshold)) return order == 0 ? x : (order == 1 ? A(1) : A(0));

@@ -70,7 +70,8 @@ at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& f, int64_t upx, int6
 //         7 selu (scale 1.0507009873554805, alpha 1.6732632423543772), 8 softplus (log1p(exp(v)), = v for
 //         v > 20), 9 swish (v * sigmoid(v)).
 //   Derivative conventions at kinks (to match PyTorch autograd): relu'(v) = (v > 0); lrelu'(v) = v > 0 ? 1 : alpha;
-//   elu'(v) = v > 0 ? 1 : exp(v); selu likewise; softplus'(v) = v > 20 ? 1 : sigmoid(v).
+//   elu'(v) = v > 0 ? 1 : exp(v) but elu''(0) = 0 (the linear branch); selu likewise;
+//   softplus'(v) = v > 20 ? 1 : sigmoid(v).
 // The bias gradient is computed by the Python side (sum of the grad == 1 result over all axes but dim).
 at::Tensor bias_act(const at::Tensor& x, const at::Tensor& b, const at::Tensor& dy, int64_t grad, int64_t dim,
                     int64_t act, double alpha, double gain, double clamp);
