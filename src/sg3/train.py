@@ -215,7 +215,12 @@ def build(cfg: DictConfig) -> dict[str, Any]:
             load_init_weights({"G": model.G, "D": model.D, "G_ema": model.G_ema}, plain["init_from"])
         except ValueError as e:
             raise ConfigError(str(e)) from e
-    loggers = build_loggers(plain["logger"], run_dir, name=run_name, run_id=run_id, group=group, config=plain)
+    try:
+        loggers = build_loggers(
+            plain["logger"], run_dir, name=run_name, run_id=run_id, group=group, config=plain
+        )
+    except ValueError as e:  # a bad logger.kind / mode / timeout
+        raise ConfigError(str(e)) from e
     grids = cb.ImageGrids(run_dir, **plain["grid"])
     snaps = cb.Snapshots(
         run_dir, keep=plain["keep_checkpoints"], log_model=plain["logger"].get("log_model", False)

@@ -117,6 +117,26 @@ def test_bad_config_fails_before_training_with_a_clear_message(tmp_path, args, m
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.parametrize(
+    ("override", "message"), [("logger.timeout=0", "logger.timeout=0"), ("logger.mode=ofline", "'ofline'")]
+)
+def test_a_bad_logger_setting_is_a_configuration_error(tmp_path, override, message):
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from sg3.train import build
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        overrides = ["experiment=demo", "threads=null", f"runs_dir={tmp_path}", override]
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    cfg.hydra.runtime.output_dir = str(tmp_path / "run")
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build(cfg)
+
+
 def test_unknown_key_is_rejected_by_hydra():
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         with pytest.raises(ConfigCompositionException, match="no_such_key"):
