@@ -126,6 +126,7 @@ at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& f, int64_t upx, int6
   const c10::cuda::CUDAGuard guard(x.device());
   at::Tensor y = at::empty({x.size(0), x.size(1), OH, OW}, x.options().memory_format(at::MemoryFormat::Contiguous));
   if (y.numel() == 0) return y;
+  if (x.numel() == 0) return y.zero_();  // H or W = 0: padding alone makes the output (zeros), as sg3_ops_cpu
   UpfirdnArgs a{};
   fill_image_geometry(a, x, op, padx0, pady0, OH, OW);
   a.y = y.data_ptr();
@@ -267,6 +268,7 @@ std::tuple<at::Tensor, at::Tensor> filtered_lrelu_fwd_variant(const at::Tensor& 
   const int64_t hz = (OH - 1) * down + c.gd.size(0), wz = (OW - 1) * down + c.gd.size(-1);
   at::Tensor si = write_signs ? at::empty({x.size(0), x.size(1), hz, sign_row_bytes(wz)}, x.options().dtype(at::kByte))
                               : at::empty({0}, x.options().dtype(at::kByte));
+  if (x.numel() == 0) return {y.zero_(), si.zero_()};  // no samples: z = 0 everywhere (no empty-grid launch)
   const at::Tensor bc = has_b ? b.contiguous() : b;
   fill_geometry(c, x, op, up, down, padx0, pady0, OH, OW);
   c.a.b = has_b ? bc.data_ptr() : nullptr;
@@ -325,6 +327,7 @@ at::Tensor filtered_lrelu_bwd_variant(const at::Tensor& dy, const at::Tensor& fu
               si.sizes());
   const c10::cuda::CUDAGuard guard(dy.device());
   at::Tensor dx = at::empty({dy.size(0), dy.size(1), in_h, in_w}, dy.options().memory_format(at::MemoryFormat::Contiguous));
+  if (dx.numel() == 0 || dy.numel() == 0) return dx.zero_();  // as sg3_ops_cpu: no empty-grid launch
   fill_geometry(c, dy, op, down, up, fdw - 1 + fuw - 1 - padx0, fdh - 1 + fuh - 1 - pady0, in_h, in_w);
   c.a.b = nullptr;
   c.a.y = dx.data_ptr();
