@@ -71,6 +71,18 @@ def test_checkpoint_between_ticks_is_not_training_time(clock):
     assert info["scalars"]["Timing/maintenance_sec"] == pytest.approx(10.0)
 
 
+def test_default_checkpoints_are_written_at_the_snapshots_only(clock):
+    """checkpoint_kimg null means "at every network snapshot": one checkpoint per snapshot, at its tick,
+    not a second one at the step that crosses the next multiple of snap * kimg_per_tick."""
+    module = tiny_module(["kimg_per_tick=0.008", "snap=2"])  # batch 4; ticks at 0.004, 0.012, 0.020 kimg
+    module._start_time = module._tick_start_time = clock.t
+    infos = [step(module, clock, 1.0) for _ in range(6)]
+    saved = [i for i, info in enumerate(infos) if info is not None and info["checkpoint"]]
+    snapshots = [i for i, info in enumerate(infos) if info is not None and info["snapshot"]]
+    assert snapshots == [0, 4]  # tick 0 and tick 2 (0.020 kimg)
+    assert saved == snapshots  # not also at step 3 (0.016 kimg = the snapshot interval)
+
+
 def test_stats_jsonl_has_every_official_progress_timing_and_resource_stat(tmp_path):
     module = tiny_module()
     module.training_step(reals(), 0)

@@ -316,6 +316,6 @@ def derive(
         kimg_per_tick=kimg_per_tick,
         snapshot_kimg=snapshot_kimg,
         image_kimg=kimg_per_tick * image_snap,
-        checkpoint_kimg=float(pick(cfg.get("checkpoint_kimg"), snapshot_kimg)),
+        checkpoint_kimg=None if cfg.get("checkpoint_kimg") is None else float(cfg.get("checkpoint_kimg")),
         seed=int(cfg.get("seed", 0)),
     )

@@ -268,8 +268,10 @@ class StyleGAN3Module(LightningModule):
     def _end_of_step(self, prev_nimg: int) -> None:
         d = self.derived
         done = self.done
-        ckpt_every = d["checkpoint_kimg"] * 1000
-        checkpoint = done or int(self.cur_nimg // ckpt_every) > int(prev_nimg // ckpt_every)
+        checkpoint = done
+        if d["checkpoint_kimg"] is not None:  # extra checkpoints; None: only at the snapshots (set below)
+            every = d["checkpoint_kimg"] * 1000
+            checkpoint = checkpoint or int(self.cur_nimg // every) > int(prev_nimg // every)
         is_tick = (
             done or self.cur_tick == 0 or self.cur_nimg >= self.tick_start_nimg + d["kimg_per_tick"] * 1000
         )
