@@ -120,7 +120,7 @@ def test_ada_schedule_and_transfer_defaults():
 def test_schedule_counts():
     assert kimg_to_steps(25000, 32) == 781250 and kimg_to_steps(0.1, 32) == 4
     d = make()
-    assert d["snapshot_kimg"] == 200 and d["image_kimg"] == 200 and d["checkpoint_kimg"] is None  # = snapshots
+    assert d["snapshot_kimg"] == 200 and d["image_kimg"] == 200 and d["checkpoint_kimg"] is None
     assert make(checkpoint_kimg=50)["checkpoint_kimg"] == 50.0
 
 
