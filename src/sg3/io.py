@@ -259,15 +259,22 @@ def read_official_pickle(path: str | os.PathLike) -> Any:
 
     Raises:
         UnsafePickleError: the file asks for a global outside the allow-list (nothing was executed).
-        ValueError: the file is empty, truncated or not a pickle.
+        ValueError: the file is empty, truncated, damaged or not a pickle (the message names it).
     """
     with open(path, "rb") as f:
         try:
             return _RestrictedUnpickler(f, os.fspath(path)).load()
-        except UnsafePickleError:
-            raise
+        except UnsafePickleError as err:
+            if os.fspath(path) in str(err):
+                raise
+            raise UnsafePickleError(f"{path}: {err}") from err
         except (EOFError, pickle.UnpicklingError) as err:  # empty, truncated or not a pickle at all
             raise ValueError(f"{path}: not a complete pickle (truncated or corrupt file?): {err}") from err
+        except (
+            Exception
+        ) as err:  # a damaged file fails anywhere in decoding (bad UTF-8, sizes, opcodes' args)
+            kind = type(err).__name__
+            raise ValueError(f"{path}: not a valid pickle (corrupt file?): {kind}: {err}") from err
 
 
 def _plain(obj: Any) -> Any:
