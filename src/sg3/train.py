@@ -110,13 +110,32 @@ def launcher_rank() -> int:
     return 0
 
 
-# hydra.output_subdir (Hydra's .hydra/ record) only on rank 0; the other ranks log to train_rank<r>.log.
+# hydra.output_subdir (Hydra's .hydra/ record) only on rank 0.
 OmegaConf.register_new_resolver(
     "sg3_rank_zero_only", lambda v: v if launcher_rank() == 0 else None, replace=True
 )
-OmegaConf.register_new_resolver(
-    "sg3_rank_suffix", lambda: f"_rank{r}" if (r := launcher_rank()) else "", replace=True
-)
+
+
+def separate_rank_log() -> None:
+    """On a rank > 0 (see `launcher_rank`), move Hydra's log file `<job>.log` to `<job>_rank<r>.log`.
+
+    Every srun task runs the whole Hydra job in the same run dir; appends from several nodes to one file
+    interleave (and can overwrite each other on NFS). Rank 0 keeps `<job>.log`.
+    """
+    rank = launcher_rank()
+    if rank == 0:
+        return
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if not isinstance(handler, logging.FileHandler) or handler.baseFilename.endswith(f"_rank{rank}.log"):
+            continue
+        path = Path(handler.baseFilename)
+        moved = logging.FileHandler(path.with_name(f"{path.stem}_rank{rank}{path.suffix}"))
+        moved.setFormatter(handler.formatter)
+        moved.setLevel(handler.level)
+        root.removeHandler(handler)
+        handler.close()
+        root.addHandler(moved)
 
 
 def sweep_identity(hc) -> tuple[str | None, str]:
@@ -297,6 +316,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from sg3.training.loggers import finish_loggers
 
     _silence_known_noise()
+    separate_rank_log()
     parts = build(cfg)
     if cfg.dry_run:
         if parts["no_gpu"]:

@@ -197,24 +197,42 @@ def test_a_sweep_point_with_a_config_error_does_not_stop_the_other_points(tmp_pa
     assert "job #0" in proc.stderr.splitlines()[-1], proc.stderr[-2000:]
 
 
-def test_only_rank_zero_writes_hydras_record_and_train_log(monkeypatch):
+def test_only_rank_zero_writes_hydras_record_and_train_log(monkeypatch, tmp_path):
     # Under srun (or torchrun) every rank runs the Hydra job in the same run dir: rank > 0 must neither
     # rewrite .hydra/ nor append to rank 0's train.log (concurrent appends from two nodes corrupt it on NFS).
-    def hydra_outputs() -> tuple:
+    import logging
+
+    from sg3.train import separate_rank_log
+
+    def output_subdir():
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
             cfg = compose("train", overrides=["experiment=demo"], return_hydra_config=True)
-        cfg.hydra.runtime.output_dir, cfg.hydra.job.name = "/runs/r", "train"
-        return cfg.hydra.output_subdir, cfg.hydra.job_logging.handlers.file.filename
+        return cfg.hydra.output_subdir
 
-    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
-        monkeypatch.delenv(key, raising=False)
-    assert hydra_outputs() == (".hydra", "/runs/r/train.log")
-    monkeypatch.setenv("SLURM_PROCID", "0")
-    assert hydra_outputs() == (".hydra", "/runs/r/train.log")
-    monkeypatch.setenv("SLURM_PROCID", "3")
-    assert hydra_outputs() == (None, "/runs/r/train_rank3.log")
-    monkeypatch.setenv("RANK", "2")  # torchrun's global rank comes first
-    assert hydra_outputs() == (None, "/runs/r/train_rank2.log")
+    def log_files_after_a_record(rank_env: dict) -> list[str]:
+        for key in ("RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+            monkeypatch.delenv(key, raising=False)
+        for key, value in rank_env.items():
+            monkeypatch.setenv(key, value)
+        folder = tmp_path / "-".join(rank_env.values() or ["none"])
+        folder.mkdir()
+        root, handler = logging.getLogger(), logging.FileHandler(folder / "train.log", delay=True)
+        root.addHandler(handler)
+        try:
+            separate_rank_log()
+            logging.getLogger("sg3.train").warning("a record")
+        finally:
+            for h in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+                if str(folder) in h.baseFilename:
+                    root.removeHandler(h)
+                    h.close()
+        return sorted(p.name for p in folder.iterdir() if p.stat().st_size)
+
+    assert log_files_after_a_record({}) == ["train.log"] and output_subdir() == ".hydra"
+    assert log_files_after_a_record({"SLURM_PROCID": "0"}) == ["train.log"] and output_subdir() == ".hydra"
+    assert log_files_after_a_record({"SLURM_PROCID": "3"}) == ["train_rank3.log"] and output_subdir() is None
+    # torchrun's global rank comes first
+    assert log_files_after_a_record({"SLURM_PROCID": "3", "RANK": "2"}) == ["train_rank2.log"]
 
 
 def test_the_local_ddp_sweep_override_of_docs_slurm_md_composes():
