@@ -404,7 +404,11 @@ def save_generator(path: str | os.PathLike, G: nn.Module, meta: dict | None = No
 
 
 def _build(entry: dict, state_dict: dict, source: str) -> nn.Module:
-    module = build_network(entry["kind"], entry["init_kwargs"])
+    try:
+        module = build_network(entry["kind"], entry["init_kwargs"])
+    except (KeyError, TypeError, ValueError) as err:  # a damaged or foreign file's network description
+        why = f"{type(err).__name__}: {err}"
+        raise ValueError(f"{source}: cannot build the network it describes: {why}") from err
     try:
         module.load_state_dict(state_dict, strict=True)
     except RuntimeError as err:
@@ -432,8 +436,9 @@ def load_networks(path: str | os.PathLike) -> dict[str, Any]:
         return load_official_pickle(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError) as err:  # torch names neither the file nor the cause
-        raise ValueError(f"{path}: cannot read this torch file (truncated or corrupt?): {err}") from err
+    except Exception as err:  # torch names neither the file nor the cause (zip, unpickling, UTF-8 errors ...)
+        why = f"{type(err).__name__}: {err}"
+        raise ValueError(f"{path}: cannot read this torch file (truncated or corrupt?): {why}") from err
     if isinstance(obj, dict) and obj.get("format") == GENERATOR_FORMAT:
         G = _build(obj, obj["state_dict"], path).eval().requires_grad_(False)
         return {"G_ema": G, "meta": obj.get("meta", {})}
