@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import pytest
 import torch
@@ -50,7 +51,11 @@ def test_atomic_io_and_latest_ignore_partial_files(tmp_path):
     (folder / "ckpt-000000032.ckpt.tmp-999").write_bytes(b"half")  # an interrupted write
     assert [p.name for p in list_checkpoints(tmp_path)] == [f"ckpt-{n:09d}.ckpt" for n in (8, 16, 24)]
     assert AtomicCheckpointIO().load_checkpoint(latest_checkpoint(tmp_path)) == {"n": 24}
+    (folder / f"ckpt-000000040.ckpt.tmp-{os.getpid()}").write_bytes(b"this process writing")
     assert [p.name for p in prune_checkpoints(tmp_path, keep=2)] == ["ckpt-000000008.ckpt"]
+    # an earlier process's interrupted write is removed with the pruning; this process's own is not touched
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "ckpt-000000016.ckpt", "ckpt-000000024.ckpt", f"ckpt-000000040.ckpt.tmp-{os.getpid()}"]  # fmt: skip
     assert resolve_resume("auto", tmp_path).name == "ckpt-000000024.ckpt"
     assert resolve_resume("auto", tmp_path / "elsewhere") is None
     with pytest.raises(ValueError, match="already holds checkpoints"):

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 CKPT_DIR = "checkpoints"
 _CKPT_RE = re.compile(r"^ckpt-(\d{9,})\.ckpt$")
 _HPC_RE = re.compile(r"^hpc_ckpt_(\d+)\.ckpt$")
+_TMP_RE = re.compile(r"^ckpt-\d{9,}\.ckpt\.tmp-\d+$")  # atomic_write's temporary name
 
 
 def checkpoint_path(run_dir: str | os.PathLike, cur_nimg: int) -> Path:
@@ -57,7 +58,17 @@ def latest_hpc_checkpoint(run_dir: str | os.PathLike) -> Path | None:
 
 
 def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> list[Path]:
-    """Delete all but the newest `keep` checkpoints (keep <= 0 keeps all); returns the deleted paths."""
+    """Delete all but the newest `keep` checkpoints (keep <= 0 keeps all); returns the deleted paths.
+
+    Also deletes the temporary files that killed processes left behind mid-write (`<name>.tmp-<pid>` of
+    another process: each is up to a checkpoint's size, and nothing else would ever remove them).
+    """
+    folder = Path(run_dir) / CKPT_DIR
+    own = f".tmp-{os.getpid()}"
+    for p in folder.iterdir() if folder.is_dir() else ():
+        if _TMP_RE.match(p.name) and not p.name.endswith(own) and p.is_file():
+            log.info("removing %s (left by an interrupted checkpoint write)", p)
+            p.unlink(missing_ok=True)
     found = list_checkpoints(run_dir)
     if keep <= 0 or len(found) <= keep:
         return []
