@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -312,7 +313,7 @@ def _silence_known_noise() -> None:
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Build and train; returns the run summary (also the Hydra job's return value under --multirun)."""
-    from sg3.training.callbacks import format_summary
+    from sg3.training.callbacks import Summary, format_summary
     from sg3.training.loggers import finish_loggers
 
     _silence_known_noise()
@@ -324,6 +325,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         print(f"sg3-train: dry run OK; resolved config in {parts['run_dir']}/config.yaml", flush=True)
         return {"run_dir": parts["run_dir"], "dry_run": True}
     ckpt = parts["ckpt_path"]
+    started = time.time()
     failed = True
     try:
         parts["trainer"].fit(
@@ -335,9 +337,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         failed = False
     finally:  # the next run of this process (a local sweep's next point) starts its own W&B run
         finish_loggers(parts["trainer"].loggers, failed=failed)
-    info = parts["summary"].info
+    # Spawned DDP processes (start_method=spawn) keep the callbacks' state: read rank 0's summary back.
+    info = parts["summary"].info or Summary.read(parts["run_dir"], since=started)
     if _is_rank_zero():
-        print(format_summary(info, HydraConfig.get().overrides.task), flush=True)
+        hc = HydraConfig.get()
+        by_dir = hc.mode == RunMode.MULTIRUN or any(
+            o.startswith("hydra.run.dir=") for o in hc.overrides.hydra
+        )
+        print(format_summary(info, hc.overrides.task, by_dir=by_dir), flush=True)
     return info
 
 

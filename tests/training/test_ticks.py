@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,6 +14,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from training_helpers import reals, tiny_module
 
 import sg3.training.module as module_mod
+from sg3.io import atomic_write
 from sg3.training.callbacks import ImageGrids, TickLogger, grid_shape, to_grid
 
 
@@ -200,3 +203,44 @@ def test_a_resume_drops_the_ticks_logged_after_its_checkpoint(tmp_path, caplog):
     # A fresh run (resume=auto before the first checkpoint): every old line belongs to the dead attempt.
     TickLogger(str(tmp_path)).on_train_start(trainer, SimpleNamespace(cur_nimg=0, kimg=0.0))
     assert path.read_text() == "" and len((tmp_path / "stats-superseded.jsonl").read_text().splitlines()) == 4
+
+
+def _summary_info(run_dir: str) -> dict:
+    return {"run_dir": run_dir, "kimg": 4.0, "done": False, "stopped_by": "SIGTERM", "seconds": 75.0,
+            "img_per_sec": 53.3, "augment_p": 0.0, "checkpoint": None, "generator": None, "grids": [],
+            "wandb": None}  # fmt: skip
+
+
+def test_the_resume_command_of_the_summary_parses_and_leads_back_to_the_run_dir():
+    """A sweep point's run dir is <runs_dir>/<name>-sweep/<n>-<overrides>: `name=` cannot lead back to it
+    (and its commas made Hydra reject the line), so the hint names hydra.run.dir; list values are quoted."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from sg3.training.callbacks import format_summary
+
+    overrides = ["metrics=[fid50k_full,eqt50k_int]", "loss.r1_gamma=2", "name=x", "resume=auto"]
+    run_dir = "/data/runs/x-sweep/1-loss.r1_gamma=2,batch=8"
+    sweep = format_summary(_summary_info(run_dir), overrides, by_dir=True).splitlines()[-1].split()
+    line = shlex.split(" ".join(sweep))
+    assert line[0] == "sg3-train" and "resume=auto" in line
+    assert "metrics=[fid50k_full,eqt50k_int]" in line and not any(t.startswith("name=") for t in line)
+    parsed = OverridesParser.create().parse_overrides([t for t in line[1:] if "<" not in t])
+    values = {o.key_or_group: o.value() for o in parsed}
+    assert values["hydra.run.dir"] == run_dir and values["loss.r1_gamma"] == 2
+    assert set(values) == {"metrics", "loss.r1_gamma", "hydra.run.dir", "resume"}
+    single = shlex.split(format_summary(_summary_info("/data/runs/x"), overrides).splitlines()[-1])
+    assert "name=x" in single and not any(t.startswith("hydra.run.dir") for t in single)
+
+
+def test_the_summary_is_written_to_the_run_dir_and_read_back_only_when_fresh(tmp_path):
+    """The parent of spawned DDP processes has no callback state: it reads rank 0's summary.json."""
+    from sg3.training.callbacks import Summary
+
+    summary = Summary(str(tmp_path), SimpleNamespace(files=[]), SimpleNamespace())
+    summary.info = _summary_info(str(tmp_path))
+    before = time.time() - 1
+    with atomic_write(tmp_path / "summary.json") as f:
+        f.write(json.dumps(summary.info).encode())
+    assert Summary.read(tmp_path, since=before) == summary.info
+    assert Summary.read(tmp_path, since=time.time() + 60) == {}  # an earlier run's file
+    assert Summary.read(tmp_path / "missing", since=before) == {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import signal
 import threading
 import time
@@ -363,10 +364,36 @@ class Summary(Callback):
             "grids": [str(p) for p in self.grids.files],
             "wandb": str(wandb_dirs[-1]) if wandb_dirs else None,
         }
+        if (
+            trainer.is_global_zero
+        ):  # also for the parent of spawned DDP processes, which keeps no callback state
+            with atomic_write(self.run_dir / SUMMARY_FILE) as f:
+                f.write(json.dumps(self.info, indent=1).encode())
+
+    @staticmethod
+    def read(run_dir: str | Path, since: float) -> dict[str, Any]:
+        """The summary written to `run_dir` by a run that ended after `since` (a time.time()), else {}."""
+        path = Path(run_dir) / SUMMARY_FILE
+        try:
+            if path.stat().st_mtime >= since:
+                return json.loads(path.read_text())
+        except (OSError, ValueError):
+            pass
+        return {}
 
 
-def format_summary(info: dict[str, Any], overrides: list[str]) -> str:
-    """The end-of-run message: where everything is, speed, and what to run next."""
+SUMMARY_FILE = "summary.json"
+
+
+def format_summary(info: dict[str, Any], overrides: list[str], by_dir: bool = False) -> str:
+    """The end-of-run message: where everything is, speed, and what to run next.
+
+    Args:
+        info: `Summary.info` (or `Summary.read`); empty when training did not start.
+        overrides: The job's command-line overrides, repeated (shell-quoted) in the resume command.
+        by_dir: The run directory is not `<runs_dir>/<name>` (a --multirun point's sub-directory, or a
+            `hydra.run.dir` given): the resume command names it (`hydra.run.dir`) instead of `name`.
+    """
     if not info:
         return "sg3-train: training did not start"
     status = "finished" if info["done"] else f"stopped by {info['stopped_by'] or 'request'} (resumable)"
@@ -375,7 +402,15 @@ def format_summary(info: dict[str, Any], overrides: list[str]) -> str:
     if info["wandb"] and "offline" in info["wandb"]:
         wandb_dir += "  (offline; upload with `wandb sync <that dir>`)"
     generator = info["generator"] or "<run dir>/network-snapshot-*.pt"
-    keep = [o for o in overrides if o.split("=", 1)[0] not in ("name", "resume", "total_kimg")]
+    drop = ("name", "resume", "total_kimg", "hydra.run.dir")
+    keep = [shlex.quote(o) for o in overrides if o.split("=", 1)[0] not in drop]
+    if by_dir:  # a sweep point's directory name holds '=' and ',': quoted for Hydra, then for the shell
+        quoted = info["run_dir"].replace("\\", "\\\\").replace("'", "\\'")
+        where = f"hydra.run.dir='{quoted}'"
+        plain = not any(ch in where for ch in '"$`\\!')
+        where = f'"{where}"' if plain else shlex.quote(where)  # "...='...'" reads best where it is exact
+    else:
+        where = f"name={Path(info['run_dir']).name}"
     lines = [
         f"sg3-train {status} at {info['kimg']:.1f} kimg in {_fmt_time(info['seconds'])} "
         f"({info['img_per_sec']:.1f} img/s, augment p {info['augment_p']:.3f})",
@@ -387,7 +422,7 @@ def format_summary(info: dict[str, Any], overrides: list[str]) -> str:
         f"  stats       {info['run_dir']}/stats.jsonl",
         "next:",
         f"  sg3-generate --network {generator} --seeds 0-7 --outdir out",
-        f"  sg3-train {' '.join(keep)} name={Path(info['run_dir']).name} resume=auto total_kimg=<more>",
+        f"  sg3-train {' '.join(keep + [where])} resume=auto total_kimg=<more>",
     ]
     return "\n".join(lines)
 
