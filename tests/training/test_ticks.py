@@ -244,3 +244,20 @@ def test_the_summary_is_written_to_the_run_dir_and_read_back_only_when_fresh(tmp
     assert Summary.read(tmp_path, since=before) == summary.info
     assert Summary.read(tmp_path, since=time.time() + 60) == {}  # an earlier run's file
     assert Summary.read(tmp_path / "missing", since=before) == {}
+
+
+def test_the_resume_command_of_the_summary_pastes_into_a_shell_and_keeps_the_total_of_a_stopped_run():
+    """A run stopped by SIGTERM at 0.1 of its total_kimg=1 continues to 1 kimg: its resume command keeps
+    total_kimg=1. A finished run's command names a larger total. No placeholder: `total_kimg=<more>` pasted
+    into a shell is a redirection from a file named 'more' ("No such file or directory")."""
+    from sg3.training.callbacks import format_summary
+
+    overrides = ["model=tiny", "batch=4", "total_kimg=1", "name=x"]
+    stopped = format_summary({**_summary_info("/r/x"), "kimg": 0.1}, overrides).splitlines()[-1]
+    assert not any(ch in stopped for ch in "<>|;&"), stopped
+    assert shlex.split(stopped)[-1] == "total_kimg=1" and "resume=auto" in shlex.split(stopped)
+    info = {**_summary_info("/r/x"), "kimg": 1.0, "done": True}
+    finished = format_summary(info, overrides).split("\n")[-1].split("#")[0]
+    assert not any(ch in finished for ch in "<>|;&"), finished
+    total = [t for t in shlex.split(finished) if t.startswith("total_kimg=")]
+    assert len(total) == 1 and float(total[0].split("=")[1]) > 1.0

@@ -404,6 +404,14 @@ def format_summary(info: dict[str, Any], overrides: list[str], by_dir: bool = Fa
     generator = info["generator"] or "<run dir>/network-snapshot-*.pt"
     drop = ("name", "resume", "total_kimg", "hydra.run.dir")
     keep = [shlex.quote(o) for o in overrides if o.split("=", 1)[0] not in drop]
+    # A stopped run continues to its own total_kimg; a finished one needs a larger one. A concrete value, not
+    # a placeholder: `total_kimg=<more>` pasted into a shell redirects stdin from a file named 'more'.
+    if info["done"]:
+        more = round(2 * info["kimg"], 3) or 1
+        tail = f"resume=auto total_kimg={more:g}  # or any total above {info['kimg']:g} kimg"
+    else:
+        totals = [shlex.quote(o) for o in overrides if o.split("=", 1)[0] == "total_kimg"]
+        tail = " ".join(["resume=auto"] + totals[-1:])
     if by_dir:  # a sweep point's directory name holds '=' and ',': quoted for Hydra, then for the shell
         quoted = info["run_dir"].replace("\\", "\\\\").replace("'", "\\'")
         where = f"hydra.run.dir='{quoted}'"
@@ -422,7 +430,7 @@ def format_summary(info: dict[str, Any], overrides: list[str], by_dir: bool = Fa
         f"  stats       {info['run_dir']}/stats.jsonl",
         "next:",
         f"  sg3-generate --network {generator} --seeds 0-7 --outdir out",
-        f"  sg3-train {' '.join(keep + [where])} resume=auto total_kimg=<more>",
+        f"  sg3-train {' '.join(keep + [where])} {tail}",
     ]
     return "\n".join(lines)
 
