@@ -48,3 +48,17 @@ def test_spectra_sources_with_the_same_name_are_kept_apart(sg3_file, tmp_path, c
     names = sorted(p.name for p in out.glob("*-spectrum.npz"))
     with np.load(out / names[0]) as a, np.load(out / names[1]) as b:
         np.testing.assert_array_equal(a["spectrum"], b["spectrum"])
+
+
+def test_spectra_names_a_missing_dataset_source_and_shows_progress(sg3_file, tmp_path, capsys):
+    """docs/tools.md: bad arguments give one line naming the argument and the value (it printed only
+    "[Errno 2] No such file or directory: 'data/dataset.json'"), and every tool shows progress: a
+    --num 1000 spectrum of a large generator ran for minutes without a sign of life."""
+    missing = str(tmp_path / "data" / "dataset.json")
+    code = spectra.main(["--source", missing, "--num", "2", "--outdir", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("sg3-spectra: error: --source") and missing in err
+    assert len(err.strip().splitlines()) == 1
+    args = ["--source", str(sg3_file), "--num", "3", "--interp", "1", "--outdir", str(tmp_path / "s")]
+    assert spectra.main(args) == 0
+    assert "/6" in capsys.readouterr().err  # one bar over both passes: 2 x 3 images

@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy.ndimage  # noqa: E402
 import torch  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
 
 from sg3.tools.cli_common import (  # noqa: E402
     CliError,
@@ -166,6 +167,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p  # fmt: skip
 
 
+def _counted(batches: Callable[[], Iterator], bar: tqdm) -> Callable[[], Iterator]:
+    """`batches` advancing a progress bar by the images of each batch (both passes of average_spectrum)."""
+
+    def gen() -> Iterator:
+        for x in batches():
+            bar.update(len(x))
+            yield x
+
+    return gen
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.num < 1 or args.interp < 1:
         raise CliError(f"--num and --interp must be >= 1, got {args.num}, {args.interp}")
@@ -174,11 +186,18 @@ def _run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     results: dict[str, tuple[np.ndarray, int]] = {}
     for spec in args.source:
-        name, batches = image_source(spec, args.num, args.seed, device)
-        base, i = name, 2
-        while name in results:  # e.g. two runs' network-snapshot-001000.pt: keep both
-            name, i = f"{base}-{i}", i + 1
-        spectrum, size = average_spectrum(batches, args.beta, args.interp)
+        try:
+            name, batches = image_source(spec, args.num, args.seed, device)
+            base, i = name, 2
+            while name in results:  # e.g. two runs' network-snapshot-001000.pt: keep both
+                name, i = f"{base}-{i}", i + 1
+            with tqdm(total=2 * args.num, desc=f"spectra {name}", unit="img", leave=False) as bar:
+                spectrum, size = average_spectrum(_counted(batches, bar), args.beta, args.interp)
+        except FileNotFoundError as e:
+            raise CliError(
+                f"--source {spec}: not found ({e.filename or e}); expected a network (.pt/.ckpt/.pkl) "
+                "or a dataset (dataset.json, shards folder, shard pattern, demo:RES)"
+            ) from e
         results[name] = (spectrum, size)
         np.savez(out / f"{name}-spectrum.npz", spectrum=spectrum, image_size=size)
         save_heatmap(spectrum, size, out / f"{name}-heatmap.png", name)
