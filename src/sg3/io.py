@@ -17,6 +17,7 @@ import math
 import os
 import pickle
 import shutil
+import zipfile
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any, BinaryIO
@@ -493,6 +494,12 @@ def import_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if os.path.exists(args.dst) and not args.force:
         parser.error(f"{args.dst} exists; pass --force to overwrite it")
+    if os.path.isfile(args.src) and zipfile.is_zipfile(args.src):  # torch.save's format, not a pickle
+        print(
+            f"sg3-import: {args.src} is a torch zip file (an sg3 generator .pt or training .ckpt), not an "
+            "official pickle: sg3's tools and sg3.load_generator read it directly, no import needed"
+        )
+        return 1
     try:
         nets = load_official_pickle(args.src)
     except (OSError, pickle.UnpicklingError, ValueError, TypeError) as err:

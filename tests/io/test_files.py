@@ -200,3 +200,14 @@ def test_a_full_disk_fails_with_the_path_and_the_free_space(tmp_path, monkeypatc
             torch.save({"w": torch.zeros(100_000)}, f)
     assert err.value.__cause__ is not None and path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_import_of_an_sg3_file_says_no_import_is_needed(tmp_path, capsys):
+    """`sg3-import net.pt out.pt` on sg3's own export (a torch zip) said 'not a complete pickle (truncated or
+    corrupt file?): persistent IDs in protocol 0 must be ASCII strings' about a perfectly good file."""
+    src = tmp_path / "network-snapshot-000000.pt"
+    save_generator(src, Generator(**G_KWARGS))
+    assert import_main([str(src), str(tmp_path / "out.pt")]) == 1
+    out = capsys.readouterr().out
+    assert "network-snapshot-000000.pt" in out and "corrupt" not in out and "no import needed" in out
+    assert not (tmp_path / "out.pt").exists()
