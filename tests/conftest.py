@@ -22,6 +22,18 @@ os.environ.setdefault("PYTHONHASHSEED", "0")
 _DESELECTED: dict[str, tuple[str, int]] = {}
 
 
+@pytest.fixture(autouse=True)
+def _end_in_process_wandb_services():
+    """A test that runs W&B in the pytest process leaves its service running and WANDB_SERVICE exported, so
+    later tests' child processes would share it (and the runs a test killed would stay open there)."""
+    yield
+    if "WANDB_SERVICE" in os.environ:
+        import wandb
+
+        wandb.teardown()
+        os.environ.pop("WANDB_SERVICE", None)
+
+
 def _nvcc_available() -> bool:
     cuda_home = os.environ.get("CUDA_HOME", "/usr/local/cuda")
     return shutil.which("nvcc") is not None or os.path.exists(os.path.join(cuda_home, "bin", "nvcc"))

@@ -388,6 +388,10 @@ def override_quoting_hint(args: list[str]) -> str | None:
 
 def main() -> dict[str, Any] | None:
     """Console entry point `sg3-train` (Hydra: `key=value` overrides, `--multirun`, `--cfg job`)."""
+    # W&B exports its service's address to child processes (WANDB_SERVICE). Inherited from a parent that used
+    # W&B, it makes this run share that service, where a killed earlier run with the same id stays open:
+    # resuming it failed with "run ID ... is in use". sg3-train starts a service of its own.
+    os.environ.pop("WANDB_SERVICE", None)
     try:
         return hydra_main()
     except (SystemExit, Exception) as e:  # a malformed override: Hydra exits 1 (raises with HYDRA_FULL_ERROR)

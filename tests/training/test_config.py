@@ -321,3 +321,13 @@ def test_cli_adds_a_quoting_hint_to_hydras_override_error(tmp_path):
     proc = sg3_train(["experiment=demo", "data.urls=~/nowhere/dataset.json", "dry_run=true"], tmp_path)
     assert proc.returncode == 1 and "LexerNoViableAltException" in proc.stderr
     assert "sg3-train: hint: data.urls=~/nowhere/dataset.json: the shell leaves '~'" in proc.stderr
+
+
+def test_sg3_train_does_not_join_an_inherited_wandb_service(monkeypatch):
+    """A parent that used W&B exports WANDB_SERVICE; sharing its service, a resumed run whose killed
+    predecessor (same run id) is still open there failed with "run ID ... is in use"."""
+    import sg3.train
+
+    monkeypatch.setenv("WANDB_SERVICE", "3-1234-unix-/tmp/wandb-1234/socket")
+    monkeypatch.setattr(sg3.train, "hydra_main", lambda: {"service": os.environ.get("WANDB_SERVICE")})
+    assert sg3.train.main() == {"service": None}
