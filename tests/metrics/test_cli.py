@@ -95,3 +95,12 @@ def test_cli_checks_every_detector_file_before_the_first_metric_runs(tmp_path, c
                  "progress=false"])  # fmt: skip
     assert code == 2 and "weights-vgg16-lpips.pth" in capsys.readouterr().err
     assert ran == []  # eqt4_int did not run first
+
+
+def test_help_names_the_tool_and_shows_an_example(capsys):
+    """`sg3-metrics --help` said 'cli is powered by Hydra.', an empty 'Configuration groups' section and no
+    example or explanation of the keys."""
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "cli is powered" not in out and "sg3-metrics network=" in out
+    assert "weights_dir" in out and "docs/metrics.md" in out
