@@ -139,3 +139,16 @@ def test_zip_member_names_with_backslashes_match_their_labels(tmp_path):
     items = open_source(src)
     assert [(it.name, it.label) for it in items] == [("00000/img0.png", "1"), ("00000/img1.png", "0")]
     assert np.asarray(items[0].open())[0, 0, 0] == 10
+
+
+def test_mixed_channels_with_channels_keep_suggests_the_channels_flag_only(tmp_path, capsys):
+    """`--resolution 32 --channels keep` on RGB + RGBA images said 'pass --resolution and --channels': the
+    user had passed both; the fix is --channels rgb|gray|rgba."""
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.new("RGB", (40, 40), (10, 20, 30)).save(src / "a.png")
+    Image.new("RGBA", (40, 40), (10, 20, 30, 40)).save(src / "b.png")
+    code, err = _run(capsys, "--source", str(src), "--dest", str(tmp_path / "d"), "--resolution", "32",
+                     "--channels", "keep")  # fmt: skip
+    assert code != 0 and "mixed channel count" in err and "--channels rgb" in err
+    assert "--resolution" not in err

@@ -285,10 +285,14 @@ def convert(
                         "pass --resolution"
                     )
             elif (side, channels) != first[1:]:
-                what = "resolution" if side != first[1] else "channel count"
+                what, fix = (
+                    ("resolution", "pass --resolution N to resize them all")
+                    if side != first[1]
+                    else ("channel count", "pass --channels rgb, gray or rgba to convert them all")
+                )
                 raise ValueError(
                     f"mixed {what}: {item.name} is {side}x{side} with {channels} channel(s), but "
-                    f"{first[0]} is {first[1]}x{first[1]} with {first[2]}; pass --resolution and --channels"
+                    f"{first[0]} is {first[1]}x{first[1]} with {first[2]}; {fix}"
                 )
             meta = {"source": item.name, "size": list(orig_size)}
             members = {opts.image_format: data}
