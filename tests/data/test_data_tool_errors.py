@@ -152,3 +152,10 @@ def test_mixed_channels_with_channels_keep_suggests_the_channels_flag_only(tmp_p
                      "--channels", "keep")  # fmt: skip
     assert code != 0 and "mixed channel count" in err and "--channels rgb" in err
     assert "--resolution" not in err
+
+
+def test_help_shows_the_shard_names_without_a_doubled_percent():
+    """argparse does not %-format a description: '%%06d' was printed as is."""
+    from sg3.data.dataset_tool import build_parser
+
+    assert "%%" not in build_parser().format_help()

@@ -337,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sg3-dataset",
         description="Convert a folder or zip of images into sg3 webdataset shards "
-        "(PREFIX-%%06d.tar + dataset.json).",
+        "(PREFIX-000000.tar, PREFIX-000001.tar, ... + dataset.json).",
     )
     p.add_argument(
         "--source", required=True, help="folder of images (recursive) or zip (also official dataset zips)"
