@@ -189,3 +189,17 @@ def test_each_run_of_a_process_logs_into_its_own_wandb_run(wandb_sandbox, monkey
         history, config, logged_id = read_run(run)
         assert logged_id == run_id and config["name"] == name
         assert [h["Progress/kimg"] for h in history if "Progress/kimg" in h] == [0.008]
+
+
+def test_csv_logger_of_a_resumed_run_keeps_the_earlier_rows(tmp_path):
+    """docs/training.md: a resumed run continues its curves. Lightning's CSV writer deleted
+    <run dir>/csv/metrics.csv when it found it ('Previous log files ... will be deleted'), so after
+    `resume=auto` with logger=csv only the ticks after the resume were left."""
+    for kimg, extra in ((0.0, {}), (0.1, {}), (0.2, {"Metrics/eqt": 50.0})):  # the third: a resumed process
+        (logger,) = build_loggers({"kind": "csv"}, tmp_path, name="r", run_id="a", group=None, config={})
+        logger.log_metrics({"Loss/G/loss": 1.0 + kimg, "Progress/kimg": kimg, **extra}, step=int(kimg * 10))
+        logger.save()
+        logger.finalize("success")
+    rows = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 4 and rows[0].split(",") == ["Loss/G/loss", "Metrics/eqt", "Progress/kimg", "step"]
+    assert rows[1].startswith("1.0,,0.0,0") and rows[3] == "1.2,50.0,0.2,2"

@@ -7,6 +7,7 @@ the reason; `wandb sync` uploads it later). It never asks for input.
 
 from __future__ import annotations
 
+import csv
 import logging
 import netrc
 import os
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -134,6 +136,29 @@ class FallbackWandbLogger(WandbLogger):
             return WandbLogger.experiment.fget(self)
 
 
+class _AppendingCSVWriter(ExperimentWriter):
+    """Lightning's CSV writer, except that an existing metrics.csv (a resumed run's) is continued: Lightning
+    deletes it, and the curves before the resume were lost. Its header seeds the known keys; a new key
+    rewrites the file with the wider header, keeping the old rows (Lightning's own rewrite)."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+                self.metrics_keys = sorted(next(csv.reader(f), []))
+
+
+class _ResumableCSVLogger(CSVLogger):
+    """`CSVLogger` writing through `_AppendingCSVWriter`."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingCSVWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
 def build_loggers(
     cfg: dict, run_dir: str | os.PathLike, *, name: str, run_id: str, group: str | None, config: dict
 ) -> list[Logger]:
@@ -157,7 +182,7 @@ def build_loggers(
     if kind == "none":
         return []
     if kind == "csv":
-        return [CSVLogger(run_dir, name="csv", version="")]
+        return [_ResumableCSVLogger(run_dir, name="csv", version="")]
     if kind == "tensorboard":
         return [TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False)]
     timeout = cfg.get("timeout", 20)
