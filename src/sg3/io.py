@@ -17,6 +17,7 @@ import math
 import os
 import pickle
 import shutil
+import sys
 import zipfile
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -496,19 +497,20 @@ def import_main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.dst} exists; pass --force to overwrite it")
     if os.path.isfile(args.src) and zipfile.is_zipfile(args.src):  # torch.save's format, not a pickle
         print(
-            f"sg3-import: {args.src} is a torch zip file (an sg3 generator .pt or training .ckpt), not an "
-            "official pickle: sg3's tools and sg3.load_generator read it directly, no import needed"
+            f"sg3-import: error: {args.src} is a torch zip file (an sg3 generator .pt or training .ckpt), "
+            "not an official pickle: sg3's tools and sg3.load_generator read it directly, no import needed",
+            file=sys.stderr,
         )
-        return 1
+        return 2
     try:
         nets = load_official_pickle(args.src)
     except (OSError, pickle.UnpicklingError, ValueError, TypeError) as err:
-        print(f"sg3-import: {err}")
-        return 1
+        print(f"sg3-import: error: {err}", file=sys.stderr)
+        return 2
     G = nets["G_ema"]
     if G is None:
-        print(f"sg3-import: {args.src} has no G_ema")
-        return 1
+        print(f"sg3-import: error: {args.src} has no G_ema", file=sys.stderr)
+        return 2
     meta = {
         "source": os.path.basename(args.src),
         "source_sha256": _sha256(args.src),

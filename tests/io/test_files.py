@@ -125,8 +125,9 @@ def test_import_cli(tmp_path, official_pickler, capsys):
 
     with open(src, "wb") as f:
         pickle.dump({"G_ema": print}, f)
-    assert import_main([str(src), str(tmp_path / "x.pt")]) == 1
-    assert "refusing global 'builtins.print'" in capsys.readouterr().out
+    assert import_main([str(src), str(tmp_path / "x.pt")]) == 2  # like the other tools: stderr, exit code 2
+    err = capsys.readouterr().err
+    assert "sg3-import: error:" in err and "refusing global 'builtins.print'" in err
     assert not (tmp_path / "x.pt").exists()
 
 
@@ -155,8 +156,8 @@ def test_truncated_or_empty_files_fail_with_the_path(tmp_path, capsys):
         path.write_bytes(blob)
         with pytest.raises(ValueError, match=rf"{name}.*(truncated|corrupt)"):
             load_generator(path)
-    assert import_main([str(tmp_path / "empty.pkl"), str(tmp_path / "out.pt")]) == 1
-    assert "empty.pkl" in capsys.readouterr().out and not (tmp_path / "out.pt").exists()
+    assert import_main([str(tmp_path / "empty.pkl"), str(tmp_path / "out.pt")]) == 2
+    assert "empty.pkl" in capsys.readouterr().err and not (tmp_path / "out.pt").exists()
 
 
 def test_damaged_generator_files_fail_with_the_path(tmp_path):
@@ -207,7 +208,7 @@ def test_import_of_an_sg3_file_says_no_import_is_needed(tmp_path, capsys):
     corrupt file?): persistent IDs in protocol 0 must be ASCII strings' about a perfectly good file."""
     src = tmp_path / "network-snapshot-000000.pt"
     save_generator(src, Generator(**G_KWARGS))
-    assert import_main([str(src), str(tmp_path / "out.pt")]) == 1
-    out = capsys.readouterr().out
+    assert import_main([str(src), str(tmp_path / "out.pt")]) == 2
+    out = capsys.readouterr().err
     assert "network-snapshot-000000.pt" in out and "corrupt" not in out and "no import needed" in out
     assert not (tmp_path / "out.pt").exists()
