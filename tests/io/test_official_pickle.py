@@ -12,7 +12,6 @@ import torch
 from sg3.io import (
     PersistentRecord,
     UnsafePickleError,
-    _RestrictedUnpickler,
     load_generator,
     load_official_pickle,
     read_official_pickle,
@@ -21,6 +20,7 @@ from sg3.modules.augment import AugmentPipe
 from sg3.modules.discriminator import Discriminator
 from sg3.modules.generator import Generator
 from sg3.modules.stylegan2 import Generator as StyleGAN2Generator
+from sg3.official_pickle import _RestrictedUnpickler
 
 TSK = dict(class_name="training.dataset.ImageFolderDataset", path="/data/x.zip", use_labels=True,
            max_size=100, xflip=False, resolution=16, random_seed=0)  # fmt: skip
