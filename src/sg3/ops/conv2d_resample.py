@@ -9,12 +9,11 @@ from sg3.ops._params import (
     as_int,
     check_filter,
     check_tensor,
-    filter_size,
     pad_or_crop,
     parse_padding,
     parse_scaling,
 )
-from sg3.ops.upfirdn2d import upfirdn2d
+from sg3.ops.upfirdn2d import _centred_padding, upfirdn2d
 
 
 def conv2d_resample(
@@ -65,8 +64,7 @@ def conv2d_resample(
     groups = n_groups
     upx, upy = parse_scaling(up, "up")
     downx, downy = parse_scaling(down, "down")
-    px0, px1, py0, py1 = parse_padding(padding)
-    fw, fh = filter_size(f)
+    pads = list(parse_padding(padding))
     kh, kw = w.shape[2], w.shape[3]
     if not flip_weight:
         w = w.flip([2, 3])  # true convolution == cross-correlation with the flipped kernel
@@ -74,12 +72,10 @@ def conv2d_resample(
 
     # Padding is applied once, at the start: the user's plus what centres each resampling FIR.
     if upsample:
-        px0, px1 = px0 + (fw + upx - 1) // 2, px1 + (fw - upx) // 2
-        py0, py1 = py0 + (fh + upy - 1) // 2, py1 + (fh - upy) // 2
+        pads = _centred_padding(f, pads, (upx, upy), up=True)
     if downsample:
-        px0, px1 = px0 + (fw - downx + 1) // 2, px1 + (fw - downx) // 2
-        py0, py1 = py0 + (fh - downy + 1) // 2, py1 + (fh - downy) // 2
-    pads = [px0, px1, py0, py1]
+        pads = _centred_padding(f, pads, (downx, downy), up=False)
+    px0, px1, py0, py1 = pads
 
     if upsample:  # zero insertion + FIR (gain up^2), the conv, then (with down) FIR + decimation
         x = upfirdn2d(x, f, up=[upx, upy], padding=pads, gain=upx * upy, flip_filter=flip_filter)
