@@ -85,19 +85,19 @@ class TickLogger(Callback):
         if not trainer.is_global_zero or not self.path.is_file():
             return
         keep, drop = [], []
-        for line in self.path.read_text().splitlines(keepends=True):
+        for line in self.path.read_text().splitlines():
             try:
                 kimg = json.loads(line)["Progress/kimg"]["mean"]
             except (ValueError, KeyError, TypeError):  # a line cut by SIGKILL
                 kimg = None
-            (keep if kimg is not None and kimg <= pl_module.kimg + 1e-9 else drop).append(line)
+            (keep if kimg is not None and kimg <= pl_module.kimg + 1e-9 else drop).append(line + "\n")
         if not drop:
             return
         aside = self.path.with_name("stats-superseded.jsonl")
         with open(aside, "a") as f:
-            f.writelines(x if x.endswith("\n") else x + "\n" for x in drop)
+            f.writelines(drop)
         with atomic_write(self.path) as f:
-            f.write("".join(x if x.endswith("\n") else x + "\n" for x in keep).encode())
+            f.write("".join(keep).encode())
         log.warning(
             "stats.jsonl: moved %d line(s) logged after %.3f kimg by the stopped process to %s",
             len(drop), pl_module.kimg, aside,
@@ -364,9 +364,7 @@ class Summary(Callback):
             "grids": [str(p) for p in self.grids.files],
             "wandb": str(wandb_dirs[-1]) if wandb_dirs else None,
         }
-        if (
-            trainer.is_global_zero
-        ):  # also for the parent of spawned DDP processes, which keeps no callback state
+        if trainer.is_global_zero:  # also for the parent of spawned DDP processes, which keeps no state
             with atomic_write(self.run_dir / SUMMARY_FILE) as f:
                 f.write(json.dumps(self.info, indent=1).encode())
 
