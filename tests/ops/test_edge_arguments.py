@@ -219,3 +219,19 @@ def test_filters_longer_than_the_cpu_kernels_take_fall_back_under_auto():
         ops.upfirdn2d(x, f, impl="cpp")
     with pytest.raises(ValueError, match=r"fu has 300 taps.*256"):
         ops.filtered_lrelu(x, f, impl="cpp")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_setup_filter_refuses_nan_and_inf_taps(bad, normalize):
+    """A non-finite tap would turn every output sample it touches into NaN/inf: refused up front."""
+    with pytest.raises(ValueError, match=r"f has non-finite taps"):
+        ops.setup_filter([1.0, bad, 1.0], normalize=normalize)
+    with pytest.raises(ValueError, match=r"f has non-finite taps"):
+        ops.setup_filter(torch.tensor([[1.0, 2.0], [bad, 1.0]]), normalize=normalize)
+    if bad > 0:  # an infinite gain, or taps whose outer product overflows float32, end non-finite as well
+        with pytest.raises(ValueError, match=r"f has non-finite taps after normalization and gain inf"):
+            ops.setup_filter([1.0, 2.0, 1.0], gain=bad, normalize=normalize)
+        with pytest.raises(ValueError, match=r"f has non-finite taps after normalization"):
+            ops.setup_filter([3e38, 3e38], normalize=normalize)
+

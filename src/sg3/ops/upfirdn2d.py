@@ -48,6 +48,10 @@ def setup_filter(
 
     Returns:
         A float32 tensor `[taps]` (separable) or `[fh, fw]`.
+
+    Raises:
+        ValueError: f has no taps, a rank other than 0-2, a NaN or infinite tap (also after normalize and
+            gain), or sums to zero (normalize).
     """
     gain = check_scalar(gain, "gain")
     if f is None:
@@ -59,6 +63,7 @@ def setup_filter(
         raise ValueError(
             f"f must be 1-D [taps] or 2-D [fh, fw] with at least one tap, got shape {list(f.shape)}"
         )
+    _check_finite(f, "f has non-finite taps (NaN or inf)")
     if separable is None:
         separable = f.ndim == 1 and f.numel() >= 8
     elif separable and f.ndim == 2:
@@ -81,7 +86,15 @@ def setup_filter(
             "axis, so its sign cancels; pass separable=False or apply the sign to the data"
         )
     f = f * (gain ** (f.ndim / 2))
+    _check_finite(f, f"f has non-finite taps after normalization and gain {gain}")
     return f.to(device=device)
+
+
+def _check_finite(f: torch.Tensor, what: str) -> None:
+    """Raise a ValueError starting with `what` if the filter `f` has a NaN or infinite tap."""
+    finite = torch.isfinite(f)
+    if not finite.all():
+        raise ValueError(f"{what}: {int((~finite).sum())} of the {f.numel()} taps of shape {list(f.shape)}")
 
 
 def pass_gains(gain: float) -> tuple[float, float]:
