@@ -235,3 +235,23 @@ def test_setup_filter_refuses_nan_and_inf_taps(bad, normalize):
         with pytest.raises(ValueError, match=r"f has non-finite taps after normalization"):
             ops.setup_filter([3e38, 3e38], normalize=normalize)
 
+
+def test_ref_moves_a_filter_to_the_device_of_x(monkeypatch):
+    """The compiled paths move a filter to x's device (compiled_filter); ref must too, or a CUDA x with a
+    CPU filter fails inside conv2d. A meta-device x stands in for the CUDA one: every conv2d must get its
+    weight on x's device."""
+    conv2d = torch.nn.functional.conv2d
+    devices = []
+
+    def checked_conv2d(x, w, *args, **kwargs):
+        devices.append((x.device.type, w.device.type))
+        return conv2d(x, w, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "conv2d", checked_conv2d)
+    x = torch.randn(1, 2, 8, 8, device="meta")
+    f2, f1 = ops.setup_filter([1, 3, 3, 1]), ops.setup_filter(torch.ones(8))
+    assert ops.upfirdn2d(x, f2, up=2, padding=2, impl="ref").shape == (1, 2, 17, 17)
+    assert ops.upfirdn2d(x, f1, down=2, padding=3, impl="ref").shape == (1, 2, 4, 4)
+    b = torch.zeros(2, device="meta")
+    assert ops.filtered_lrelu(x, f1, f2, b, up=2, down=2, padding=5, impl="ref").shape == (1, 2, 8, 8)
+    assert devices and all(d == ("meta", "meta") for d in devices), devices

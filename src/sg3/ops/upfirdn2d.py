@@ -129,7 +129,7 @@ def _upfirdn2d_ref(
         if gain != 1:
             x = x * gain
     else:
-        f = f.to(x.dtype)
+        f = f.to(device=x.device, dtype=x.dtype)  # as compiled_filter does for the compiled paths
         if not flip_filter:
             f = f.flip(list(range(f.ndim)))  # conv2d correlates; a true convolution needs the flip
         if f.ndim == 2:
