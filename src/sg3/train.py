@@ -246,7 +246,9 @@ def build(cfg: DictConfig) -> dict[str, Any]:
         run_dir, keep=plain["keep_checkpoints"], log_model=plain["logger"].get("log_model", False)
     )
     summary = cb.Summary(run_dir, grids, snaps)
-    callbacks = [snaps, cb.TickLogger(run_dir), grids, cb.KimgProgress(sys.stderr.isatty()), summary]
+    # The tick's stats.jsonl line before its checkpoint: a process killed in between loses nothing (the line
+    # of a tick past the restored checkpoint is set aside on resume and written again).
+    callbacks = [cb.TickLogger(run_dir), snaps, grids, cb.KimgProgress(sys.stderr.isatty()), summary]
     callbacks.append(SlurmRequeue())  # SLURM preemption/time limit: checkpoint + requeue (inert elsewhere)
     if plain["metrics"].get("_target_"):
         every = plain["metrics"].get("every_kimg") or plain["derived"]["snapshot_kimg"]
