@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 
 import lightning as L
 import torch
@@ -12,7 +13,7 @@ from torch.utils.data import DataLoader
 from sg3.data.shards import ShardList, iter_shard_samples, resolve_urls
 from sg3.data.stream import ShardStream, SkipCounter, StreamConfig, decode_sample
 
-__all__ = ["ShardDataModule"]
+__all__ = ["ShardDataModule", "auto_num_workers"]
 
 log = logging.getLogger(__name__)
 _STATE_FORMAT = "sg3-stream"
@@ -21,6 +22,29 @@ _NOT_A_SHARD = (
     "with sg3-dataset --source SRC --dest DIR first)"
 )
 _FORK = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+MAX_AUTO_WORKERS = 3  # the official --workers default
+
+
+def auto_num_workers() -> int:
+    """``num_workers='auto'``: ``min(3, CPUs - 1)``, over the CPUs this process may run on.
+
+    The CPUs are those of the process's affinity mask (SLURM's --cpus-per-task binding, taskset,
+    containers; ``os.cpu_count()`` where there is no mask). One CPU stays with the training process, so
+    ``--cpus-per-task=N+1`` gives N workers; 3 (the official ``--workers``) is the most.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(0, min(MAX_AUTO_WORKERS, cpus - 1))
+
+
+def _num_workers(value: int | str) -> int:
+    if value == "auto":
+        return auto_num_workers()
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"num_workers={value!r} must be 'auto' or an int >= 0")
+    return value
 
 
 def _resolve(urls: str | list[str]) -> ShardList:
@@ -45,7 +69,8 @@ class ShardDataModule(L.LightningDataModule):
             webdataset opens (``pipe:...``, ``https://...``), a list of those, or ``'demo[:RES[:COUNT]]'``
             for the embedded demo dataset.
         batch_size: Images per batch on this rank (batch_gpu).
-        num_workers: DataLoader worker processes per rank (0 = decode in the main process).
+        num_workers: DataLoader worker processes per rank (0 = decode in the main process); ``'auto'``
+            = ``min(3, CPUs - 1)`` over the CPUs this process may run on (:func:`auto_num_workers`).
         mirror: Random x-flips (probability 0.5 per image) in the training stream.
         use_labels: Deliver one-hot class labels (needs a labelled dataset with a dataset.json index).
         resolution: The model's resolution in pixels; None accepts the dataset's.
@@ -59,7 +84,7 @@ class ShardDataModule(L.LightningDataModule):
         self,
         urls: str | list[str],
         batch_size: int,
-        num_workers: int = 2,
+        num_workers: int | str = "auto",
         mirror: bool = False,
         use_labels: bool = False,
         resolution: int | None = None,
@@ -71,8 +96,7 @@ class ShardDataModule(L.LightningDataModule):
         super().__init__()
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r} must be a positive int")
-        if not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f"num_workers={num_workers!r} must be an int >= 0")
+        num_workers = _num_workers(num_workers)
         if channels is not None and channels not in (1, 3, 4):
             raise ValueError(f"channels={channels!r} must be 1, 3, 4 or None")
         self.urls = urls
