@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sg3.tools import generate, spectra, video
+from sg3.tools import generate, spectra, sticking, video
 from sg3.tools.cli_common import CliError, parse_seeds
 
 
@@ -62,3 +62,34 @@ def test_spectra_names_a_missing_dataset_source_and_shows_progress(sg3_file, tmp
     args = ["--source", str(sg3_file), "--num", "3", "--interp", "1", "--outdir", str(tmp_path / "s")]
     assert spectra.main(args) == 0
     assert "/6" in capsys.readouterr().err  # one bar over both passes: 2 x 3 images
+
+
+def test_a_failed_run_leaves_no_empty_output_folder_behind(sg3_file, tmp_path, capsys):
+    """Every tool stopped on an error (here a missing network, or an output name PIL cannot write) left
+    the output folder it had just made, empty. A folder that existed before stays, even when empty."""
+    from sg3.metrics.cli import main as metrics_main
+
+    missing = str(tmp_path / "missing.pt")
+    runs = {
+        "generate": lambda d: generate.main(["--network", missing, "--seeds", "0", "--outdir", str(d / "o")]),
+        "grid": lambda d: generate.main(
+            ["--network", missing, "--seeds", "0", "--grid", "1x1", "--output", str(d / "g.png")]
+        ),  # fmt: skip
+        "video": lambda d: video.main(["--network", missing, "--seeds", "0", "--output", str(d / "v.gif")]),
+        "spectra": lambda d: spectra.main(["--source", missing, "--num", "1", "--outdir", str(d / "s")]),
+        "sticking": lambda d: sticking.main(
+            ["--network", str(sg3_file), "--paths", "1", "--steps", "2", "--output", str(d / "s.nope")]
+        ),  # fmt: skip
+        "metrics": lambda d: metrics_main(
+            [f"network={sg3_file}", "metrics=[fid4]", f"data={missing}", f"out_dir={d / 'm'}"]
+        ),  # fmt: skip
+    }
+    for name, run in runs.items():
+        made = tmp_path / "new" / name / "deep"  # two folders that do not exist yet
+        assert run(made) == 2, name
+        assert not (tmp_path / "new" / name).exists(), f"{name} left {sorted(made.parent.rglob('*'))}"
+        kept = tmp_path / "old" / name
+        kept.mkdir(parents=True)
+        assert run(kept) == 2, name
+        assert kept.is_dir() and list(kept.iterdir()) == [], name
+    capsys.readouterr()

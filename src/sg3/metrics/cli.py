@@ -7,6 +7,7 @@ Example: `sg3-metrics network=net.pt metrics=[eqt1k_int,eqr1k] seed=0` prints on
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from sg3.metrics.callback import append_jsonl
 from sg3.metrics.options import MetricOptions, get_detector
 from sg3.metrics.registry import compute, parse_metric
-from sg3.tools.cli_common import CliError, load_network, resolve_device, run_cli
+from sg3.tools.cli_common import CliError, load_network, output_folder, resolve_device, run_cli
 
 __all__ = ["main", "open_data", "training_mirror"]
 
@@ -116,10 +117,20 @@ def run(cfg: DictConfig) -> int:
     device = _device(cfg.device)
     G = load_network(cfg.network, device)
     out_dir = Path(cfg.out_dir) if cfg.out_dir else Path(cfg.network).expanduser().resolve().parent
-    try:  # before any metric runs: a bad out_dir must not waste an hour of FID
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise CliError(f"out_dir={str(out_dir)!r}: cannot create the folder ({e.strerror or e})") from None
+    with contextlib.ExitStack() as stack:
+        try:  # before any metric runs: a bad out_dir must not waste an hour of FID
+            out_dir = stack.enter_context(output_folder(out_dir))  # removed again if still empty on an error
+        except OSError as e:
+            raise CliError(
+                f"out_dir={str(out_dir)!r}: cannot create the folder ({e.strerror or e})"
+            ) from None
+        _run_metrics(cfg, specs, G, device, seed, batch_size, out_dir)
+    return 0
+
+
+def _run_metrics(cfg: DictConfig, specs: list, G, device: torch.device, seed: int, batch_size: int,
+                 out_dir: Path) -> None:  # fmt: skip
+    """The body of `run` once the settings are checked and `out_dir` exists."""
     mirror = cfg.mirror
     if mirror is None and any(s.needs_data and not s.full for s in specs):  # only the legacy ones use it
         mirror = training_mirror(cfg.network)
@@ -141,7 +152,6 @@ def run(cfg: DictConfig) -> int:
         for k, v in res.items():
             print(f"{k} {v:.6g}", flush=True)
         append_jsonl(out_dir, spec.name, res, seconds, network=str(cfg.network), seed=seed)
-    return 0
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="metrics_cli")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ import torch
 
 __all__ = [
     "CliError",
+    "output_folder",
+    "check_image_output",
     "load_network",
     "parse_seeds",
     "parse_pair",
@@ -50,6 +53,47 @@ def load_network(path: str | os.PathLike, device: torch.device | str = "cpu") ->
             f"generator .pt or an official StyleGAN2/3 pickle .pkl)"
         )
     return load_generator(p, device=device)
+
+
+@contextlib.contextmanager
+def output_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Create the folder `path` (and missing parents) now, so that a bad path fails before the work.
+
+    If the body raises (a bad argument, a missing network, Ctrl-C, ...), the folders this created are
+    removed again as long as they are still empty; a folder that existed before is never removed.
+    """
+    folder = Path(path).expanduser()
+    created = []  # the missing folders, deepest first
+    q = folder
+    while not q.exists() and not q.is_symlink() and q != q.parent:
+        created.append(q)
+        q = q.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder
+    except BaseException:
+        for d in created:
+            try:
+                d.rmdir()  # only succeeds on an empty folder
+            except FileNotFoundError:
+                continue
+            except OSError:
+                break  # not empty: its parents are not empty either
+        raise
+
+
+def check_image_output(path: str | os.PathLike, flag: str) -> None:
+    """Raise a CliError naming `flag` unless PIL can write an image file with `path`'s suffix."""
+    import PIL.Image
+
+    PIL.Image.init()
+    suffix = Path(path).suffix.lower()
+    fmt = PIL.Image.registered_extensions().get(suffix)
+    if fmt is None or fmt not in PIL.Image.SAVE:
+        raise CliError(
+            f"{flag} {str(path)!r}: cannot write an image file ending in {suffix or '(no suffix)'!r}; "
+            f"use .png (or another image suffix such as .jpg, .webp)"
+        )
 
 
 def parse_seeds(text: str | int | list) -> list[int]:

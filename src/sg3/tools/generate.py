@@ -18,9 +18,11 @@ from tqdm.auto import tqdm
 
 from sg3.tools.cli_common import (
     CliError,
+    check_image_output,
     class_labels,
     console_main,
     load_network,
+    output_folder,
     parse_pair,
     parse_seeds,
     resolve_device,
@@ -125,19 +127,21 @@ def _run(args: argparse.Namespace) -> int:
     if grid is not None and not args.output:
         raise CliError("--grid needs --output FILE.png")
     translate = parse_pair(args.translate, "--translate")
-    out = Path(args.output).parent if grid is not None else Path(args.outdir)
-    out.mkdir(parents=True, exist_ok=True)  # before the work: a bad path fails at once
-    G = load_network(args.network, resolve_device(args.device))
-    images = generate(
-        G, seeds, args.trunc, args.trunc_cutoff, args.class_idx, args.noise_mode, translate, args.rotate
-    )
     if grid is not None:
-        to_pil(make_grid(images, *grid)).save(args.output)
-        print(f"wrote {args.output}")
-    else:
-        for seed, img in zip(seeds, images):
-            to_pil(img).save(out / f"seed{seed:04d}.png")
-        print(f"wrote {len(seeds)} images to {out}")
+        check_image_output(args.output, "--output")
+    folder = Path(args.output).parent if grid is not None else Path(args.outdir)
+    with output_folder(folder) as out:  # before the work: a bad path fails at once
+        G = load_network(args.network, resolve_device(args.device))
+        images = generate(
+            G, seeds, args.trunc, args.trunc_cutoff, args.class_idx, args.noise_mode, translate, args.rotate
+        )
+        if grid is not None:
+            to_pil(make_grid(images, *grid)).save(args.output)
+            print(f"wrote {args.output}")
+        else:
+            for seed, img in zip(seeds, images):
+                to_pil(img).save(out / f"seed{seed:04d}.png")
+            print(f"wrote {len(seeds)} images to {out}")
     return 0
 
 

@@ -29,6 +29,7 @@ from sg3.tools.cli_common import (  # noqa: E402
     class_labels,
     console_main,
     load_network,
+    output_folder,
     resolve_device,
 )
 
@@ -181,9 +182,13 @@ def _counted(batches: Callable[[], Iterator], bar: tqdm) -> Callable[[], Iterato
 def _run(args: argparse.Namespace) -> int:
     if args.num < 1 or args.interp < 1:
         raise CliError(f"--num and --interp must be >= 1, got {args.num}, {args.interp}")
-    out = Path(args.outdir)
-    out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(args.device)
+    with output_folder(args.outdir) as out:  # before the work: a bad path fails at once
+        _spectra(args, device, out)
+    return 0
+
+
+def _spectra(args: argparse.Namespace, device: torch.device, out: Path) -> None:
     results: dict[str, tuple[np.ndarray, int]] = {}
     for spec in args.source:
         try:
@@ -204,7 +209,6 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{name}: {out / f'{name}-spectrum.npz'}, {out / f'{name}-heatmap.png'}")
     save_slices(results, out / "slices.png")
     print(f"slices: {out / 'slices.png'}")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

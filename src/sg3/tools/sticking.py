@@ -26,7 +26,15 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from sg3.tools.cli_common import CliError, class_labels, console_main, load_network, resolve_device
+from sg3.tools.cli_common import (
+    CliError,
+    check_image_output,
+    class_labels,
+    console_main,
+    load_network,
+    output_folder,
+    resolve_device,
+)
 
 __all__ = ["main", "high_frequency_energy", "sticking_analysis", "comparison_image"]
 
@@ -124,14 +132,17 @@ def _run(args: argparse.Namespace) -> int:
     labels = args.label or [Path(n).stem for n in args.network]
     if len(labels) != len(args.network):
         raise CliError(f"--label given {len(labels)} times for {len(args.network)} --network files")
+    check_image_output(args.output, "--output")
     device = resolve_device(args.device)
     results = {}
-    for label, path in zip(labels, args.network):
-        G = load_network(path, device)
-        results[label] = sticking_analysis(G, args.paths, args.steps, args.seed, args.trunc, args.class_idx)
-        print(f"{label} {results[label]['score']:.4f}", flush=True)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    comparison_image(results, args.tile).save(args.output)
+    with output_folder(Path(args.output).parent):  # before the work: a bad path fails at once
+        for label, path in zip(labels, args.network):
+            G = load_network(path, device)
+            results[label] = sticking_analysis(
+                G, args.paths, args.steps, args.seed, args.trunc, args.class_idx
+            )
+            print(f"{label} {results[label]['score']:.4f}", flush=True)
+        comparison_image(results, args.tile).save(args.output)
     print(f"wrote {args.output}")
     return 0
 

@@ -25,6 +25,7 @@ from sg3.tools.cli_common import (
     class_labels,
     console_main,
     load_network,
+    output_folder,
     parse_seeds,
     resolve_device,
     seed_latent,
@@ -179,17 +180,17 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError(f"--w-frames and --frames must be >= 1, got {args.w_frames}, {args.frames}")
     if args.fps < 1:
         raise CliError(f"--fps must be >= 1, got {args.fps}")
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)  # before the work: a bad path fails at once
-    G = load_network(args.network, resolve_device(args.device))
-    if args.mode == "latent":
-        frames = latent_frames(G, seeds, grid, args.w_frames, args.kind, not args.no_loop, args.trunc,
-                               args.class_idx, num_keyframes=args.num_keyframes,
-                               shuffle_seed=args.shuffle_seed)  # fmt: skip
-    else:
-        frames = transform_frames(
-            G, seeds, grid, args.mode, args.frames, args.amount, args.trunc, args.class_idx
-        )
-    out = write_video(frames, args.output, args.fps)
+    with output_folder(Path(args.output).parent):  # before the work: a bad path fails at once
+        G = load_network(args.network, resolve_device(args.device))
+        if args.mode == "latent":
+            frames = latent_frames(G, seeds, grid, args.w_frames, args.kind, not args.no_loop, args.trunc,
+                                   args.class_idx, num_keyframes=args.num_keyframes,
+                                   shuffle_seed=args.shuffle_seed)  # fmt: skip
+        else:
+            frames = transform_frames(
+                G, seeds, grid, args.mode, args.frames, args.amount, args.trunc, args.class_idx
+            )
+        out = write_video(frames, args.output, args.fps)
     print(f"wrote {out} ({len(frames)} frames)")
     return 0
 
