@@ -90,6 +90,20 @@ def test_upfirdn2d_forward_and_grad(device, dtype, layout, case):
     assert_close(dx, dx_ref, dtype, "upfirdn2d dx")
 
 
+@pytest.mark.parametrize("impl", ["ref", "cuda"])
+def test_a_cpu_filter_with_a_cuda_x_is_moved_by_every_impl(device, impl):
+    """Filters are moved to x's device by every implementation (ref used to fail inside conv2d)."""
+    x = _rand([1, 2, 9, 11], torch.float32, device, seed=90)
+    f1, f2 = _lowpass(12), _lowpass(4).ger(_lowpass(4))  # on the CPU
+    kw = dict(up=2, padding=[2, 1, 2, 1])
+    want = ops.upfirdn2d(x.double(), f2.to(device), impl="ref", **kw)
+    assert_close(ops.upfirdn2d(x, f2, impl=impl, **kw), want, torch.float32, "upfirdn2d with a CPU filter")
+    kw = dict(up=2, down=2, padding=8, clamp=0.5)
+    y = ops.filtered_lrelu(x, f1, f2, impl=impl, **kw)
+    want = ops.filtered_lrelu(x.double(), f1.to(device), f2.to(device), impl="ref", **kw)
+    assert_close(y, want, torch.float32, "filtered_lrelu with CPU filters")
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_upfirdn2d_double_backward(device, dtype):
     f = _lowpass(4).to(device)
