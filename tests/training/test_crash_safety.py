@@ -6,10 +6,11 @@ import json
 from types import SimpleNamespace
 
 import pytest
+import torch
 from training_helpers import build_in_process, reals
 
 from sg3.training.callbacks import Snapshots, TickLogger
-from sg3.training.checkpoint import AtomicCheckpointIO, list_checkpoints
+from sg3.training.checkpoint import AtomicCheckpointIO, list_checkpoints, resolve_resume
 
 
 class Killed(BaseException):
@@ -45,3 +46,30 @@ def test_a_kill_right_after_a_tick_checkpoint_keeps_that_ticks_stats_line(tmp_pa
     TickLogger(str(run_dir)).on_train_start(trainer, SimpleNamespace(cur_nimg=4, kimg=0.004))
     lines = (run_dir / "stats.jsonl").read_text().splitlines()
     assert [json.loads(line)["Progress/kimg"]["mean"] for line in lines] == [pytest.approx(0.004)]
+
+
+def _fake_checkpoint(path, nimg: int) -> None:
+    counters = {"cur_nimg": nimg, "cur_tick": 1, "batch_idx": nimg // 4, "tick_start_nimg": nimg}
+    sg3 = {"format": "sg3-checkpoint", "counters": counters}
+    AtomicCheckpointIO().save_checkpoint({"sg3": sg3, "w": torch.zeros(3)}, path)
+
+
+def test_resuming_from_an_older_checkpoint_sets_newer_requeue_checkpoints_aside(tmp_path):
+    """A SLURM requeue checkpoint (hpc_ckpt_<N>) of the abandoned continuation must not stay where
+    resume=auto finds it: a resumed run killed before its first checkpoint would jump back onto that
+    branch."""
+    ckpts = tmp_path / "checkpoints"
+    _fake_checkpoint(ckpts / "ckpt-000000008.ckpt", 8)
+    _fake_checkpoint(tmp_path / "hpc_ckpt_1.ckpt", 8)  # requeued at 8 images: part of the resumed branch
+    _fake_checkpoint(ckpts / "ckpt-000000024.ckpt", 24)
+    _fake_checkpoint(tmp_path / "hpc_ckpt_2.ckpt", 32)  # the abandoned continuation, written last
+    snaps = Snapshots(str(tmp_path), keep=3)
+    trainer = SimpleNamespace(is_global_zero=True)
+    snaps.on_train_start(trainer, SimpleNamespace(cur_nimg=8))  # resume=<ckpt-000000008>
+    snaps.on_train_end(trainer, None)
+    assert sorted(p.name for p in tmp_path.glob("hpc_ckpt_*")) == ["hpc_ckpt_1.ckpt"]
+    assert sorted(p.name for p in (ckpts / "superseded").iterdir()) == [
+        "ckpt-000000024.ckpt",
+        "hpc_ckpt_2.ckpt",
+    ]
+    assert torch.load(resolve_resume("auto", tmp_path), weights_only=True)["sg3"]["counters"]["cur_nimg"] == 8

@@ -83,13 +83,20 @@ def set_aside_newer_checkpoints(run_dir: str | os.PathLike, cur_nimg: int) -> li
 
     A run resumed from an older checkpoint of its run directory branches off: the newer checkpoints belong to
     the abandoned continuation. Left in place they would stay the "newest" (resume=auto would go back to
-    them) and pruning would delete the resumed run's own checkpoints first.
+    them) and pruning would delete the resumed run's own checkpoints first. This covers Lightning's SLURM
+    requeue checkpoints `<run_dir>/hpc_ckpt_<N>.ckpt` too (numbered, so their images are read from the file).
     """
     dest = Path(run_dir) / CKPT_DIR / "superseded"
+    newer = [p for p in list_checkpoints(run_dir) if int(_CKPT_RE.match(p.name).group(1)) > cur_nimg]
+    folder = Path(run_dir)
+    hpc = (
+        sorted(p for p in folder.iterdir() if _HPC_RE.match(p.name) and p.is_file())
+        if folder.is_dir()
+        else []
+    )
+    newer += [p for p in hpc if (_saved_nimg(p) or 0) > cur_nimg]
     moved = []
-    for p in list_checkpoints(run_dir):
-        if int(_CKPT_RE.match(p.name).group(1)) <= cur_nimg:
-            continue
+    for p in newer:
         dest.mkdir(exist_ok=True)
         target, n = dest / p.name, 1
         while target.exists():  # an earlier branch's file of the same name is kept too
@@ -97,6 +104,16 @@ def set_aside_newer_checkpoints(run_dir: str | os.PathLike, cur_nimg: int) -> li
         os.replace(p, target)
         moved.append(target)
     return moved
+
+
+def _saved_nimg(path: Path) -> int | None:
+    """`cur_nimg` of an sg3 training checkpoint (memory-mapped: the weights are not read), else None."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(ckpt["sg3"]["counters"]["cur_nimg"])
+    except Exception as e:  # noqa: BLE001 - not an sg3 checkpoint: left where it is
+        log.warning("%s: cannot read its image count (%s); left in place", path, e)
+        return None
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
