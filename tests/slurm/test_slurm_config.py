@@ -1,0 +1,28 @@
+"""Scale-out configuration without a cluster: sweep directory names, CPUs per SLURM task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _compose(overrides: list[str]):
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        return compose("train", overrides=overrides, return_hydra_config=True)
+
+
+def test_process_plumbing_stays_out_of_sweep_directory_names():
+    cfg = _compose(
+        ["model=tiny", "batch=4", "trainer=ddp_sim", "+trainer.strategy.start_method=spawn",
+         "trainer.profiler=simple", "loss.r1_gamma=2"]
+    )  # fmt: skip
+    assert cfg.hydra.job.override_dirname == "batch=4,loss.r1_gamma=2,model=tiny"
+
+
+def test_result_changing_settings_stay_in_sweep_directory_names():
+    cfg = _compose(["model=tiny", "batch=4", "trainer.devices=2", "data.num_workers=2", "tf32=true"])
+    expected = "batch=4,data.num_workers=2,model=tiny,tf32=true,trainer.devices=2"
+    assert cfg.hydra.job.override_dirname == expected
