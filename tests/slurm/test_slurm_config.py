@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+
+from sg3.data.datamodule import auto_num_workers
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,3 +29,18 @@ def test_result_changing_settings_stay_in_sweep_directory_names():
     cfg = _compose(["model=tiny", "batch=4", "trainer.devices=2", "data.num_workers=2", "tf32=true"])
     expected = "batch=4,data.num_workers=2,model=tiny,tf32=true,trainer.devices=2"
     assert cfg.hydra.job.override_dirname == expected
+
+
+def _sbatch_cpus_per_task() -> int:
+    text = (REPO / "scripts" / "slurm" / "train.sbatch").read_text()
+    (value,) = re.findall(r"^#SBATCH --cpus-per-task=(\d+)", text, flags=re.M)
+    return int(value)
+
+
+def test_launcher_and_sbatch_ask_for_the_default_workers_plus_one_cpu(monkeypatch):
+    cfg = _compose(["launcher=slurm", "model=tiny", "batch=4"])
+    cpus = cfg.hydra.launcher.cpus_per_task
+    assert cpus == _sbatch_cpus_per_task()
+    # SLURM binds the task to its CPUs: data.num_workers=auto then picks 3 workers + the training process.
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    assert cfg.data.num_workers == "auto" and auto_num_workers() + 1 == cpus == 4
