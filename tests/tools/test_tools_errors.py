@@ -61,7 +61,7 @@ def test_spectra_names_a_missing_dataset_source_and_shows_progress(sg3_file, tmp
     assert len(err.strip().splitlines()) == 1
     args = ["--source", str(sg3_file), "--num", "3", "--interp", "1", "--outdir", str(tmp_path / "s")]
     assert spectra.main(args) == 0
-    assert "/6" in capsys.readouterr().err  # one bar over both passes: 2 x 3 images
+    assert "/3" in capsys.readouterr().err  # one bar over the 3 images (one pass)
 
 
 def test_a_failed_run_leaves_no_empty_output_folder_behind(sg3_file, tmp_path, capsys):

@@ -143,6 +143,54 @@ def test_average_spectrum_matches_the_formula():
     np.testing.assert_allclose(spec, want, rtol=1e-10)
 
 
+def _two_pass_spectrum(imgs: np.ndarray, interp: int, beta: float = 8) -> np.ndarray:
+    """The spectrum as the spec writes it: whiten with the mean/std of all pixels, window, pad, |FFT2|^2."""
+    x = imgs.astype(np.float64)
+    x = (x - x.mean()) / x.std()
+    w = np.kaiser(x.shape[-1], beta)
+    w /= np.sqrt(np.sum(w**2))
+    s = x.shape[-1] * interp
+    return (np.abs(np.fft.fft2(x * np.outer(w, w), s=(s, s))) ** 2).mean(axis=1).mean(axis=0)
+
+
+def test_average_spectrum_in_one_pass_keeps_the_numbers_when_the_first_batch_is_atypical():
+    # The one-pass sums are centred on the first batch's mean; a dark first batch before bright, nearly
+    # flat ones (mean far from it, small std) must still give the whitened spectrum.
+    rng = np.random.RandomState(2)
+    dark = rng.randint(0, 40, (1, 3, 8, 8))
+    bright = 200 + rng.randint(-2, 3, (5, 3, 8, 8))
+    imgs = np.concatenate([dark, bright]).astype(np.uint8)
+    calls = []
+
+    def batches():
+        calls.append(1)
+        return iter([torch.from_numpy(imgs[:1]), torch.from_numpy(imgs[1:4]), torch.from_numpy(imgs[4:])])
+
+    spec, size = spectra.average_spectrum(batches, interp=2)
+    assert calls == [1]  # one pass over the images
+    np.testing.assert_allclose(spec, _two_pass_spectrum(imgs, 2), rtol=1e-9, atol=1e-12 * spec.max())
+
+
+def test_spectra_generates_each_image_once_and_keeps_the_two_pass_numbers(sg3_file, tmp_path, monkeypatch):
+    """sg3-spectra generated every network image twice: one pass for the pixel mean/std, one for the FFTs."""
+    real_load = spectra.load_network
+    images = []
+
+    def recording_load(path, device):
+        G = real_load(path, device)
+        G.register_forward_hook(lambda module, args, out: images.append(out.detach().clone()))
+        return G
+
+    monkeypatch.setattr(spectra, "load_network", recording_load)
+    out = tmp_path / "s"
+    args = ["--source", str(sg3_file), "--num", "3", "--seed", "5", "--interp", "2", "--device", "cpu"]
+    assert spectra.main([*args, "--outdir", str(out)]) == 0
+    assert len(images) == 3  # seeds 5, 6, 7, once each
+    imgs = (torch.cat(images) * 127.5 + 128).clamp(0, 255).to(torch.uint8).numpy()
+    with np.load(out / f"{sg3_file.stem}-spectrum.npz") as f:
+        np.testing.assert_allclose(f["spectrum"], _two_pass_spectrum(imgs, 2), rtol=1e-10)
+
+
 def test_cli_defaults_are_the_official_ones():
     from sg3.tools import generate
 

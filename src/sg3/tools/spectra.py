@@ -78,29 +78,39 @@ def _kaiser(n: int, beta: float) -> np.ndarray:
 def average_spectrum(
     batches: Callable[[], Iterator], beta: float = 8, interp: int = 4
 ) -> tuple[np.ndarray, int]:
-    """Average power spectrum `[interp*S, interp*S]` of the images a batch factory yields (two passes).
+    """Average power spectrum `[interp*S, interp*S]` of the images a batch factory yields (one pass).
+
+    The whitening mean and std are those of all the images, known only at the end; the spectrum is still
+    taken in the same pass: for any constant `c`, `F((x - mean) w) = F((x - c) w) - (mean - c) F(w)`, so
+    the sums over images and channels of `|F((x - c) w)|^2` and of `F((x - c) w)` give the spectrum of the
+    whitened images. `c` is the first batch's pixel mean, close to `mean`, so the correction stays small.
 
     Returns:
         (spectrum, image_size).
     """
     total, sq, count = 0.0, 0.0, 0
+    power = field = window = None
+    shift, images, planes, size = 0.0, 0, 0, 0
     for x in batches():
         x = x.double()
         total, sq, count = total + x.sum().item(), sq + x.square().sum().item(), count + x.numel()
+        if window is None:
+            size, shift = x.shape[-1], x.mean().item()
+            w = torch.from_numpy(_kaiser(size, beta))
+            window = w[:, None] * w[None, :]  # [S, S]
+        f = torch.fft.fft2((x - shift) * window, s=(size * interp, size * interp))  # zero pad right/bottom
+        p = f.abs().square().mean(dim=1).sum(dim=0)  # [S', S'] summed over images, mean over channels
+        a = f.sum(dim=(0, 1))  # [S', S'] complex, summed over images and channels
+        power, field = (p, a) if power is None else (power + p, field + a)
+        images, planes = images + x.shape[0], planes + x.shape[0] * x.shape[1]
     if count == 0:
         raise CliError("the source yielded no images")
     mean = total / count
     std = max(np.sqrt(sq / count - mean**2), 1e-8)
-    spec, n, size = None, 0, None
-    for x in batches():
-        size = x.shape[-1]
-        w = torch.from_numpy(_kaiser(size, beta))
-        xw = (x.double() - mean) / std * w[:, None] * w[None, :]
-        f = torch.fft.fft2(xw, s=(size * interp, size * interp))  # zero pad right/bottom
-        p = f.abs().square().mean(dim=1).sum(dim=0)  # [S', S'] summed over images, mean over channels
-        spec = p if spec is None else spec + p
-        n += x.shape[0]
-    return (spec / n).numpy(), int(size)
+    d, fw = mean - shift, torch.fft.fft2(window, s=(size * interp, size * interp))
+    channels = planes / images
+    cross = (2 * d * (fw.conj() * field).real - planes * d**2 * fw.abs().square()) / channels
+    return ((power - cross) / std**2 / images).numpy(), int(size)
 
 
 def spectrum_db(spectrum: np.ndarray, image_size: int, smooth: float = 1.25) -> np.ndarray:
@@ -169,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _counted(batches: Callable[[], Iterator], bar: tqdm) -> Callable[[], Iterator]:
-    """`batches` advancing a progress bar by the images of each batch (both passes of average_spectrum)."""
+    """`batches` advancing a progress bar by the images of each batch."""
 
     def gen() -> Iterator:
         for x in batches():
@@ -196,7 +206,7 @@ def _spectra(args: argparse.Namespace, device: torch.device, out: Path) -> None:
             base, i = name, 2
             while name in results:  # e.g. two runs' network-snapshot-001000.pt: keep both
                 name, i = f"{base}-{i}", i + 1
-            with tqdm(total=2 * args.num, desc=f"spectra {name}", unit="img", leave=False) as bar:
+            with tqdm(total=args.num, desc=f"spectra {name}", unit="img", leave=False) as bar:
                 spectrum, size = average_spectrum(_counted(batches, bar), args.beta, args.interp)
         except FileNotFoundError as e:
             raise CliError(
