@@ -93,3 +93,17 @@ def test_a_failed_run_leaves_no_empty_output_folder_behind(sg3_file, tmp_path, c
         assert run(kept) == 2, name
         assert kept.is_dir() and list(kept.iterdir()) == [], name
     capsys.readouterr()
+
+
+def test_generate_grid_needs_one_seed_per_cell(sg3_file, tmp_path, capsys):
+    """`--grid 3x3` with 4 seeds wrote a grid with 5 black cells, and extra seeds were dropped silently."""
+    for seeds, count in (("0-3", 4), ("0-9", 10)):
+        out = tmp_path / "g" / "grid.png"
+        code = generate.main(
+            ["--network", str(sg3_file), "--seeds", seeds, "--grid", "3x3", "--output", str(out)]
+        )
+        err = capsys.readouterr().err
+        assert code == 2 and "--grid 3x3" in err and "9 cells" in err and f"{count} seeds" in err, err
+        assert not (tmp_path / "g").exists()
+    with pytest.raises(ValueError, match="4 images .* 3x3"):
+        generate.make_grid(np.zeros((4, 2, 2, 3), np.uint8), 3, 3)

@@ -1,8 +1,8 @@
 """`sg3-generate`: images from a network, one PNG per seed or a single grid.
 
 Example: `sg3-generate --network net.pt --seeds 0-7 --trunc 0.7 --outdir out` writes
-`out/seed0000.png` ...; `--grid 4x2 --output grid.png` writes one grid instead. Seeds are deterministic
-as in the official tool: `z = RandomState(seed).randn(1, z_dim)`.
+`out/seed0000.png` ...; `--grid 4x2 --output grid.png` writes one grid of the 8 seeds instead. Seeds are
+deterministic as in the official tool: `z = RandomState(seed).randn(1, z_dim)`.
 """
 
 from __future__ import annotations
@@ -46,10 +46,16 @@ def parse_grid(text: str) -> tuple[int, int]:
 
 
 def make_grid(images: np.ndarray, gw: int, gh: int) -> np.ndarray:
-    """Tile `[N, H, W, C]` uint8 images into a `gh x gw` grid (missing cells black)."""
+    """Tile `[N, H, W, C]` uint8 images, `N = gw * gh`, into a `gh x gw` grid (row by row).
+
+    Raises:
+        ValueError: the number of images is not the number of cells.
+    """
     n, h, w, c = images.shape
+    if n != gw * gh:
+        raise ValueError(f"make_grid: {n} images for the {gw}x{gh} grid's {gw * gh} cells")
     grid = np.zeros((gh * h, gw * w, c), dtype=np.uint8)
-    for i in range(min(n, gw * gh)):
+    for i in range(n):
         y, x = divmod(i, gw)
         grid[y * h : (y + 1) * h, x * w : (x + 1) * w] = images[i]
     return grid
@@ -113,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--translate", default="0,0", help="input translation x,y in image units (StyleGAN3)")
     p.add_argument("--rotate", type=float, default=0.0, help="input rotation in degrees (StyleGAN3)")
     p.add_argument("--outdir", default=None, help="folder for seedNNNN.png files")
-    p.add_argument("--grid", default=None, help="write one WxH grid image instead (needs --output)")
+    p.add_argument(
+        "--grid", default=None, help="write one WxH grid image instead, one seed per cell (needs --output)"
+    )
     p.add_argument("--output", default=None, help="grid image path (with --grid)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     return p
@@ -126,6 +134,13 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError("pass --outdir DIR (one PNG per seed) or --grid WxH --output FILE")
     if grid is not None and not args.output:
         raise CliError("--grid needs --output FILE.png")
+    if grid is not None and len(seeds) != grid[0] * grid[1]:
+        cells = grid[0] * grid[1]
+        raise CliError(
+            f"--grid {grid[0]}x{grid[1]} has {cells} cells but --seeds {args.seeds} gives "
+            f"{len(seeds)} seeds; "
+            f"pass one seed per cell (e.g. --seeds 0-{cells - 1}) or change --grid"
+        )
     translate = parse_pair(args.translate, "--translate")
     if grid is not None:
         check_image_output(args.output, "--output")
