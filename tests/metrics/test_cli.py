@@ -104,3 +104,26 @@ def test_help_names_the_tool_and_shows_an_example(capsys):
     out = capsys.readouterr().out
     assert "cli is powered" not in out and "sg3-metrics network=" in out
     assert "weights_dir" in out and "docs/metrics.md" in out
+
+
+def test_cli_reads_the_network_file_once_for_a_legacy_metric(tmp_path, monkeypatch):
+    """With mirror= unset, a legacy fid/kid/pr read the network file a second time (load_network, then
+    training_mirror -> load_networks): an official 1024 pickle is read and rebuilt twice."""
+    import sg3.io
+    import sg3.metrics.cli as cli
+    from sg3.data.demo import ensure_demo_dataset
+
+    net = tmp_path / "run" / "network-snapshot-000000.pt"
+    net.parent.mkdir()
+    save_generator(net, tiny_generator())
+    (net.parent / "config.yaml").write_text("data:\n  mirror: true\n")  # the run's config (sg3-train)
+    data = ensure_demo_dataset(root=str(tmp_path / "demo"), resolution=16, count=8)
+    reads, seen = [], []
+    real_load = sg3.io.load_networks
+    monkeypatch.setattr(sg3.io, "load_networks", lambda path: reads.append(str(path)) or real_load(path))
+    monkeypatch.setattr(
+        cli, "compute", lambda name, G, *, data, **kw: seen.append(data.mirror) or {name: 1.0}
+    )
+    monkeypatch.setattr(cli, "get_detector", lambda kind, opts: None)  # no detector weights here
+    assert cli.main([f"network={net}", f"data={data}", "metrics=[fid50k]", "progress=false"]) == 0
+    assert reads == [str(net)] and seen == [True]

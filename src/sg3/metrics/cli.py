@@ -37,24 +37,30 @@ def open_data(path: str, G, batch_size: int = 64, num_workers: int = 2, mirror: 
     )  # fmt: skip
 
 
-def training_mirror(network: str | Path) -> bool | None:
+def training_mirror(network: str | Path, info: dict | None = None) -> bool | None:
     """Whether the network was trained with x-flips, from its training config; None = not recorded.
 
     Looks in the file itself (an sg3 checkpoint's config `data.mirror`, an official pickle's
     `training_set_kwargs.xflip`), then in the run's `config.yaml` next to the file (exported `.pt`
     snapshots) or one folder up (`checkpoints/`).
-    """
-    from sg3.io import load_networks
 
+    Args:
+        network: The network file.
+        info: The file's 'meta' and 'training_set_kwargs' when already read (`load_network(..., info=)`);
+            None = read the file here.
+    """
     path = Path(network).expanduser()
-    try:
-        nets = load_networks(path)
-    except (OSError, ValueError):
-        nets = {}
-    tsk = nets.get("training_set_kwargs") or {}
+    if info is None:
+        from sg3.io import load_networks
+
+        try:
+            info = load_networks(path)
+        except (OSError, ValueError):
+            info = {}
+    tsk = info.get("training_set_kwargs") or {}
     if "xflip" in tsk:
         return bool(tsk["xflip"])
-    config = (nets.get("meta") or {}).get("config") or {}
+    config = (info.get("meta") or {}).get("config") or {}
     if "mirror" in (config.get("data") or {}):
         return bool(config["data"]["mirror"])
     for folder in (path.resolve().parent, path.resolve().parent.parent):
@@ -115,7 +121,8 @@ def run(cfg: DictConfig) -> int:
         raise CliError(f"metrics {needs} compare with real images: add data=<dataset.json or shards folder>")
     seed, batch_size = _int(cfg, "seed"), _int(cfg, "batch_size")
     device = _device(cfg.device)
-    G = load_network(cfg.network, device)
+    info: dict = {}  # the file's training information, from the same read as G
+    G = load_network(cfg.network, device, info=info)
     out_dir = Path(cfg.out_dir) if cfg.out_dir else Path(cfg.network).expanduser().resolve().parent
     with contextlib.ExitStack() as stack:
         try:  # before any metric runs: a bad out_dir must not waste an hour of FID
@@ -124,16 +131,16 @@ def run(cfg: DictConfig) -> int:
             raise CliError(
                 f"out_dir={str(out_dir)!r}: cannot create the folder ({e.strerror or e})"
             ) from None
-        _run_metrics(cfg, specs, G, device, seed, batch_size, out_dir)
+        _run_metrics(cfg, specs, G, info, device, seed, batch_size, out_dir)
     return 0
 
 
-def _run_metrics(cfg: DictConfig, specs: list, G, device: torch.device, seed: int, batch_size: int,
-                 out_dir: Path) -> None:  # fmt: skip
+def _run_metrics(cfg: DictConfig, specs: list, G, info: dict, device: torch.device, seed: int,
+                 batch_size: int, out_dir: Path) -> None:  # fmt: skip
     """The body of `run` once the settings are checked and `out_dir` exists."""
     mirror = cfg.mirror
     if mirror is None and any(s.needs_data and not s.full for s in specs):  # only the legacy ones use it
-        mirror = training_mirror(cfg.network)
+        mirror = training_mirror(cfg.network, info)
     mirror = bool(mirror)
     data = _open_data(cfg, G, mirror) if cfg.data else None
     # Every detector (and its weights file) before the first metric: a missing file fails now, not after

@@ -38,13 +38,21 @@ class CliError(ValueError):
     """A bad command-line argument; the message names the argument, the value and what is accepted."""
 
 
-def load_network(path: str | os.PathLike, device: torch.device | str = "cpu") -> torch.nn.Module:
+def load_network(
+    path: str | os.PathLike, device: torch.device | str = "cpu", info: dict | None = None
+) -> torch.nn.Module:
     """Load G_ema from an sg3 checkpoint (.ckpt), exported generator (.pt) or official pickle (.pkl).
+
+    Args:
+        path: The network file.
+        device: Where to put the generator.
+        info: If given, receives the file's training information from the same read: 'meta' (an sg3
+            file's config and counters) and 'training_set_kwargs' (an official pickle's), None if absent.
 
     Raises:
         CliError: the file does not exist.
     """
-    from sg3.io import load_generator
+    import sg3.io
 
     p = Path(path).expanduser()
     if not p.is_file():
@@ -52,7 +60,13 @@ def load_network(path: str | os.PathLike, device: torch.device | str = "cpu") ->
             f"network file not found: {str(path)!r} (expected an sg3 checkpoint .ckpt, an exported "
             f"generator .pt or an official StyleGAN2/3 pickle .pkl)"
         )
-    return load_generator(p, device=device)
+    networks = sg3.io.load_networks(p)
+    if info is not None:
+        info.update({k: networks.get(k) for k in ("meta", "training_set_kwargs")})
+    G = networks.get("G_ema")
+    if G is None:
+        raise ValueError(f"{p}: the file holds no G_ema")
+    return G.eval().requires_grad_(False).to(device)  # as sg3.io.load_generator
 
 
 @contextlib.contextmanager
