@@ -40,9 +40,10 @@ def test_legacy_metrics_use_the_xflip_doubled_dataset_and_full_ones_do_not(tmp_p
     with np.load(full) as f:
         np.testing.assert_allclose(f["mu"], _moments(det, data.images)[0], rtol=1e-5, atol=1e-6)
     assert _real_rows(tmp_path, "kid24", G, kw) == 24  # kid/pr legacy variants respect xflip too
-    opts = MetricOptions(G=G, **{k: v for k, v in kw.items() if k != "detectors"}, detectors=detectors)
+    opts = MetricOptions(G=G, **{k: v for k, v in kw.items() if k != "detectors"}, detectors=detectors,
+                         xflip=True)  # fmt: skip
     before = set(tmp_path.glob("*.npz"))
-    compute_pr(8, 20, 3, opts, xflip=True)  # pr{N}k{K}: N reals drawn from the doubled set
+    compute_pr(8, 20, 3, opts)  # pr{N}k{K}: N reals drawn from the doubled set
     (new,) = set(tmp_path.glob("*.npz")) - before
     with np.load(new) as f:
         assert f["features"].shape[0] == 20
@@ -54,6 +55,27 @@ def test_legacy_metrics_use_the_xflip_doubled_dataset_and_full_ones_do_not(tmp_p
     (plain,) = set(tmp_path.glob("*.npz")) - before
     with np.load(plain) as f:
         np.testing.assert_allclose(f["mu"], _moments(det, data.images)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_the_feature_metrics_take_xflip_from_their_options_only(tmp_path, detectors):
+    """compute_fid/kid/pr took an `xflip` argument besides MetricOptions.xflip: two sources of one fact, and
+    MetricOptions(xflip=True) given to them directly was ignored (the real set was not doubled)."""
+    import inspect
+
+    from sg3.metrics.feature_metrics import compute_fid, compute_kid
+
+    for fn in (compute_fid, compute_kid, compute_pr):
+        assert "xflip" not in inspect.signature(fn).parameters, fn.__name__
+    G, data = tiny_generator(), FakeData(count=6)
+    kw = dict(data=data, detectors=detectors, cache_dir=tmp_path, progress=False, batch_size=8)
+    opts = MetricOptions(G=G, **kw, xflip=True)
+    compute_fid(4, None, opts)
+    (entry,) = tmp_path.glob("*.npz")
+    doubled = torch.cat([data.images, data.images.flip(3)])
+    with np.load(entry) as f:
+        np.testing.assert_allclose(
+            f["mu"], _moments(detectors["inception"], doubled)[0], rtol=1e-5, atol=1e-6
+        )
 
 
 def _real_rows(tmp_path, name, G, kw):

@@ -64,9 +64,7 @@ def _check_data(opts: MetricOptions, metric: str) -> None:
         )
 
 
-def _reals(
-    opts: MetricOptions, detector: torch.nn.Module, max_items: int | None, moments: bool, xflip: bool
-) -> dict:
+def _reals(opts: MetricOptions, detector: torch.nn.Module, max_items: int | None, moments: bool) -> dict:
     return real_features(
         opts.data,
         detector,
@@ -78,43 +76,38 @@ def _reals(
         cache_dir=opts.cache_dir,
         progress=opts.progress,
         moments=moments,
-        xflip=xflip,
+        xflip=opts.xflip,
     )
 
 
-def compute_fid(
-    num_gen: int, max_real: int | None, opts: MetricOptions, metric: str = "fid", xflip: bool = False
-) -> float:
+def compute_fid(num_gen: int, max_real: int | None, opts: MetricOptions, metric: str = "fid") -> float:
     """Frechet Inception distance of `num_gen` generated images vs (at most `max_real`) real images.
 
-    `xflip`: the real set is the x-flip-doubled dataset (legacy metrics of an x-flipped training set);
-    the same argument in `compute_kid` and `compute_pr`.
+    The real set is the x-flip-doubled dataset when `opts.xflip` is set (as in `compute_kid`, `compute_pr`).
     """
     _check_data(opts, metric)
     det = get_detector("inception", opts)
-    real = _reals(opts, det, max_real, moments=True, xflip=xflip)
+    real = _reals(opts, det, max_real, moments=True)
     mu, sigma = feature_moments(generated_features(det, num_gen, opts, "fid"))
     return frechet_distance(mu, sigma, real["mu"], real["sigma"])
 
 
-def compute_kid(
-    num_gen: int, max_real: int | None, opts: MetricOptions, metric: str = "kid", xflip: bool = False
-) -> float:
+def compute_kid(num_gen: int, max_real: int | None, opts: MetricOptions, metric: str = "kid") -> float:
     """Kernel Inception distance (100 subsets of up to 1000 samples)."""
     _check_data(opts, metric)
     det = get_detector("inception", opts)
-    real = _reals(opts, det, max_real, moments=False, xflip=xflip)["features"]
+    real = _reals(opts, det, max_real, moments=False)["features"]
     gen = generated_features(det, num_gen, opts, "kid")
     return kernel_inception_distance(gen, real, seed=opts.seed)
 
 
 def compute_pr(
-    num_gen: int, max_real: int | None, k: int, opts: MetricOptions, metric: str = "pr", xflip: bool = False
+    num_gen: int, max_real: int | None, k: int, opts: MetricOptions, metric: str = "pr"
 ) -> tuple[float, float]:
     """Precision and recall on VGG16 features with k-NN manifolds."""
     _check_data(opts, metric)
     det = get_detector("vgg16", opts)
-    real = _reals(opts, det, max_real, moments=False, xflip=xflip)["features"]
+    real = _reals(opts, det, max_real, moments=False)["features"]
     gen = generated_features(det, num_gen, opts, "pr")
     return precision_recall(gen.astype(np.float16), real.astype(np.float16), k=k, device=opts.device)
 

@@ -30,8 +30,9 @@ class MetricOptions:
         cache_dir: Dataset-statistics cache folder; None = `$SG3_METRICS_CACHE` or `~/.cache/sg3/gan-metrics`.
         weights_dir: Detector weights folder; None = `$SG3_METRICS_WEIGHTS` or `~/.cache/sg3/metrics`.
         download: Allow downloading missing detector weights; None = unless `$SG3_METRICS_OFFLINE`.
-        xflip: The dataset is trained with x-flips (`data.mirror`): the legacy metrics (fid/kid/pr
-            without `_full`) then compare with the x-flip-doubled dataset (spec §6).
+        xflip: The real images of fid/kid/pr are the x-flip-doubled dataset. `registry.compute` sets it
+            from the data's `mirror` (training with x-flips) and clears it for the `_full` metrics, which
+            never use x-flips (spec §6); the legacy ones (without `_full`) respect it.
         detectors: Detectors by kind ('inception', 'inception_probs', 'vgg16', 'lpips') used instead of
             loading torch-fidelity's (tests inject tiny ones here).
     """

@@ -15,6 +15,7 @@ eq metrics also take a plain count without `k`, e.g. `eqt64_int` for 64 samples)
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -127,13 +128,14 @@ def parse_metric(name: str) -> MetricSpec:
 
 def _run(spec: MetricSpec, opts: MetricOptions) -> dict[str, float]:
     n = spec.num
-    xflip = opts.xflip and not spec.full  # spec §6: *_full force xflip=False, the legacy ones respect it
+    if spec.full and opts.xflip:  # spec §6: *_full force xflip=False, the legacy ones respect it
+        opts = dataclasses.replace(opts, xflip=False)
     if spec.family == "fid":
-        return {spec.name: compute_fid(n, None if spec.full else n, opts, spec.name, xflip)}
+        return {spec.name: compute_fid(n, None if spec.full else n, opts, spec.name)}
     if spec.family == "kid":
-        return {spec.name: compute_kid(n, 1_000_000 if spec.full else n, opts, spec.name, xflip)}
+        return {spec.name: compute_kid(n, 1_000_000 if spec.full else n, opts, spec.name)}
     if spec.family == "pr":
-        p, r = compute_pr(n, 200_000 if spec.full else n, spec.k, opts, spec.name, xflip)
+        p, r = compute_pr(n, 200_000 if spec.full else n, spec.k, opts, spec.name)
         return {f"{spec.name}_precision": p, f"{spec.name}_recall": r}
     if spec.family == "is":
         mean, std = compute_is(n, opts)
