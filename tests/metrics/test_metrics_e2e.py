@@ -112,3 +112,31 @@ def test_fid_on_a_real_shard_dataset_reads_it_once_and_caches_by_index(tmp_path,
     with np.load(cached) as f:
         assert f["mu"].shape == (16,) and f["sigma"].shape == (16, 16)
     assert compute("fid8_full", G, **kw)["fid8_full"] == pytest.approx(fid, rel=1e-12)
+
+
+def test_feature_metrics_run_the_generator_in_sub_batches_of_4(detectors):
+    """Spec §6: generated images come in batches of 64 made of G calls on 4 images each. G's style
+    pre-normalization is batch-global (spec §10.6), so an image depends on the other images of its G call:
+    G on 32 images at once gave other pixels than G on groups of 4 (3 of 196608 uint8 values, 32 px net)."""
+    from sg3.metrics.feature_metrics import generated_features
+    from sg3.metrics.sampling import batch_generator, quantize, sample_latents
+
+    G = tiny_generator(img_resolution=32, channel_base=256, channel_max=32)
+    calls = []
+    G.register_forward_hook(lambda module, args, out: calls.append(len(args[0])))
+    seen = []
+
+    class Recorder(torch.nn.Module):  # detector that keeps the uint8 images it is given
+        def forward(self, x):
+            seen.append(x.clone())
+            return x.flatten(1)[:, :4].float()
+
+    opts = MetricOptions(G=G, batch_size=12, progress=False)
+    generated_features(Recorder(), 20, opts, "fid")
+    assert calls == [4] * 6  # two batches of 12: G calls of 4 images each
+    assert [len(x) for x in seen] == [12, 12]  # the detector still sees whole batches
+    z, c = sample_latents(G, 12, batch_generator(0, "fid", 1))
+    calls.clear()
+    with torch.no_grad():
+        want = torch.cat([quantize(G(z[i : i + 4], c[i : i + 4])) for i in range(0, 12, 4)])
+    assert torch.equal(seen[1], want)

@@ -24,8 +24,9 @@ class MetricOptions:
         rank: This process's rank.
         world_size: Number of processes sharing the sampling (1: single process).
         seed: Seed of all generated samples; same seed = same numbers on any world size.
-        batch_size: Generator batch for feature metrics (results depend on it only through the
-            batch-global style normalization).
+        batch_size: Latents drawn together and detector batch of the feature metrics; G itself runs on
+            4 images at a time (spec §6). The numbers for a seed depend on it through which latents each
+            batch's seed draws.
         progress: Progress bars on rank zero.
         cache_dir: Dataset-statistics cache folder; None = `$SG3_METRICS_CACHE` or `~/.cache/sg3/gan-metrics`.
         weights_dir: Detector weights folder; None = `$SG3_METRICS_WEIGHTS` or `~/.cache/sg3/metrics`.

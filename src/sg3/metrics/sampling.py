@@ -26,6 +26,7 @@ __all__ = [
     "sample_latents",
     "quantize",
     "generate_images",
+    "GEN_SUB_BATCH",
     "progress_bar",
 ]
 
@@ -130,12 +131,31 @@ def quantize(img: torch.Tensor) -> torch.Tensor:
     return x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x
 
 
+GEN_SUB_BATCH = 4  # images per G call when generating for the feature metrics (spec §6)
+
+
 def generate_images(
-    G: torch.nn.Module, z: torch.Tensor, c: torch.Tensor, noise_seed: int, **G_kwargs: Any
+    G: torch.nn.Module,
+    z: torch.Tensor,
+    c: torch.Tensor,
+    noise_seed: int,
+    sub_batch: int = GEN_SUB_BATCH,
+    **G_kwargs: Any,
 ) -> torch.Tensor:
-    """Run `G(z, c)` with the global RNG (SG2 random noise) seeded by `noise_seed`; uint8 output."""
+    """Run `G(z, c)` in calls of `sub_batch` images with the global RNG (SG2 random noise) seeded once by
+    `noise_seed`; uint8 output `[N, 3, H, W]`.
+
+    The calls' size is part of the result: G's style pre-normalization is batch-global (spec §10.6), so an
+    image depends on the other images of its call; the official metrics call G on 4 images at a time.
+    """
+    if sub_batch < 1:
+        raise ValueError(f"sub_batch must be >= 1, got {sub_batch}")
     dev = z.device
     devices = [dev] if dev.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), torch.no_grad():
         torch.manual_seed(noise_seed)
-        return quantize(G(z, c, **G_kwargs))
+        parts = [
+            quantize(G(z[i : i + sub_batch], c[i : i + sub_batch], **G_kwargs))
+            for i in range(0, len(z), sub_batch)
+        ]
+        return torch.cat(parts)
