@@ -25,7 +25,12 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from sg3.io import atomic_write
-from sg3.training.checkpoint import checkpoint_path, prune_checkpoints, set_aside_newer_checkpoints
+from sg3.training.checkpoint import (
+    checkpoint_path,
+    prune_checkpoints,
+    save_on_all_ranks,
+    set_aside_newer_checkpoints,
+)
 from sg3.training.loggers import log_artifact, log_image, logger_step
 
 log = logging.getLogger("sg3.train")
@@ -265,7 +270,7 @@ class Snapshots(Callback):
     def save_checkpoint(self, trainer, pl_module) -> Path:
         """Write the full-state checkpoint for the current step (every rank calls this)."""
         path = checkpoint_path(self.run_dir, pl_module.cur_nimg)
-        trainer.save_checkpoint(path, weights_only=False)
+        save_on_all_ranks(trainer, path)  # a failed write stops every rank with its reason
         if trainer.is_global_zero:
             prune_checkpoints(self.run_dir, self.keep)
         self.last_checkpoint = path

@@ -8,9 +8,11 @@ one with the most images seen. On SLURM, Lightning's auto-requeue (SIGUSR1) also
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,17 +121,61 @@ def _saved_nimg(path: Path) -> int | None:
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning checkpoint IO that never leaves a half-written checkpoint behind and loads weights-only."""
 
+    _deferred: list[Exception] | None = None
+
+    @contextlib.contextmanager
+    def deferred_errors(self) -> Iterator[list[Exception]]:
+        """Within: a failed write is added to the yielded list, not raised (see `save_on_all_ranks`)."""
+        self._deferred = errors = []
+        try:
+            yield errors
+        finally:
+            self._deferred = None
+
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError(f"storage_options={storage_options!r} is not supported: pass None")
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(path) as f:
-            torch.save(checkpoint, f)
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write(path) as f:
+                torch.save(checkpoint, f)
+        except Exception as e:
+            if self._deferred is None:
+                raise
+            self._deferred.append(e)
 
     def load_checkpoint(
         self, path, map_location: Any = None, weights_only: bool | None = None
     ) -> dict[str, Any]:
         return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+
+
+class CheckpointWriteError(RuntimeError):
+    """Rank 0 could not write a checkpoint (raised on every rank)."""
+
+
+def save_on_all_ranks(trainer, path: str | os.PathLike, weights_only: bool = False) -> None:
+    """`trainer.save_checkpoint(path)` (every rank calls it); a write failing on rank 0 raises on every rank.
+
+    Lightning's save builds the checkpoint on every rank (collectively), rank 0 writes it, then all ranks meet
+    at a barrier. A write error on rank 0 skipped its barrier: the other ranks waited there until rank 0's
+    process exited or the process group timed out, with an error naming neither the file nor the cause. Here
+    rank 0 records the error, passes the barrier, and sends the reason to all ranks, which raise it together.
+
+    Raises:
+        CheckpointWriteError: on every rank, naming rank 0's error.
+    """
+    io = getattr(trainer.strategy, "checkpoint_io", None)
+    if trainer.world_size <= 1 or not isinstance(io, AtomicCheckpointIO):
+        trainer.save_checkpoint(path, weights_only=weights_only)
+        return
+    with io.deferred_errors() as errors:
+        trainer.save_checkpoint(path, weights_only=weights_only)
+    reason = trainer.strategy.broadcast(f"{type(errors[0]).__name__}: {errors[0]}" if errors else None, src=0)
+    if reason is not None:
+        raise CheckpointWriteError(
+            f"rank {trainer.global_rank}: the checkpoint write failed on rank 0: {reason} (writing {path})"
+        ) from (errors[0] if errors else None)
 
 
 def read_sg3_section(path: str | os.PathLike) -> dict[str, Any]:
