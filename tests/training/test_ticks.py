@@ -207,8 +207,8 @@ def test_a_resume_drops_the_ticks_logged_after_its_checkpoint(tmp_path, caplog):
 
 def _summary_info(run_dir: str) -> dict:
     return {"run_dir": run_dir, "kimg": 4.0, "done": False, "stopped_by": "SIGTERM", "seconds": 75.0,
-            "img_per_sec": 53.3, "augment_p": 0.0, "checkpoint": None, "generator": None, "grids": [],
-            "wandb": None}  # fmt: skip
+            "train_img_per_sec": 60.1, "wall_img_per_sec": 53.3, "augment_p": 0.0, "checkpoint": None,
+            "generator": None, "grids": [], "wandb": None}  # fmt: skip
 
 
 def test_the_resume_command_of_the_summary_parses_and_leads_back_to_the_run_dir():

@@ -339,7 +339,12 @@ class KimgProgress(Callback):
 
 
 class Summary(Callback):
-    """Collects what the run produced (paths, speed) for the final message printed by sg3-train."""
+    """Collects what the run produced (paths, speed) for the final message printed by sg3-train.
+
+    Speed is reported twice: the training throughput of the ticks (their images over their
+    `Timing/sec_per_tick`, which leaves out start-up and the grids, snapshots and checkpoints between ticks)
+    and the wall-clock rate from the start of training (start-up included; most of a tiny run).
+    """
 
     def __init__(self, run_dir: str, grids: ImageGrids, snapshots: Snapshots) -> None:
         self.run_dir = Path(run_dir)
@@ -347,9 +352,19 @@ class Summary(Callback):
         self.info: dict[str, Any] = {}
         self._t0 = 0.0
         self._n0 = 0
+        self._tick_sec = 0.0
+        self._tick_img = 0.0
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._t0, self._n0 = time.time(), pl_module.cur_nimg
+        self._tick_sec = self._tick_img = 0.0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        info = pl_module.tick_info
+        if info and "scalars" in info:
+            sec = info["scalars"]["Timing/sec_per_tick"]
+            self._tick_sec += sec
+            self._tick_img += info["scalars"]["Timing/img_per_sec"] * sec
 
     def on_train_end(self, trainer, pl_module) -> None:
         sec = time.time() - self._t0
@@ -362,7 +377,8 @@ class Summary(Callback):
             "done": pl_module.done,
             "stopped_by": self.snapshots.stopped_by_signal,
             "seconds": sec,
-            "img_per_sec": (pl_module.cur_nimg - self._n0) / max(sec, 1e-8),
+            "train_img_per_sec": self._tick_img / self._tick_sec if self._tick_sec > 0 else None,
+            "wall_img_per_sec": (pl_module.cur_nimg - self._n0) / max(sec, 1e-8),
             "augment_p": float(pl_module.augment_pipe.p) if pl_module.augment_pipe is not None else 0.0,
             "checkpoint": str(self.snapshots.last_checkpoint) if self.snapshots.last_checkpoint else None,
             "generator": str(self.snapshots.last_export) if self.snapshots.last_export else None,
@@ -422,9 +438,13 @@ def format_summary(info: dict[str, Any], overrides: list[str], by_dir: bool = Fa
         where = f'"{where}"' if plain else shlex.quote(where)  # "...='...'" reads best where it is exact
     else:
         where = f"name={Path(info['run_dir']).name}"
+    train = info.get("train_img_per_sec")
+    speed = (f"{train:.1f} img/s training, " if train is not None else "") + (
+        f"{info['wall_img_per_sec']:.1f} img/s wall clock"
+    )
     lines = [
-        f"sg3-train {status} at {info['kimg']:.1f} kimg in {_fmt_time(info['seconds'])} "
-        f"({info['img_per_sec']:.1f} img/s, augment p {info['augment_p']:.3f})",
+        f"sg3-train {status} at {info['kimg']:.1f} kimg in {_fmt_time(info['seconds'])} wall clock "
+        f"({speed}, augment p {info['augment_p']:.3f})",
         f"  run dir     {info['run_dir']}",
         f"  checkpoint  {info['checkpoint']}",
         f"  generator   {info['generator']}",
