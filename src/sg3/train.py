@@ -25,6 +25,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from sg3.training.derive import ConfigError
+from sg3.training.rundir import made_by_this_process, remove_if_made_here
 
 # The repository's conf/ (editable installs), else the copy a wheel installs under <prefix>/share/sg3/conf.
 _CONF_CANDIDATES = (Path(__file__).resolve().parents[2] / "conf", Path(sys.prefix) / "share" / "sg3" / "conf")
@@ -361,11 +362,21 @@ def hydra_main(cfg: DictConfig) -> dict[str, Any] | None:
     Under --multirun a configuration error fails only its own point: Hydra runs the remaining points and
     then exits non-zero naming the first failed one (sys.exit here would end the whole sweep).
     """
+    hc = HydraConfig.get()
+    run_dir = hc.runtime.output_dir
+    # Several tasks of one job (srun, torchrun) share the run folder: none of them removes it.
+    tasks = [os.environ.get(k, "").strip() for k in ("WORLD_SIZE", "SLURM_NTASKS")]
+    single = launcher_rank() == 0 and all(t in ("", "0", "1") for t in tasks)
+    fresh = single and made_by_this_process(run_dir, f"{hc.job.name}.log")
     try:
         return run(cfg)
     except ConfigError as e:
         print(f"sg3-train: configuration error: {e}", file=sys.stderr, flush=True)
-        hc = HydraConfig.get()
+        if fresh and remove_if_made_here(run_dir):
+            print(
+                f"sg3-train: removed the run folder {run_dir} (it held only this attempt's log)",
+                file=sys.stderr,
+            )
         if hc.mode == RunMode.MULTIRUN:
             point = f"sweep job #{hc.job.num} ({' '.join(hc.overrides.task)})"
             raise SweepPointError(f"sg3-train: {point} stopped with a configuration error: {e}") from None

@@ -100,3 +100,63 @@ def test_the_end_of_run_summary_reports_the_ticks_training_speed_and_labels_the_
     assert summary.info["wall_img_per_sec"] == pytest.approx(120 / 98)
     first = cb.format_summary(summary.info, []).splitlines()[0]
     assert "15.0 img/s training" in first and "1.2 img/s wall clock" in first, first
+
+
+@pytest.mark.slow
+def test_a_configuration_error_removes_the_run_folder_it_created_and_nothing_else(tmp_path):
+    """Hydra makes the run folder (train.log, .hydra/) before sg3-train reads the configuration: a typo left
+    a folder per attempt. Only a folder this process made and wrote entirely goes; the others stay."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "1"}
+    for key in ("RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK", "WORLD_SIZE", "SLURM_NTASKS"):
+        env.pop(key, None)
+    existing = tmp_path / "runs" / "old"
+    existing.mkdir(parents=True)
+    (existing / "notes.txt").write_text("mine")
+    bad = ["data=demo", "batch=8", "logger=none", f"runs_dir={tmp_path / 'runs'}"]  # no loss.r1_gamma
+    for name in ("new", "old"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "sg3.train", *bad, f"name={name}"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 2 and "configuration error" in proc.stderr, proc.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["old"]
+    assert (existing / "notes.txt").read_text() == "mine" and (existing / "train.log").is_file()
+
+
+def test_only_a_folder_made_and_written_after_the_start_counts_as_this_processs(tmp_path):
+    import os
+
+    from sg3.training.rundir import made_by_this_process, remove_if_made_here
+
+    def folder(name: str, *files: str) -> os.PathLike:
+        path = tmp_path / name
+        (path / ".hydra").mkdir(parents=True)
+        for f in files:
+            (path / f).write_text("x")
+        return path
+
+    old = 1_000_000_000_000_000_000  # 2001
+    start = os.stat(tmp_path).st_mtime_ns  # the folders below are made after it
+    fresh = folder("fresh", "train.log")
+    assert made_by_this_process(fresh, "train.log", start) and remove_if_made_here(fresh, start)
+    assert not fresh.exists()
+    user = folder("user", "train.log", "notes.txt")  # another file: not Hydra's
+    assert not made_by_this_process(user, "train.log", start)
+    late = folder("late", "train.log")  # accepted at the start, then it got an older file (copied in)
+    (late / "stats.jsonl").write_text("{}")
+    os.utime(late / "stats.jsonl", ns=(old, old))
+    assert not remove_if_made_here(late, start) and (late / "stats.jsonl").is_file()
+    # An empty folder that existed before (hydra.run.dir=...): Hydra's entries are new, its parent is not.
+    parent = tmp_path / "parent"
+    (parent / "empty").mkdir(parents=True)
+    for path in (parent / "empty", parent):
+        os.utime(path, ns=(old, old))
+    start = old + 1
+    (parent / "empty" / ".hydra").mkdir()
+    (parent / "empty" / "train.log").write_text("")
+    assert os.stat(parent / "empty").st_mtime_ns >= start  # so only the parent tells
+    assert not made_by_this_process(parent / "empty", "train.log", start)
