@@ -161,25 +161,6 @@ def test_first_sample_and_index_checks(make_shards):
         ShardDataModule(dest, batch_size=0)
 
 
-def test_resume_draws_a_fresh_stream(make_shards):
-    dest = make_shards(12, shard_size=5)
-
-    def first_batch(dm):
-        return next(iter(dm.train_dataloader()))[0][:, 0, 4, 4].tolist()
-
-    a = ShardDataModule(dest, batch_size=12, num_workers=0, seed=3)
-    state = a.state_dict()
-    assert state == {"format": "sg3-stream", "version": 1, "seed": 3, "generation": 0}
-    fresh = ShardDataModule(dest, batch_size=12, num_workers=0, seed=3)
-    assert first_batch(fresh) == first_batch(a)
-    resumed = ShardDataModule(dest, batch_size=12, num_workers=0, seed=3)
-    resumed.load_state_dict(state)
-    assert resumed.state_dict()["generation"] == 1
-    assert first_batch(resumed) != first_batch(a)
-    with pytest.raises(ValueError, match="not a ShardDataModule state"):
-        resumed.load_state_dict({"epoch": 3})
-
-
 def test_rank_from_trainer_and_sample_labels(make_shards):
     dest = make_shards(12, shard_size=5, classes=["a", "b", "c", "c"])  # class counts 3, 3, 6
     dm = ShardDataModule(dest, batch_size=2, num_workers=0, use_labels=True)

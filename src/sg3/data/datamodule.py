@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+from dataclasses import replace
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from sg3.data.resume import StreamProgress
 from sg3.data.shards import ShardList, iter_shard_samples, resolve_urls
 from sg3.data.stream import ShardStream, SkipCounter, StreamConfig, decode_sample
 
@@ -61,6 +63,26 @@ def _resolve(urls: str | list[str]) -> ShardList:
     return resolve_urls(urls)
 
 
+class _TrainLoader(DataLoader):
+    """The training DataLoader: each iteration starts where the delivered batches left the stream.
+
+    The stream reports every batch's position; this loader passes ``(img, c)`` on and records the
+    position in the progress (committed when the batch reaches the training step).
+    """
+
+    def __init__(self, dataset, progress: StreamProgress, **kwargs) -> None:
+        super().__init__(dataset, **kwargs)
+        self.progress = progress
+
+    def __iter__(self):
+        p = self.progress
+        p.pending.clear()  # batches fetched by an earlier iteration never reach the step now
+        self.dataset.cfg = replace(self.dataset.cfg, positions=p.positions, shift=p.batches % p.roles)
+        for img, c, position in super().__iter__():
+            p.fetched(position)
+            yield img, c
+
+
 class ShardDataModule(L.LightningDataModule):
     """Streams training images from sg3/webdataset shards.
 
@@ -110,6 +132,8 @@ class ShardDataModule(L.LightningDataModule):
         self._expected = (resolution, channels)
         self._probed: tuple[int, int] | None = None
         self._generation = 0
+        self._progress: StreamProgress | None = None  # of the training loader last built
+        self._resume: dict | None = None  # stream position loaded from a checkpoint, used by the next loader
         if self.index is not None:
             self._check_against(
                 self.index["resolution"], self.index["channels"], f"{self.name} (dataset.json)"
@@ -215,8 +239,9 @@ class ShardDataModule(L.LightningDataModule):
             batch_size=batch_size,
         )
 
-    def _loader(self, cfg: StreamConfig) -> DataLoader:
-        return DataLoader(
+    def _loader(self, cfg: StreamConfig, progress: StreamProgress | None = None) -> DataLoader:
+        extra = {} if progress is None else {"progress": progress}
+        return (DataLoader if progress is None else _TrainLoader)(
             ShardStream(cfg, self.skipped),
             batch_size=None,  # the stream yields whole batches (decoded straight into the batch tensor)
             num_workers=self.num_workers,
@@ -225,6 +250,7 @@ class ShardDataModule(L.LightningDataModule):
             # fork starts fast and is the Linux default up to Python 3.13 (3.14 defaults to forkserver);
             # the stream is correct with any start method (rank/world live in the dataset object).
             multiprocessing_context=_FORK if self.num_workers > 0 else None,
+            **extra,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -232,7 +258,39 @@ class ShardDataModule(L.LightningDataModule):
         if self._probed is None:
             self.check_first_sample()
         rank, world = self._detect_rank_world()
-        return self._loader(self._config("train", rank, world, self.batch_size))
+        layout = self._layout(world)
+        positions, batches = None, 0  # every training loader starts where the loaded state stood
+        why = None if self._resume is None else _mismatch(self._resume, layout, rank)
+        if why:
+            log.warning("data stream: %s; the resumed run draws a fresh stream", why)
+            self._generation, self._resume = self._generation + 1, None
+        elif self._resume is not None and self._resume["ranks"] is not None:
+            entry = self._resume["ranks"][rank]
+            positions, batches = entry["positions"], int(entry["batches"])
+        roles = max(self.num_workers, 1)
+        hooked = getattr(self, "trainer", None) is not None
+        self._progress = StreamProgress(roles, positions, batches, hooked)
+        self._progress.rank, self._progress.layout = rank, layout
+        cfg = replace(self._config("train", rank, world, self.batch_size), report=True)
+        return self._loader(cfg, self._progress)
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        """Lightning hands this batch to the training step now: it counts as delivered (not when fetched)."""
+        if self._progress is not None:
+            self._progress.delivered()
+        return batch
+
+    def _layout(self, world: int) -> dict:
+        """What the stream's split and order depend on besides the seed (checked on resume)."""
+        counts = self.shards.counts
+        return {
+            "world_size": world,
+            "num_workers": self.num_workers,
+            "batch_size": self.batch_size,
+            "shuffle_buffer": self.shuffle_buffer,
+            "shards": len(self.shards.urls),
+            "samples": None if counts is None else sum(counts),
+        }
 
     def exactly_once_loader(self, batch_size: int, rank: int = 0, world_size: int = 1) -> DataLoader:
         """Finite loader giving every sample exactly once across ranks and workers (no flips, no shuffle).
@@ -277,13 +335,54 @@ class ShardDataModule(L.LightningDataModule):
         return torch.nn.functional.one_hot(idx, self.c_dim).to(torch.float32)
 
     def state_dict(self) -> dict:
-        """Stream state for checkpoints: the seed and the resume generation."""
-        return {"format": _STATE_FORMAT, "version": 1, "seed": self.seed, "generation": self._generation}
+        """Stream state for checkpoints: seed, generation and every rank's position in the training stream.
+
+        Under DDP this gathers the ranks' positions (Lightning calls it on every rank when it saves a
+        checkpoint, and rank 0 writes the file).
+        """
+        state = {"format": _STATE_FORMAT, "version": 2, "seed": self.seed, "generation": self._generation}
+        p = self._progress
+        if p is None:  # no training loader yet: keep what was loaded (or None: the stream's start)
+            return state | {"stream": self._resume}
+        world = p.layout["world_size"]
+        own = {"batches": p.batches, "positions": [list(x) for x in p.positions]}
+        ranks: list = [None] * world
+        dist = torch.distributed
+        if world > 1 and dist.is_available() and dist.is_initialized() and dist.get_world_size() == world:
+            dist.all_gather_object(ranks, own)
+        else:
+            ranks[p.rank] = own
+        return state | {"stream": dict(p.layout, ranks=ranks)}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restores the stream state; the next stream is a fresh draw (generation + 1), never a replay."""
+        """Restores the stream state: the next training loader continues each rank's stream exactly.
+
+        When that cannot be (the seed, ranks, workers, batch, shuffle buffer or shards changed, or a
+        checkpoint of sg3 before stream positions), the next stream is a fresh draw (generation + 1).
+        """
         if not isinstance(state_dict, dict) or state_dict.get("format") != _STATE_FORMAT:
             raise ValueError(f"not a ShardDataModule state (format {_STATE_FORMAT!r}): {state_dict!r}")
+        self._generation = int(state_dict["generation"])
+        self._resume, self._progress = None, None
         if int(state_dict["seed"]) != self.seed:
-            log.warning("data seed changed on resume: %s -> %s", state_dict["seed"], self.seed)
-        self._generation = int(state_dict["generation"]) + 1
+            log.warning(
+                "data seed changed on resume: %s -> %s; a fresh stream", state_dict["seed"], self.seed
+            )
+            self._generation += 1
+        elif state_dict.get("version", 1) < 2:
+            self._generation += 1  # no positions saved
+        else:
+            self._resume = state_dict.get("stream") or {"ranks": None}
+
+
+def _mismatch(saved: dict, layout: dict, rank: int) -> str | None:
+    """Why a saved stream position cannot be continued here, or None."""
+    if saved.get("ranks") is None:  # saved before the training loader was built: the start of the stream
+        return None
+    for key, now in layout.items():
+        if saved.get(key) != now:
+            return f"{key} was {saved.get(key)} when the checkpoint was saved and is {now} now"
+    ranks = saved["ranks"]
+    if rank >= len(ranks) or ranks[rank] is None:
+        return f"the checkpoint holds no stream position for rank {rank}"
+    return None

@@ -9,11 +9,13 @@ out of ``C = world_size * num_workers``. Rank and world size are captured when t
   divides C, else every consumer reads every shard and keeps sample i where ``i % C == k``.
 - ``train`` (infinite): epoch after epoch, a permutation of the shards and a random rotation (the same
   for all consumers, from ``(seed, generation, epoch)``) are split the same way, so within an epoch
-  every sample is read once across all consumers; then a per-consumer shuffle buffer and x-flips.
+  every sample is read once across all consumers; then a per-consumer shuffle buffer and x-flips. A
+  consumer's stream can start at a saved position without decoding what came before (sg3.data.resume).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 import os
@@ -26,6 +28,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from sg3.data.codec import decode_array, decode_sample, image_key
+from sg3.data.resume import RawCursor, ShuffleDraws, replay_shuffle
 from sg3.data.shards import iter_shard_samples
 
 __all__ = ["SKIP_KINDS", "SkipCounter", "StreamConfig", "ShardStream", "decode_sample"]
@@ -80,7 +83,7 @@ class StreamConfig:
         rank: This process's rank.
         world_size: Number of ranks.
         seed: Base seed of shard order, rotations, shuffle buffer and flips.
-        generation: Resume generation; each resume draws a fresh stream.
+        generation: Stream generation: a resume that cannot continue the saved stream draws the next one.
         shuffle_buffer: Shuffle buffer size in samples per worker (train only; <= 1 disables).
         mirror: Random x-flips with probability 0.5 (train only).
         c_dim: One-hot label size (0 = no labels).
@@ -89,6 +92,10 @@ class StreamConfig:
         strict: Raise on a corrupt sample or broken shard instead of skipping it.
         batch_size: Images per yielded batch ``(img uint8 [N,C,H,W], c float32 [N,c_dim])``; the last
             batch of a finite stream may be smaller. 0 yields single images ``([C,H,W], [c_dim])``.
+        positions: Train only: per stream id, ``[samples taken out of the shuffle buffer, images
+            delivered]`` to start from (None: the start).
+        shift: Worker w runs stream id ``(w + shift) % workers`` (the batches delivered before, mod workers).
+        report: Train with batch_size > 0 only: yield ``(img, c, int64 [stream id, taken, images])``.
     """
 
     urls: list[str]
@@ -105,6 +112,9 @@ class StreamConfig:
     channels: int | None = None
     strict: bool = False
     batch_size: int = 0
+    positions: list[list[int]] | None = None
+    shift: int = 0
+    report: bool = False
 
 
 def _range_reads(urls, counts, order, lo, hi):
@@ -146,7 +156,8 @@ class ShardStream(IterableDataset):
     def _consumer(self) -> tuple[int, int, int]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        return self.cfg.rank * workers + worker, self.cfg.world_size * workers, worker
+        role = (worker + self.cfg.shift) % workers  # the stream id this worker runs
+        return self.cfg.rank * workers + role, self.cfg.world_size * workers, role
 
     def _on_error(self, kind: str, where: str, exc: Exception) -> None:
         if self.cfg.strict:
@@ -154,20 +165,22 @@ class ShardStream(IterableDataset):
         self.counter.add(kind)
         log.warning("skipping %s: %s: %s", kind.replace("_", " "), where, exc)
 
-    def _read_all_strided(self, order, k, n) -> Iterator[dict]:
+    def _read_all_strided(self, order, k, n, cursor: RawCursor) -> Iterator[tuple[int, dict]]:
         base = 0
         for s in order:
             last = [-1]
 
-            def keep(pos, base=base, last=last):
+            def owned(pos, base=base, last=last):
                 last[0] = pos
                 return (base + pos) % n == k
 
+            keep = cursor.keep(owned)
             for _, sample in iter_shard_samples(self.cfg.urls[s], keep=keep, on_error=self._on_error):
-                yield sample
+                yield cursor.last, sample
             base += last[0] + 1
 
-    def _epoch(self, k: int, n: int, epoch: int) -> Iterator[dict]:
+    def _epoch(self, k: int, n: int, epoch: int, cursor: RawCursor) -> Iterator[tuple[int, dict]]:
+        """(position, sample) of consumer k's share of one epoch; the cursor numbers and selects them."""
         cfg, num = self.cfg, len(self.cfg.urls)
         if cfg.mode == "once":
             order, offset = list(range(num)), 0
@@ -181,45 +194,64 @@ class ShardStream(IterableDataset):
             if cfg.mode == "train" and hi == lo:  # fewer samples than consumers: one sample each
                 lo, hi = (offset + k) % total, (offset + k) % total + 1
             for url, first, stop, count in _range_reads(cfg.urls, cfg.counts, order, lo, hi):
-                keep = (lambda p, first=first: p >= first) if first else None
+                if not cursor.any_wanted(stop - first):  # all stepped over: the shard is not even opened
+                    cursor.pos += stop - first
+                    continue
+                keep = cursor.keep((lambda p, first=first: p >= first) if first else None)
                 reader = iter_shard_samples(url, keep, stop, self._on_error, expect=min(stop, count))
                 for _, sample in reader:
-                    yield sample
+                    yield cursor.last, sample
         elif num % n == 0 or (cfg.mode == "train" and num >= n):
             for s in order[k::n]:
-                for _, sample in iter_shard_samples(cfg.urls[s], on_error=self._on_error):
-                    yield sample
+                keep = cursor.keep()
+                for _, sample in iter_shard_samples(cfg.urls[s], keep=keep, on_error=self._on_error):
+                    yield cursor.last, sample
         else:
-            yield from self._read_all_strided(order, k, n)
+            yield from self._read_all_strided(order, k, n, cursor)
 
-    def _raw(self, k: int, n: int) -> Iterator[dict]:
+    def _raw(self, k: int, n: int, cursor: RawCursor) -> Iterator[tuple[int, dict]]:
         if self.cfg.mode == "once":
-            yield from self._epoch(k, n, 0)
+            yield from self._epoch(k, n, 0, cursor)
             return
         epoch = 0
         while True:
-            produced = 0
-            for sample in self._epoch(k, n, epoch):
-                produced += 1
-                yield sample
-            if produced == 0:
+            start = cursor.pos
+            yield from self._epoch(k, n, epoch, cursor)
+            if cursor.pos == start:
                 raise RuntimeError(
                     f"consumer {k} of {n} read no samples from {len(self.cfg.urls)} shard(s) "
                     f"(first: {self.cfg.urls[0]}); skipped so far: {self.counter.as_dict()}"
                 )
             epoch += 1
 
-    def _shuffled(self, samples: Iterator[dict], rng: np.random.Generator) -> Iterator[dict]:
+    def _shuffled(self, k: int, n: int, rng: np.random.Generator, taken: int) -> Iterator[dict]:
+        """The training stream of consumer k after ``taken`` samples left its shuffle buffer."""
         size = self.cfg.shuffle_buffer
         if size <= 1:
-            yield from samples
+            for _, sample in self._raw(k, n, RawCursor(skip_to=taken)):
+                yield sample
             return
+        draws = ShuffleDraws(rng, size)
+        slots = replay_shuffle(size, taken, draws) if taken else None
+        cursor = RawCursor(size + taken, slots) if taken else RawCursor()
+        raw = self._raw(k, n, cursor)
         buf: list[dict] = []
-        for sample in samples:
+        if slots is not None:  # refill the buffer with the samples it held (read; the others stepped over)
+            held, ahead = {}, []
+            for pos, sample in raw:
+                if pos >= cursor.skip_to:
+                    ahead.append((pos, sample))
+                    break
+                held[pos] = sample
+                if len(held) == size:
+                    break
+            buf = [held[p] for p in slots if p in held]  # all of them unless a shard read differently
+            raw = itertools.chain(ahead, raw)
+        for _, sample in raw:
             if len(buf) < size:
                 buf.append(sample)
                 continue
-            j = int(rng.integers(size))
+            j = draws.next()
             buf[j], sample = sample, buf[j]
             yield sample
         rng.shuffle(buf)
@@ -261,17 +293,24 @@ class ShardStream(IterableDataset):
         return img, torch.zeros(size, self.cfg.c_dim, dtype=torch.float32)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        k, n, worker = self._consumer()
+        k, n, role = self._consumer()
         cfg = self.cfg
-        rng = np.random.default_rng([cfg.seed, cfg.generation, cfg.rank, worker, 1])
-        samples = self._raw(k, n)
-        mirror = cfg.mode == "train" and cfg.mirror
-        if cfg.mode == "train":
-            samples = self._shuffled(samples, rng)
+        train = cfg.mode == "train"
+        taken, images = cfg.positions[role] if train and cfg.positions else (0, 0)
+        rng = np.random.default_rng([cfg.seed, cfg.generation, cfg.rank, role, 1])
+        flips = np.random.Generator(np.random.PCG64([cfg.seed, cfg.generation, cfg.rank, role, 2]))
+        flips.bit_generator.advance(images)  # one 64-bit draw per delivered image (random() below)
+        if train:
+            samples = self._shuffled(k, n, rng, taken)
+        else:
+            samples = (sample for _, sample in self._raw(k, n, RawCursor()))
+        mirror = train and cfg.mirror
+        report = train and cfg.report and cfg.batch_size > 0
         size = max(cfg.batch_size, 1)
         img = c = pixels = first = None
         fill = 0
         for sample in samples:
+            taken += 1  # decoded or skipped, it left the shuffle buffer
             out = self._decode(sample)
             if out is None:
                 continue
@@ -286,14 +325,18 @@ class ShardStream(IterableDataset):
             if img is None:
                 img, c = self._new_batch(size, shape)
                 pixels = img.numpy()
-            if mirror and rng.random() < 0.5:
+            if mirror and flips.random() < 0.5:
                 arr = arr[:, ::-1]  # x-flip as a view: the copy below does it
             np.copyto(pixels[fill], arr.transpose(2, 0, 1))  # [H, W, C] -> [C, H, W]
             if label >= 0:
                 c[fill, label] = 1
             fill += 1
+            images += 1
             if fill == size:
-                yield (img, c) if cfg.batch_size else (img[0], c[0])
+                if report:
+                    yield img, c, torch.tensor([role, taken, images], dtype=torch.int64)
+                else:
+                    yield (img, c) if cfg.batch_size else (img[0], c[0])
                 img, fill = None, 0
         if fill:
             yield img[:fill], c[:fill]
