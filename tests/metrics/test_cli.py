@@ -127,3 +127,15 @@ def test_cli_reads_the_network_file_once_for_a_legacy_metric(tmp_path, monkeypat
     monkeypatch.setattr(cli, "get_detector", lambda kind, opts: None)  # no detector weights here
     assert cli.main([f"network={net}", f"data={data}", "metrics=[fid50k]", "progress=false"]) == 0
     assert reads == [str(net)] and seen == [True]
+
+
+def test_cli_unknown_keys_and_unbracketed_lists_are_one_line_errors(tmp_path, capsys):
+    """Hydra answered `bogus=1` with six lines, exit code 1 and the advice to write `+bogus=1` (which would
+    then be ignored), and `metrics=a,b` with a four-line 'Ambiguous value' block."""
+    net = _net(tmp_path)
+    assert main([f"network={net}", "bogus=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'bogus'" in err and "network" in err and "out_dir" in err, err
+    assert main([f"network={net}", "metrics=eqt4_int,eqr4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "metrics=[eqt4_int,eqr4]" in err, err

@@ -40,7 +40,7 @@ class _RecordingG(torch.nn.Module):
 def test_generator_source_draws_z_then_class_from_the_seeds_random_state(monkeypatch):
     # Spec 7: generator source uses seeds seed + i, the random one-hot class from the same RandomState.
     G = _RecordingG()
-    monkeypatch.setattr(spectra, "load_network", lambda path, device: G)
+    monkeypatch.setattr(spectra, "load_network", lambda path, device, **kw: G)
     _, batches = spectra.image_source("net.pt", num=6, seed=10, device=torch.device("cpu"))
     assert sum(b.shape[0] for b in batches()) == 6
     assert len(G.calls) == 6
@@ -176,8 +176,8 @@ def test_spectra_generates_each_image_once_and_keeps_the_two_pass_numbers(sg3_fi
     real_load = spectra.load_network
     images = []
 
-    def recording_load(path, device):
-        G = real_load(path, device)
+    def recording_load(path, device, **kw):
+        G = real_load(path, device, **kw)
         G.register_forward_hook(lambda module, args, out: images.append(out.detach().clone()))
         return G
 

@@ -21,7 +21,7 @@ from sg3.metrics.options import MetricOptions, get_detector
 from sg3.metrics.registry import compute, parse_metric
 from sg3.tools.cli_common import CliError, load_network, output_folder, resolve_device, run_cli
 
-__all__ = ["main", "open_data", "training_mirror"]
+__all__ = ["main", "open_data", "training_mirror", "check_overrides"]
 
 
 def open_data(path: str, G, batch_size: int = 64, num_workers: int = 2, mirror: bool = False):
@@ -122,7 +122,7 @@ def run(cfg: DictConfig) -> int:
     seed, batch_size = _int(cfg, "seed"), _int(cfg, "batch_size")
     device = _device(cfg.device)
     info: dict = {}  # the file's training information, from the same read as G
-    G = load_network(cfg.network, device, info=info)
+    G = load_network(cfg.network, device, info=info, arg="network=")
     out_dir = Path(cfg.out_dir) if cfg.out_dir else Path(cfg.network).expanduser().resolve().parent
     with contextlib.ExitStack() as stack:
         try:  # before any metric runs: a bad out_dir must not waste an hour of FID
@@ -168,8 +168,38 @@ def _hydra_main(cfg: DictConfig) -> None:
         sys.exit(code)
 
 
+def check_overrides(args: list[str]) -> None:
+    """Check the command line's `key=value` overrides before Hydra sees them.
+
+    Hydra answers an unknown key with several lines, exit code 1 and the advice to write `+key=...`
+    (which would then be ignored), and `metrics=a,b` with an 'Ambiguous value' block.
+
+    Raises:
+        CliError: an unknown key (listing the accepted ones), or a metric list without brackets.
+    """
+    conf = OmegaConf.load(Path(__file__).parent / "conf" / "metrics_cli.yaml")
+    keys = [str(k) for k in conf if k not in ("defaults", "hydra")]
+    sweep = any(a in ("-m", "--multirun") for a in args)
+    for arg in args:
+        if arg.startswith("-") or "=" not in arg:  # Hydra's own flags (--help, --cfg job, ...)
+            continue
+        key, value = arg.split("=", 1)
+        root = key.lstrip("+~").split(".")[0].split("/")[0]
+        if root == "hydra":
+            continue
+        if root not in keys:
+            raise CliError(
+                f"unknown key {root!r} in {arg!r}; accepted: {', '.join(keys)} (see sg3-metrics --help)"
+            )
+        if root == "metrics" and "," in value and not value.lstrip().startswith("[") and not sweep:
+            raise CliError(f"{arg!r}: write the list of metrics in brackets: metrics=[{value}]")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; `argv` are Hydra overrides (`network=... metrics=[...]`)."""
+    code = run_cli(lambda: check_overrides(sys.argv[1:] if argv is None else list(argv)), "sg3-metrics")
+    if code:
+        return code
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
     try:

@@ -28,6 +28,7 @@ __all__ = [
     "to_uint8",
     "console_main",
     "run_cli",
+    "ToolParser",
 ]
 
 _SEEDS = re.compile(r"^\d+(-\d+)?$")
@@ -39,7 +40,10 @@ class CliError(ValueError):
 
 
 def load_network(
-    path: str | os.PathLike, device: torch.device | str = "cpu", info: dict | None = None
+    path: str | os.PathLike,
+    device: torch.device | str = "cpu",
+    info: dict | None = None,
+    arg: str = "--network",
 ) -> torch.nn.Module:
     """Load G_ema from an sg3 checkpoint (.ckpt), exported generator (.pt) or official pickle (.pkl).
 
@@ -48,6 +52,7 @@ def load_network(
         device: Where to put the generator.
         info: If given, receives the file's training information from the same read: 'meta' (an sg3
             file's config and counters) and 'training_set_kwargs' (an official pickle's), None if absent.
+        arg: The argument that named the file, for the error message ('--network', '--source', 'network=').
 
     Raises:
         CliError: the file does not exist.
@@ -56,8 +61,9 @@ def load_network(
 
     p = Path(path).expanduser()
     if not p.is_file():
+        named = f"{arg}{'' if arg.endswith('=') else ' '}{str(path)!r}"
         raise CliError(
-            f"network file not found: {str(path)!r} (expected an sg3 checkpoint .ckpt, an exported "
+            f"{named}: network file not found (expected an sg3 checkpoint .ckpt, an exported "
             f"generator .pt or an official StyleGAN2/3 pickle .pkl)"
         )
     networks = sg3.io.load_networks(p)
@@ -214,12 +220,28 @@ def run_cli(fn: Callable[[], int | None], prog: str) -> int:
         return 2
 
 
+class ToolParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (no usage block), naming the accepted options."""
+
+    def error(self, message: str):  # noqa: D102 (argparse's hook)
+        if message.startswith("unrecognized arguments"):
+            names = [max(a.option_strings, key=len) for a in self._actions if a.option_strings]
+            message += f"; accepted: {', '.join(names)} (see {self.prog} --help)"
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def console_main(
     build_parser: Callable[[], argparse.ArgumentParser],
     run: Callable[[argparse.Namespace], int | None],
     prog: str,
     argv: list[str] | None,
 ) -> int:
-    """A console script's body: parse `argv` with `build_parser()`, then `run(args)` under `run_cli`."""
-    args = build_parser().parse_args(argv)
+    """A console script's body: parse `argv` with `build_parser()`, then `run(args)` under `run_cli`.
+
+    Returns the exit code: 0 (also after --help), 2 for a bad argument (argparse's or the tool's own).
+    """
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or an argparse error already printed
+        return e.code if isinstance(e.code, int) else 2
     return run_cli(lambda: run(args), prog)

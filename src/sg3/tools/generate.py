@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from sg3.tools.cli_common import (
     CliError,
+    ToolParser,
     check_image_output,
     class_labels,
     console_main,
@@ -109,7 +110,7 @@ def generate(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sg3-generate", description=__doc__.split("\n\n")[0])
+    p = ToolParser(prog="sg3-generate", description=__doc__.split("\n\n")[0])
     p.add_argument("--network", required=True, help="sg3 .ckpt, exported .pt or official .pkl")
     p.add_argument("--seeds", required=True, help="seeds, e.g. 0,1,4-6")
     p.add_argument("--trunc", type=float, default=1.0, help="truncation psi (1 = none)")

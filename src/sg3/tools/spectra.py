@@ -26,6 +26,7 @@ from tqdm.auto import tqdm  # noqa: E402
 
 from sg3.tools.cli_common import (  # noqa: E402
     CliError,
+    ToolParser,
     class_labels,
     console_main,
     load_network,
@@ -42,7 +43,7 @@ def image_source(spec: str, num: int, seed: int, device: torch.device) -> tuple[
     """A named factory of uint8 image batches `[N, C, H, W]` from a network file or a dataset."""
     name = Path(spec.rstrip("/")).stem if not spec.startswith("demo") else spec.replace(":", "-")
     if spec.endswith(NETWORK_SUFFIXES):
-        G = load_network(spec, device)
+        G = load_network(spec, device, arg="--source")
 
         def gen_batches() -> Iterator[torch.Tensor]:
             for i in range(num):
@@ -162,7 +163,7 @@ def save_slices(results: dict[str, tuple[np.ndarray, int]], path: Path) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sg3-spectra", description=__doc__.split("\n\n")[0])
+    p = ToolParser(prog="sg3-spectra", description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--source",
         action="append",
@@ -173,8 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="first seed for generators")
     p.add_argument("--beta", type=float, default=8.0, help="Kaiser window beta")
     p.add_argument("--interp", type=int, default=4, help="zero-padding factor")
-    p.add_argument("--outdir", required=True)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--outdir", required=True, help="folder for the .npz arrays and .png plots")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     return p  # fmt: skip
 
 

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from sg3.tools.cli_common import (
     CliError,
+    ToolParser,
     check_image_output,
     class_labels,
     console_main,
@@ -114,17 +115,17 @@ def comparison_image(results: dict[str, dict], tile: int = 192) -> PIL.Image.Ima
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sg3-sticking", description=__doc__.split("\n\n")[0])
+    p = ToolParser(prog="sg3-sticking", description=__doc__.split("\n\n")[0])
     p.add_argument("--network", action="append", required=True, help="network file; repeat to compare")
     p.add_argument("--label", action="append", default=None, help="display name per --network")
     p.add_argument("--paths", type=int, default=64, help="random latent paths")
     p.add_argument("--steps", type=int, default=16, help="frames per path")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the path endpoints")
     p.add_argument("--trunc", type=float, default=1.0, help="truncation psi of the path endpoints")
-    p.add_argument("--class", dest="class_idx", type=int, default=None)
+    p.add_argument("--class", dest="class_idx", type=int, default=None, help="class (conditional nets)")
     p.add_argument("--output", default="sticking.png", help="side-by-side comparison PNG")
     p.add_argument("--tile", type=int, default=192, help="display size of each image in pixels")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     return p
 
 

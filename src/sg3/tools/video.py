@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from sg3.tools.cli_common import (
     CliError,
+    ToolParser,
     class_labels,
     console_main,
     load_network,
@@ -152,10 +153,11 @@ def transform_frames(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sg3-video", description=__doc__.split("\n\n")[0])
+    p = ToolParser(prog="sg3-video", description=__doc__.split("\n\n")[0])
     p.add_argument("--network", required=True, help="sg3 .ckpt, exported .pt or official .pkl")
     p.add_argument("--seeds", required=True, help="seeds, e.g. 0-31")
-    p.add_argument("--mode", default="latent", choices=["latent", "translate", "rotate"])
+    p.add_argument("--mode", default="latent", choices=["latent", "translate", "rotate"],
+                   help="latent walk, or move the input grid (StyleGAN3)")  # fmt: skip
     p.add_argument("--grid", default="1x1", help="WxH cells")
     p.add_argument(
         "--num-keyframes", type=int, default=None, help="keyframes per cell (default: seeds/cells)"
@@ -168,9 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amount", type=float, default=0.125, help="translation radius in image units")
     p.add_argument("--trunc", type=float, default=1.0, help="truncation psi")
     p.add_argument("--class", dest="class_idx", type=int, default=None, help="class (conditional nets)")
-    p.add_argument("--fps", type=int, default=60)
+    p.add_argument("--fps", type=int, default=60, help="frames per second")
     p.add_argument("--output", required=True, help=".mp4 or .gif")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     return p
 
 
