@@ -261,3 +261,20 @@ def test_the_resume_command_of_the_summary_pastes_into_a_shell_and_keeps_the_tot
     assert not any(ch in finished for ch in "<>|;&"), finished
     total = [t for t in shlex.split(finished) if t.startswith("total_kimg=")]
     assert len(total) == 1 and float(total[0].split("=")[1]) > 1.0
+
+
+def test_a_resume_knows_whether_its_checkpoint_step_drew_the_fake_grid():
+    """`resumed_at_grid_step` (the resume redraws a grid the killed process did not save) follows the same
+    rule as the steps themselves: every image_snap ticks, and the last step."""
+    extra = ["kimg_per_tick=0.004", "image_snap=2", "total_kimg=0.016"]  # batch 4: a tick per step, 4 steps
+    module, resumed = tiny_module(extra), tiny_module(extra, seed=1)
+    drawn, flagged = [], []
+    for _ in range(4):
+        module.training_step(reals(), module.batch_idx)
+        drawn.append(module.tick_info["images"])
+        ckpt = {"state_dict": module.state_dict()}
+        module.on_save_checkpoint(ckpt)
+        resumed.on_load_checkpoint(ckpt)
+        flagged.append(resumed.resumed_at_grid_step)
+    assert drawn == [True, False, True, True]  # ticks 0 and 2, and the last step (tick 3)
+    assert flagged == drawn

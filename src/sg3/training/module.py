@@ -339,7 +339,7 @@ class StyleGAN3Module(LightningModule):
             "tick": self.cur_tick,
             "done": done,
             "snapshot": done or self.cur_tick % _every_ticks(d, "snapshot_kimg") == 0,
-            "images": done or self.cur_tick % _every_ticks(d, "image_kimg") == 0,
+            "images": draws_grid(d, self.cur_tick, self.cur_nimg),
             "stats": stats,
             "scalars": scalars,
         }
@@ -452,10 +452,7 @@ class StyleGAN3Module(LightningModule):
         if not all(k in saved for k in ("image_kimg", "kimg_per_tick", "total_kimg")):
             saved = self.derived
         at_tick = self.cur_tick > 0 and self.tick_start_nimg == self.cur_nimg > 0  # the step ended a tick
-        self.resumed_at_grid_step = at_tick and (
-            self.cur_nimg >= saved["total_kimg"] * 1000
-            or (self.cur_tick - 1) % _every_ticks(saved, "image_kimg") == 0
-        )
+        self.resumed_at_grid_step = at_tick and draws_grid(saved, self.cur_tick - 1, self.cur_nimg)
         ada_state = checkpoint.get("state_dict", {}).get("ada._extra_state")
         if self.ada is not None and isinstance(ada_state, dict) and self.global_rank != 0:
             # The saved sums are those of all processes: rank 0 continues them, the others start at zero.
@@ -481,6 +478,11 @@ class StyleGAN3Module(LightningModule):
 def _every_ticks(derived: dict[str, Any], key: str) -> int:
     """Ticks between snapshots (`key` 'snapshot_kimg') or fake grids ('image_kimg'), at least 1."""
     return max(int(round(derived[key] / derived["kimg_per_tick"])), 1)
+
+
+def draws_grid(derived: dict[str, Any], tick: int, cur_nimg: int) -> bool:
+    """Whether the step ending tick `tick` at `cur_nimg` images draws the fake grid (the last step does)."""
+    return cur_nimg >= derived["total_kimg"] * 1000 or tick % _every_ticks(derived, "image_kimg") == 0
 
 
 def _cpu_mem_gb() -> float:
