@@ -83,7 +83,7 @@ def test_the_end_of_run_summary_reports_the_ticks_training_speed_and_labels_the_
     import sg3.training.callbacks as cb
 
     clock = SimpleNamespace(now=1000.0)
-    monkeypatch.setattr(cb.time, "time", lambda: clock.now)
+    monkeypatch.setattr(cb, "time", SimpleNamespace(time=lambda: clock.now))
     snaps = SimpleNamespace(stopped_by_signal=None, last_checkpoint=None, last_export=None)
     summary = cb.Summary(str(tmp_path), SimpleNamespace(files=[]), snaps)
     module = SimpleNamespace(cur_nimg=0, kimg=0.0, done=False, augment_pipe=None, tick_info=None)
