@@ -442,3 +442,28 @@ def test_upfirdn2d_negative_gain_is_the_total_gain(ndim, impl):
     torch.testing.assert_close(y, -2.5 * ops.upfirdn2d(x, f, impl=impl, **kw), rtol=1e-12, atol=1e-12)
     upsampled = ops.upsample2d(x, f, gain=-1.0, impl=impl)  # upsample2d's gain up**2 times -1
     torch.testing.assert_close(upsampled, -ops.upsample2d(x, f, impl=impl), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_filtered_lrelu_signs_are_packed_two_bits_per_sample(dtype, spec_filters):
+    """Spec §2.3: the forward records 2 bits per upsampled-domain sample (bit0 = negative, bit1 = clamped),
+    4 per byte. With identity filters the z grid is x + b itself: z-row v's code sits in bits 2 * (v % 4)
+    of byte v / 4. With the L0 filter at up = down = 2 the tensor stays near a quarter byte per sample."""
+    ext = _build.load_extension("cpp")
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(2, 3, 5, 21, generator=g, dtype=dtype)
+    b = torch.randn(3, generator=g, dtype=dtype)
+    one = torch.ones(1, dtype=dtype)
+    gain, slope, clamp = 1.5, 0.25, 1.2
+    _, signs = ext.filtered_lrelu_fwd(x, one, one, b, 1, 1, 0, 0, 0, 0, gain, slope, clamp, False, True)
+    assert signs.dtype == torch.uint8 and signs.shape[:3] == (2, 3, 5) and signs.shape[3] * 4 >= 21
+    v = torch.arange(21)
+    codes = (signs[..., v // 4].long() >> (2 * (v % 4))) & 3
+    z = x + b[:, None, None]
+    a = z * torch.where(z < 0, gain * slope, gain)
+    torch.testing.assert_close(codes, (z < 0).long() + 2 * (a.abs() > clamp).long(), rtol=0, atol=0)
+    f = spec_filters["l0"].to(dtype)
+    x = torch.randn(1, 2, 64, 64, generator=g, dtype=dtype)
+    _, signs = ext.filtered_lrelu_fwd(x, f, f, b[:2], 2, 2, 11, 10, 11, 10, gain, slope, -1.0, False, True)
+    hz = wz = 63 * 2 + 12  # z rows and samples per row the 64x64 output reads
+    assert signs.shape[2] == hz and signs.numel() <= 1.1 * 2 * hz * wz / 4

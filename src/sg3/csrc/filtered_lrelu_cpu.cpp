@@ -14,8 +14,8 @@
 // (polyphase_rows_cpu.h: horizontal passes several rows per sweep, vertical passes two output rows per
 // sweep over their shared source rows), which keeps 8 vector accumulators busy even on 36-pixel layers.
 // A 2-D filter (e.g. the radial down filter of config R) runs one horizontal pass per filter row.
-// Codes (one byte per z-grid sample, phase-major rows of Lx * nbz bytes): 0 = z >= 0, 1 = z < 0,
-// 2 = clamped.
+// Codes (2 bits per z-grid sample, spec 2.3: bit0 = z < 0, bit1 = clamped; packed 4 per byte, sample v of a
+// phase-major row of Lx * nbz samples in bits 2 * (v % 4) of byte v / 4, so a row is Lx * nbz / 4 bytes).
 #define SG3_OPS_NAMESPACE sg3cpu
 #include <ATen/Parallel.h>
 
@@ -23,6 +23,7 @@
 #include <immintrin.h>
 #endif
 
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -102,29 +103,38 @@ inline int64_t choose_band(int64_t rows, int64_t planes, int64_t bytes_per_row) 
 }
 
 typedef int32_t VecI __attribute__((vector_size(32)));
-typedef uint8_t Bytes8 __attribute__((vector_size(8), aligned(1), may_alias));
 
-// 8 int32 lanes (values 0..3) to 8 bytes, and back; AVX2 packs / zero-extension where available
-// (the generic vector conversions compile to per-lane scalar code).
+constexpr VecI kCodeShifts = {0, 2, 4, 6, 8, 10, 12, 14};  // lane k's 2-bit code sits at bits 2k of 16
+
+// 8 int32 lanes (values 0..3) to 16 packed bits (2 bytes at dst), and back.
 inline void store_codes8(uint8_t* dst, VecI code) {
 #if defined(__AVX2__)
-  const __m256i c = (__m256i)code;
-  const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
-  _mm_storel_epi64(reinterpret_cast<__m128i*>(dst), _mm_packus_epi16(w, w));
+  const __m256i c = _mm256_sllv_epi32((__m256i)code, (__m256i)kCodeShifts);
+  __m128i v = _mm_or_si128(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+  v = _mm_or_si128(v, _mm_shuffle_epi32(v, 0x4E));
+  v = _mm_or_si128(v, _mm_shuffle_epi32(v, 0xB1));
+  const uint16_t w = static_cast<uint16_t>(_mm_cvtsi128_si32(v));
 #else
-  *reinterpret_cast<Bytes8*>(dst) = __builtin_convertvector(code, Bytes8);
+  const VecI c = code << kCodeShifts;
+  uint16_t w = 0;
+  for (int k = 0; k < 8; ++k) w = static_cast<uint16_t>(w | c[k]);
 #endif
+  std::memcpy(dst, &w, 2);
 }
 inline VecI load_codes8(const uint8_t* src) {
+  uint16_t w;
+  std::memcpy(&w, src, 2);
 #if defined(__AVX2__)
-  return (VecI)_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(src)));
+  const __m256i v = _mm256_srlv_epi32(_mm256_set1_epi32(w), (__m256i)kCodeShifts);
+  return (VecI)_mm256_and_si256(v, _mm256_set1_epi32(3));
 #else
-  return __builtin_convertvector(*reinterpret_cast<const Bytes8*>(src), VecI);
+  return ((VecI{} + int32_t(w)) >> kCodeShifts) & 3;
 #endif
 }
 
-// a = gain * lrelu(z, slope), clamped; code = (z < 0) + 2 * clamped. float: 8 samples per step in vector
-// registers (the codes narrowed to bytes in registers); double: a branch-free loop the compiler vectorizes.
+// a = gain * lrelu(z, slope), clamped; code = (z < 0) + 2 * clamped, packed at codes (z[i]'s code in bits
+// 2 * (i % 4) of codes[i / 4]; n is a multiple of 8). float: 8 samples per step in vector registers (the codes
+// packed in registers); double: 4 samples (one code byte) per step.
 template <typename T, bool WRITE, bool CLAMP>
 void activate(T* __restrict z, uint8_t* __restrict codes, int64_t n, T gain, T slope, T clamp) {
   const T gs = gain * slope;
@@ -143,24 +153,29 @@ void activate(T* __restrict z, uint8_t* __restrict codes, int64_t n, T gain, T s
       *reinterpret_cast<VecF*>(z + i) = c;
       if constexpr (WRITE) {
         const VecI code = (neg & 1) | ((c != a) & 2);
-        store_codes8(codes + i, code);
+        store_codes8(codes + i / 4, code);
       }
     }
   }
-  for (; i < n; ++i) {
-    const T v = z[i];
-    const T a = v * (v < T(0) ? gs : gain);
-    T c = a;
-    if constexpr (CLAMP) {
-      c = c > clamp ? clamp : c;
-      c = c < -clamp ? -clamp : c;
+  for (; i < n; i += 4) {
+    int byte = 0;
+    for (int k = 0; k < 4 && i + k < n; ++k) {
+      const T v = z[i + k];
+      const T a = v * (v < T(0) ? gs : gain);
+      T c = a;
+      if constexpr (CLAMP) {
+        c = c > clamp ? clamp : c;
+        c = c < -clamp ? -clamp : c;
+      }
+      z[i + k] = c;
+      byte |= (int(v < T(0)) + 2 * int(c != a)) << (2 * k);
     }
-    z[i] = c;
-    if constexpr (WRITE) codes[i] = static_cast<uint8_t>(int(v < T(0)) + 2 * int(c != a));
+    if constexpr (WRITE) codes[i / 4] = static_cast<uint8_t>(byte);
   }
 }
 
-// dz *= gain, gain * slope or 0 according to the codes (float: the multiplier is a register permute by code).
+// dz *= gain, gain * slope or 0 according to the packed codes (as activate writes them; n a multiple of 8;
+// float: the multiplier is a register permute by code).
 template <typename T>
 void apply_codes(T* __restrict d, const uint8_t* __restrict codes, int64_t n, T m0, T m1) {
   int64_t a = 0;
@@ -168,15 +183,15 @@ void apply_codes(T* __restrict d, const uint8_t* __restrict codes, int64_t n, T 
     const VecF table = {m0, m1, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
     for (; a + 8 <= n; a += 8) {
 #if defined(__AVX2__)
-      const __m256 m = _mm256_permutevar8x32_ps((__m256)table, (__m256i)load_codes8(codes + a));
+      const __m256 m = _mm256_permutevar8x32_ps((__m256)table, (__m256i)load_codes8(codes + a / 4));
       *reinterpret_cast<VecF*>(d + a) *= (VecF)m;
 #else
-      *reinterpret_cast<VecF*>(d + a) *= __builtin_shuffle(table, load_codes8(codes + a));
+      *reinterpret_cast<VecF*>(d + a) *= __builtin_shuffle(table, load_codes8(codes + a / 4));
 #endif
     }
   }
   for (; a < n; ++a) {
-    const int c = codes[a];
+    const int c = (codes[a / 4] >> (2 * (a % 4))) & 3;
     d[a] *= c == 0 ? m0 : (c == 1 ? m1 : T(0));
   }
 }
@@ -227,7 +242,7 @@ void forward_band(const FlPlan<T>& P, const T* xp, T bias, T* yp, uint8_t* sp, i
   }
   for (int64_t Y = z_lo; Y < z_hi; ++Y) {
     const bool own = Y < own_hi && sp != nullptr;
-    activate_any(zb + (Y - z_lo) * zs, own ? sp + Y * zs : nullptr, zs, P);
+    activate_any(zb + (Y - z_lo) * zs, own ? sp + Y * (zs / 4) : nullptr, zs, P);
   }
   if (dsep) {
     vertical_pass(RowMap{P.down, 1, 0, 1, z_lo, z_hi}, P.fd.gy.data(), P.fd.th, zb, z_lo, zs, rb, j0, j1, zs, zs);
@@ -331,9 +346,9 @@ void backward_band(const FlPlan<T>& P, const T* dyp, const uint8_t* sp, T* dxp, 
   }
   const T m0 = P.gain, m1 = P.gain * P.slope;
   for (int64_t Y = z_lo; Y < z_hi; ++Y) {  // the codes of the forward
-    const uint8_t* code = sp + Y * P.lz.size();
+    const uint8_t* code = sp + Y * (P.lz.size() / 4);
     T* dz = dzb + (Y - z_lo) * dzs;
-    for (int64_t c = 0; c < P.L; ++c) apply_codes(dz + c * P.ldz.len - P.ldz.a0, code + c * P.nbz, P.nbz, m0, m1);
+    for (int64_t c = 0; c < P.L; ++c) apply_codes(dz + c * P.ldz.len - P.ldz.a0, code + c * P.nbz / 4, P.nbz, m0, m1);
   }
   const RowMap dx_map{P.up, -1, P.py0, 1, z_lo, z_hi};  // forward: z[Y] += fu[k] * u[Y + k], u[i*up + py0] = x[i]
   if (usep) {
@@ -413,12 +428,12 @@ std::tuple<at::Tensor, at::Tensor> filtered_lrelu_fwd(const at::Tensor& x, const
     const auto P = make_plan<T>(fu, fd, N, C, H, W, up, down, padx0, padx1, pady0, pady1, gain, slope, clamp, flip);
     if (xc.numel() == 0) {  // no samples: every z is 0 (code 0, "positive"), so y = 0 (no division by 0 below)
       y = at::zeros({N, C, P.OH, P.OW}, xc.options());
-      si = write_signs ? at::zeros({N, C, P.Hz, P.lz.size()}, xc.options().dtype(at::kByte))
+      si = write_signs ? at::zeros({N, C, P.Hz, P.lz.size() / 4}, xc.options().dtype(at::kByte))
                        : at::empty({0}, xc.options().dtype(at::kByte));
       return;
     }
     y = at::empty({N, C, P.OH, P.OW}, xc.options());
-    si = write_signs ? at::empty({N, C, P.Hz, P.lz.size()}, xc.options().dtype(at::kByte))
+    si = write_signs ? at::empty({N, C, P.Hz, P.lz.size() / 4}, xc.options().dtype(at::kByte))
                      : at::empty({0}, xc.options().dtype(at::kByte));
     const int64_t band = choose_band(P.OH, N * C, P.lz.size() * sizeof(T) * down);
     const int64_t nbands = ceildiv(P.OH, band);
@@ -431,7 +446,7 @@ std::tuple<at::Tensor, at::Tensor> filtered_lrelu_fwd(const at::Tensor& x, const
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t plane = t / nbands, k = t % nbands;
         forward_band(P, xp + plane * H * W, bp ? bp[plane % C] : T(0), yp + plane * P.OH * P.OW,
-                     sp ? sp + plane * P.Hz * P.lz.size() : nullptr, k * band, std::min(P.OH, (k + 1) * band), ws);
+                     sp ? sp + plane * P.Hz * (P.lz.size() / 4) : nullptr, k * band, std::min(P.OH, (k + 1) * band), ws);
       }
     });
   });
@@ -457,9 +472,9 @@ at::Tensor filtered_lrelu_bwd(const at::Tensor& dy, const at::Tensor& fu, const 
     TORCH_CHECK(dy.size(2) == P.OH && dy.size(3) == P.OW, "sg3_ops_cpu.filtered_lrelu_bwd: dy must be [", N, ", ", C,
                 ", ", P.OH, ", ", P.OW, "] for this configuration, got ", dy.sizes());
     TORCH_CHECK(si.scalar_type() == at::kByte && si.dim() == 4 && si.size(0) == N && si.size(1) == C &&
-                    si.size(2) == P.Hz && si.size(3) == P.lz.size() && si.is_contiguous(),
+                    si.size(2) == P.Hz && si.size(3) == P.lz.size() / 4 && si.is_contiguous(),
                 "sg3_ops_cpu.filtered_lrelu_bwd: si must be the forward's contiguous uint8 sign tensor [", N, ", ", C,
-                ", ", P.Hz, ", ", P.lz.size(), "], got shape ", si.sizes(), " dtype ", si.scalar_type());
+                ", ", P.Hz, ", ", P.lz.size() / 4, "], got shape ", si.sizes(), " dtype ", si.scalar_type());
     if (N * C * in_h * in_w == 0) {  // an input without samples has an empty (or all-zero) gradient
       dx = at::zeros({N, C, in_h, in_w}, dyc.options());
       return;
@@ -474,7 +489,7 @@ at::Tensor filtered_lrelu_bwd(const at::Tensor& dy, const at::Tensor& fu, const 
       std::vector<T> ws;
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t plane = t / nbands, k = t % nbands;
-        backward_band(P, dyp + plane * P.OH * P.OW, sp + plane * P.Hz * P.lz.size(), dxp + plane * in_h * in_w,
+        backward_band(P, dyp + plane * P.OH * P.OW, sp + plane * P.Hz * (P.lz.size() / 4), dxp + plane * in_h * in_w,
                       k * band, std::min(in_h, (k + 1) * band), ws);
       }
     });

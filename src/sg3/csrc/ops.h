@@ -91,9 +91,9 @@ at::Tensor bias_act(const at::Tensor& x, const at::Tensor& b, const at::Tensor& 
 //   si: the "sign" tensor, uint8, produced only when write_signs (else an empty uint8 tensor). It records for
 //       every z-grid sample whether z < 0 (lrelu slope applied) and whether the activation was clamped.
 //       Its size and layout are private to each extension (only that extension's filtered_lrelu_bwd reads it):
-//       sg3_ops_cpu stores one byte per z-grid sample (0 = positive, 1 = negative, 2 = clamped) in a
-//       per-row polyphase order, shape [N, C, Hz, Lx * ceil(Wz / Lx)], Lx = lcm(up, down);
-//       sg3_ops_cuda may pack 2 bits per sample.
+//       sg3_ops_cpu packs 2 bits per z-grid sample (bit0 = negative, bit1 = clamped; 4 samples per byte) in a
+//       per-row polyphase order, shape [N, C, Hz, Lx * nbz / 4], Lx = lcm(up, down), nbz >= ceil(Wz / Lx) a
+//       multiple of 8; sg3_ops_cuda packs 2 bits per sample too, in its own row layout.
 std::tuple<at::Tensor, at::Tensor> filtered_lrelu_fwd(const at::Tensor& x, const at::Tensor& fu, const at::Tensor& fd,
                                                       const at::Tensor& b, int64_t up, int64_t down, int64_t padx0,
                                                       int64_t padx1, int64_t pady0, int64_t pady1, double gain,
