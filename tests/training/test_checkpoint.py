@@ -207,3 +207,35 @@ def test_resuming_with_another_model_config_names_what_differs():
     with pytest.raises(ValueError, match=r"not in the checkpoint: augment_pipe\.p"):
         tiny_module().on_load_checkpoint(_saved(tiny_module(["augment.mode=none"])))
     tiny_module(["loss.r1_gamma=4", "model.fp32=true"]).on_load_checkpoint(_saved(tiny_module()))
+
+
+def test_resume_mismatch_is_a_configuration_error():
+    """Raised inside Lightning's on_load_checkpoint: a ConfigError, so sg3-train prints one line, exits 2."""
+    from sg3.training.derive import ConfigError
+
+    with pytest.raises(ConfigError, match=r"G\.channel_max: 32 in the checkpoint, 16 now"):
+        tiny_module(["model.cmax=16"]).on_load_checkpoint(_saved(tiny_module()))
+
+
+@pytest.mark.slow
+def test_cli_resume_with_changed_model_settings_exits_2_without_a_traceback(tmp_path):
+    """`resume=auto model.cmax=16` on a model=tiny run: the one-line configuration error (about 15 s)."""
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    import lightning
+
+    ckpt = {**_saved(tiny_module()), "pytorch-lightning_version": lightning.__version__}
+    torch.save(ckpt, run_dir / "checkpoints" / "ckpt-000000004.ckpt")
+    args = ["model=tiny", "data=demo", "batch=4", "loss.r1_gamma=1", "logger=none", "threads=1"]
+    args += [f"hydra.run.dir={run_dir}", "resume=auto", "model.cmax=16"]
+    env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "1"}
+    cmd = [sys.executable, "-m", "sg3.train", *args]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    error = "sg3-train: configuration error: the checkpoint was written by another configuration"
+    assert error in proc.stderr
+    assert "G.channel_max: 32 in the checkpoint, 16 now" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout

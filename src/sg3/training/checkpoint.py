@@ -21,6 +21,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
 from sg3.io import atomic_write, load_networks
+from sg3.training.derive import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +225,10 @@ def resolve_resume(resume: str | None, run_dir: str | os.PathLike) -> Path | Non
 def check_resume_fits(
     checkpoint: dict[str, Any], model: nn.Module, networks: dict[str, nn.Module | None], trained: list[str]
 ) -> None:
-    """Raise a ValueError naming what differs when `checkpoint` was written by another configuration.
+    """Raise a ConfigError naming what differs when `checkpoint` was written by another configuration.
+
+    Called inside Lightning's `on_load_checkpoint` (i.e. within `trainer.fit`): a ConfigError (a ValueError)
+    reaches sg3-train's configuration-error handler, which prints it in one line and exits with code 2.
 
     Args:
         checkpoint: The loaded training checkpoint (`state_dict`, `optimizer_states`, `sg3`).
@@ -279,7 +283,7 @@ def check_resume_fits(
                 for k in sorted(old.keys() | new.keys())
                 if old.get(k, "-") != new.get(k, "-")
             ]
-    raise ValueError(
+    raise ConfigError(
         "the checkpoint was written by another configuration; resume it with the settings it was written "
         "with (its config is in the file's sg3 section), or start a new run from its weights with "
         "init_from=<checkpoint>:\n  " + "\n  ".join(settings + problems)
