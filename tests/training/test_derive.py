@@ -144,8 +144,16 @@ def test_fp32_and_freeze_d():
         ({"augment__preset": "xyz"}, "augment.preset='xyz'"),
         ({"model__cfg": "stylegan4"}, "model.cfg='stylegan4'"),
         ({"tf32": "yes"}, "tf32='yes'"),
+        ({"trainer": {"precision": "64-true"}}, "trainer.precision='64-true' is not valid: 32-true"),
+        ({"trainer": {"precision": "16-mixed"}}, "trainer.precision='16-mixed'"),
+        ({"trainer": {"precision": "bf16-true"}}, "trainer.precision='bf16-true'"),
     ],
 )
 def test_bad_values_raise_config_error(kwargs, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
         make(**kwargs)
+
+
+@pytest.mark.parametrize("precision", ["32-true", "32", 32, "bf16-mixed"])
+def test_supported_trainer_precisions_are_accepted(precision):
+    assert make(trainer={"precision": precision})["batch"] == 32

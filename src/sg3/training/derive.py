@@ -11,6 +11,12 @@ import math
 from typing import Any
 
 MODEL_CFGS = ("stylegan3-t", "stylegan3-r", "stylegan2")
+# trainer.precision values the training step supports (`32` and `"32"` are Lightning's names of 32-true).
+# 16-mixed is not one: its GradScaler would see the gradients after the step has replaced their non-finite
+# values (spec's NaN/inf cleanup), so overflow would go undetected; 64-true and bf16-true change the
+# networks' parameter dtype, which the ops (float32 filters and buffers) do not take.
+PRECISIONS = ("32-true", "bf16-mixed")
+_PRECISION_ALIASES = {"32": "32-true"}
 AUGMENT_MODES = ("ada", "fixed", "none")
 
 
@@ -216,6 +222,14 @@ def derive(
     batch_per_gpu, batch_gpu = _check_batch(batch, cfg.get("batch_gpu"), num_gpus, mbstd_group)
     if not isinstance(cfg.get("tf32", False), bool):
         raise _fail("tf32", cfg["tf32"], "true or false")
+    precision = (cfg.get("trainer") or {}).get("precision", "32-true")
+    if _PRECISION_ALIASES.get(str(precision), str(precision)) not in PRECISIONS:
+        raise _fail(
+            "trainer.precision",
+            precision,
+            "32-true (default) or bf16-mixed (bf16 autocast, on the GPU and the CPU); the per-layer fp16 "
+            "on CUDA is set by model.fp32",
+        )
     freeze_d = int(cfg.get("freeze_d") or 0)
     if freeze_d < 0:
         raise _fail("freeze_d", freeze_d, "an integer >= 0 (number of D layers to freeze)")
