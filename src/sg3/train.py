@@ -171,6 +171,7 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     from sg3.training import callbacks as cb
     from sg3.training.checkpoint import (
         AtomicCheckpointIO,
+        init_weights_summary,
         load_init_weights,
         read_sg3_section,
         resolve_resume,
@@ -232,10 +233,12 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     model = StyleGAN3Module(plain)
     model.wandb_run_id = run_id
     if plain["init_from"] and ckpt_path is None:
+        targets = {"G": model.G, "D": model.D, "G_ema": model.G_ema}
         try:
-            load_init_weights({"G": model.G, "D": model.D, "G_ema": model.G_ema}, plain["init_from"])
+            copied = load_init_weights(targets, plain["init_from"])
         except ValueError as e:
             raise ConfigError(str(e)) from e
+        logging.getLogger("sg3.train").info(init_weights_summary(plain["init_from"], copied, targets))
     try:
         loggers = build_loggers(
             plain["logger"], run_dir, name=run_name, run_id=run_id, group=group, config=plain

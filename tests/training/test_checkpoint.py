@@ -79,6 +79,23 @@ def test_exported_generator_loads_and_initialises_a_new_run(tmp_path):
         assert torch.equal(dst.G.state_dict()[k], v) and torch.equal(dst.G_ema.state_dict()[k], v)
 
 
+def test_init_from_logs_the_file_and_the_tensors_copied(tmp_path):
+    """An exported generator fills G and G_ema; D keeps all its initial tensors, and the log line says so."""
+    from sg3.training.checkpoint import init_weights_summary
+
+    path = tmp_path / "g.pt"
+    save_generator(str(path), tiny_module().G_ema)
+    dst = tiny_module(seed=5)
+    targets = {"G": dst.G, "D": dst.D, "G_ema": dst.G_ema}
+    copied = load_init_weights(targets, path)
+    n_g, n_d = len(dst.G.state_dict()), len(dst.D.state_dict())
+    line = init_weights_summary(path, copied, targets)
+    assert line == (
+        f"init_from {path}: copied {2 * n_g} tensors (G {n_g}/{n_g}, D 0/{n_d}, G_ema {n_g}/{n_g}); "
+        f"{n_d} left at their initial values"
+    )
+
+
 def test_init_from_architecture_mismatch_lists_the_shapes(tmp_path):
     path = tmp_path / "g.pt"
     save_generator(str(path), tiny_module().G_ema)

@@ -353,3 +353,25 @@ def load_init_weights(targets: dict[str, nn.Module], path: str | os.PathLike) ->
                 if key in src:
                     tensor.copy_(src[key])
     return copied
+
+
+def init_weights_summary(
+    path: str | os.PathLike, copied: dict[str, int], targets: dict[str, nn.Module]
+) -> str:
+    """One log line after `load_init_weights`: the file, the tensors copied and those left as they were.
+
+    Args:
+        path: The `init_from` file.
+        copied: `load_init_weights`' result (name -> tensors copied).
+        targets: The filled modules (name -> module); their other tensors kept their initial values.
+    """
+    parts, kept = [], 0
+    for name, module in targets.items():
+        total = len(module.state_dict())
+        n = copied.get(name, 0)
+        kept += total - n
+        parts.append(f"{name} {n}/{total}")
+    return (
+        f"init_from {path}: copied {sum(copied.values())} tensors ({', '.join(parts)}); "
+        f"{kept} left at their initial values"
+    )
