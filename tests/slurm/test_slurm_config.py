@@ -44,3 +44,35 @@ def test_launcher_and_sbatch_ask_for_the_default_workers_plus_one_cpu(monkeypatc
     # SLURM binds the task to its CPUs: data.num_workers=auto then picks 3 workers + the training process.
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
     assert cfg.data.num_workers == "auto" and auto_num_workers() + 1 == cpus == 4
+
+
+def test_requeue_checkpoint_write_failure_on_rank_0_raises_on_every_rank(tmp_path):
+    """SlurmRequeue saves through save_on_all_ranks: a failed write on rank 0 is broadcast (every rank raises
+    CheckpointWriteError) instead of escaping rank 0 alone and leaving the others at the barrier."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from sg3.training.checkpoint import AtomicCheckpointIO, CheckpointWriteError
+    from sg3.training.slurm import SlurmRequeue
+
+    (tmp_path / "blocker").write_text("a file where the checkpoint folder should be")
+    io, broadcasts = AtomicCheckpointIO(), []
+
+    def broadcast(obj, src=0):
+        broadcasts.append(obj)
+        return obj
+
+    strategy = SimpleNamespace(
+        checkpoint_io=io, broadcast=broadcast, reduce_boolean_decision=lambda decision, all=True: decision
+    )
+    trainer = SimpleNamespace(
+        strategy=strategy, world_size=2, global_rank=0, is_global_zero=True, should_stop=False,
+        default_root_dir=str(tmp_path / "blocker"),
+        save_checkpoint=lambda path, weights_only=False: io.save_checkpoint({}, path),
+    )  # fmt: skip
+    cb = SlurmRequeue()
+    cb._active, cb.received = True, True
+    with pytest.raises(CheckpointWriteError, match="the checkpoint write failed on rank 0"):
+        cb.on_train_batch_end(trainer, None, None, None, 0)
+    assert broadcasts[-1] is not None and not cb.requeued and not trainer.should_stop

@@ -25,7 +25,7 @@ from typing import Any
 from lightning.pytorch import Callback
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 
-from sg3.training.checkpoint import latest_hpc_checkpoint
+from sg3.training.checkpoint import latest_hpc_checkpoint, save_on_all_ranks
 
 log = logging.getLogger("sg3.train")
 
@@ -88,7 +88,8 @@ class SlurmRequeue(Callback):
             return
         path = next_hpc_checkpoint(trainer.default_root_dir)
         path = Path(trainer.strategy.broadcast(str(path)))  # one name for all ranks
-        trainer.save_checkpoint(path)  # every rank; rank 0 writes, then all pass the barrier
+        # Every rank; rank 0 writes, all pass the barrier, and a failed write raises on every rank together.
+        save_on_all_ranks(trainer, path)
         self.checkpoint, self.requeued = path, True
         if trainer.is_global_zero:
             job = slurm_job_id()
