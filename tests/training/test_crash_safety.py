@@ -150,6 +150,10 @@ def test_only_a_folder_made_and_written_after_the_start_counts_as_this_processs(
     (late / "stats.jsonl").write_text("{}")
     os.utime(late / "stats.jsonl", ns=(old, old))
     assert not remove_if_made_here(late, start) and (late / "stats.jsonl").is_file()
+    trained = folder("trained", "train.log")  # accepted at the start, then training wrote results
+    (trained / "checkpoints").mkdir()
+    (trained / "checkpoints" / "ckpt-000000064.ckpt").write_bytes(b"x")
+    assert not remove_if_made_here(trained, start) and (trained / "checkpoints").is_dir()
     # An empty folder that existed before (hydra.run.dir=...): Hydra's entries are new, its parent is not.
     parent = tmp_path / "parent"
     (parent / "empty").mkdir(parents=True)

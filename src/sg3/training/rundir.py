@@ -19,6 +19,8 @@ from pathlib import Path
 # nanoseconds of the same clock; a file system whose clock runs behind only ever keeps a folder.
 PROCESS_START_NS = time.time_ns()
 HYDRA_ENTRIES = {".hydra"}
+# What a run that trained writes: a folder holding any of these is a result, never removed.
+RESULT_PATTERNS = ("*.ckpt", "*.pt", "*.pkl", "stats.jsonl", "*.png")
 
 
 def made_by_this_process(run_dir: str | os.PathLike, log_name: str, since_ns: int = PROCESS_START_NS) -> bool:
@@ -42,14 +44,17 @@ def made_by_this_process(run_dir: str | os.PathLike, log_name: str, since_ns: in
 def remove_if_made_here(run_dir: str | os.PathLike, since_ns: int = PROCESS_START_NS) -> bool:
     """Delete `run_dir` if everything in it was written after `since_ns`; returns whether it was deleted.
 
-    Call only for a folder that `made_by_this_process` accepted. The log handlers writing into it are
-    closed first (a later record would otherwise fail to reopen the deleted file).
+    A folder holding training results (checkpoints, network snapshots, stats.jsonl, image grids) is kept
+    whatever their age. Call only for a folder that `made_by_this_process` accepted. The log handlers
+    writing into it are closed first (a later record would otherwise fail to reopen the deleted file).
     """
     folder = Path(run_dir)
     try:
         paths = [folder, *folder.rglob("*")]
         if any(p.lstat().st_mtime_ns < since_ns for p in paths):
             return False
+        if any(p.match(pattern) for p in paths for pattern in RESULT_PATTERNS):
+            return False  # it trained (checkpoints, snapshots, stats, grids): a result, however new
     except OSError:
         return False
     root = logging.getLogger()
