@@ -44,6 +44,7 @@ __all__ = [
     "UnsafePickleError",
     "atomic_write",
     "import_main",
+    "inference_generator",
     "load_generator",
     "load_networks",
     "load_official_pickle",
@@ -199,7 +200,14 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
     Returns:
         The generator: `G(z, c, truncation_psi=1, ...)` gives images in [-1, 1].
     """
-    G = load_networks(path).get("G_ema")
+    return inference_generator(load_networks(path), path, device)
+
+
+def inference_generator(
+    networks: dict[str, Any], path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> nn.Module:
+    """`networks['G_ema']` (from `load_networks(path)`) in eval mode, without gradients, on `device`."""
+    G = networks.get("G_ema")
     if G is None:
         raise ValueError(f"{path}: the file holds no G_ema")
     return G.eval().requires_grad_(False).to(device)

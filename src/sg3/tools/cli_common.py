@@ -69,10 +69,7 @@ def load_network(
     networks = sg3.io.load_networks(p)
     if info is not None:
         info.update({k: networks.get(k) for k in ("meta", "training_set_kwargs")})
-    G = networks.get("G_ema")
-    if G is None:
-        raise ValueError(f"{p}: the file holds no G_ema")
-    return G.eval().requires_grad_(False).to(device)  # as sg3.io.load_generator
+    return sg3.io.inference_generator(networks, p, device)
 
 
 @contextlib.contextmanager
