@@ -51,13 +51,19 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
-def latest_hpc_checkpoint(run_dir: str | os.PathLike) -> Path | None:
-    """Lightning's newest requeue checkpoint `<run_dir>/hpc_ckpt_<N>.ckpt` (SLURM auto-requeue), or None."""
+def list_hpc_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """Lightning's requeue checkpoints `<run_dir>/hpc_ckpt_<N>.ckpt` (SLURM auto-requeue), by N ascending."""
     folder = Path(run_dir)
     if not folder.is_dir():
-        return None
+        return []
     found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _HPC_RE.match(p.name)) and p.is_file()]
-    return max(found)[1] if found else None
+    return [p for _, p in sorted(found)]
+
+
+def latest_hpc_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """Lightning's newest requeue checkpoint `<run_dir>/hpc_ckpt_<N>.ckpt`, or None."""
+    found = list_hpc_checkpoints(run_dir)
+    return found[-1] if found else None
 
 
 def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> list[Path]:
@@ -91,13 +97,7 @@ def set_aside_newer_checkpoints(run_dir: str | os.PathLike, cur_nimg: int) -> li
     """
     dest = Path(run_dir) / CKPT_DIR / "superseded"
     newer = [p for p in list_checkpoints(run_dir) if int(_CKPT_RE.match(p.name).group(1)) > cur_nimg]
-    folder = Path(run_dir)
-    hpc = (
-        sorted(p for p in folder.iterdir() if _HPC_RE.match(p.name) and p.is_file())
-        if folder.is_dir()
-        else []
-    )
-    newer += [p for p in hpc if (_saved_nimg(p) or 0) > cur_nimg]
+    newer += [p for p in list_hpc_checkpoints(run_dir) if (_saved_nimg(p) or 0) > cur_nimg]
     moved = []
     for p in newer:
         dest.mkdir(exist_ok=True)
