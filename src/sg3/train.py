@@ -162,6 +162,32 @@ def sweep_identity(hc) -> tuple[str | None, str]:
     return Path(hc.sweep.dir).name, ",".join(task) or hc.job.override_dirname or str(hc.job.num)
 
 
+def build_metrics_callback(cfg: DictConfig, plain: dict, model: Any, datamodule: Any) -> Any:
+    """The `metrics` group's callback (None for `metrics=none`), its metrics' prerequisites checked now.
+
+    A metric that would fail at the first snapshot for lack of a detector weights file (not on disk and not
+    downloadable), real images or a StyleGAN3 generator stops the run here, dry runs included.
+    """
+    from hydra.utils import instantiate
+
+    from sg3.metrics.preflight import MetricPrerequisiteError
+
+    if not plain["metrics"].get("_target_"):
+        return None
+    every = plain["metrics"].get("every_kimg") or plain["derived"]["snapshot_kimg"]
+    try:
+        callback = instantiate(cfg.metrics, every_kimg=every)
+    except Exception as e:  # noqa: BLE001 - Hydra wraps constructor errors (an unknown metric name)
+        raise ConfigError(f"metrics: {e.__cause__ or e}") from e
+    check = getattr(callback, "check_prerequisites", None)
+    if check is not None:
+        try:
+            check(model.G_ema, datamodule)
+        except MetricPrerequisiteError as e:
+            raise ConfigError(str(e)) from e
+    return callback
+
+
 def build(cfg: DictConfig) -> dict[str, Any]:
     """Validate, derive and instantiate everything for one run (no training yet)."""
     from hydra.utils import instantiate
@@ -232,6 +258,7 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     seed_everything(plain["seed"], verbose=False)
     model = StyleGAN3Module(plain)
     model.wandb_run_id = run_id
+    metrics_callback = build_metrics_callback(cfg, plain, model, dm)
     if plain["init_from"] and ckpt_path is None:
         targets = {"G": model.G, "D": model.D, "G_ema": model.G_ema}
         try:
@@ -254,9 +281,8 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     # of a tick past the restored checkpoint is set aside on resume and written again).
     callbacks = [cb.TickLogger(run_dir), snaps, grids, cb.KimgProgress(sys.stderr.isatty()), summary]
     callbacks.append(SlurmRequeue())  # SLURM preemption/time limit: checkpoint + requeue (inert elsewhere)
-    if plain["metrics"].get("_target_"):
-        every = plain["metrics"].get("every_kimg") or plain["derived"]["snapshot_kimg"]
-        callbacks.append(instantiate(cfg.metrics, every_kimg=every))
+    if metrics_callback is not None:
+        callbacks.append(metrics_callback)
     # A dry run of a GPU experiment on a machine without one checks everything but the Trainer.
     trainer = (
         None

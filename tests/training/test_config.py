@@ -251,7 +251,14 @@ def test_sweep_subdir_and_run_name_helpers():
     assert short_value("shards/x.tar") == "shards/x.tar" and short_value("2") == "2"
 
 
-def test_metrics_group_adds_the_metrics_callback_by_target(tmp_path):
+def test_metrics_group_adds_the_metrics_callback_by_target(tmp_path, monkeypatch):
+    # The build checks that FID's weights file is there (tests/training/test_preflight.py): a stand-in.
+    from sg3.metrics.features import WEIGHT_FILES
+
+    for folder in (tmp_path / "default", tmp_path / "w"):
+        folder.mkdir()
+        (folder / WEIGHT_FILES["inception"].filename).write_bytes(b"x")
+    monkeypatch.setenv("SG3_METRICS_WEIGHTS", str(tmp_path / "default"))
     parts = build_in_process(["experiment=demo", "metrics=fid50k_full"], tmp_path)
     found = [cb for cb in parts["trainer"].callbacks if type(cb).__name__ == "MetricsCallback"]
     assert len(found) == 1 and found[0].weights_dir is None and found[0].cache_dir is None

@@ -93,6 +93,18 @@ class MetricsCallback(pl.Callback):
         self._pending: dict[str, Any] | None = None  # restored: an evaluation the checkpoint step still owed
         self.last_results: dict[str, float] = {}
 
+    def check_prerequisites(self, G: torch.nn.Module, data: Any = None) -> None:
+        """Raise `sg3.metrics.preflight.MetricPrerequisiteError` when a metric would fail for lack of a
+        detector weights file, real images or a StyleGAN3 generator (checked as `evaluate` will need them).
+
+        Args:
+            G: The generator the metrics will evaluate (the module's `G_ema`).
+            data: The data module of the run (the real images of fid/kid/pr).
+        """
+        from sg3.metrics.preflight import check_metrics
+
+        check_metrics(self.metrics, G=G, data=data, weights_dir=self.weights_dir, detectors=self.detectors)
+
     # ---- schedule ---------------------------------------------------------------------------------
 
     def _due(self, pl_module: Any) -> int:

@@ -18,7 +18,7 @@ from sg3.metrics.stats import (
     precision_recall,
 )
 
-__all__ = ["generated_features", "compute_fid", "compute_kid", "compute_pr", "compute_is"]
+__all__ = ["check_data", "generated_features", "compute_fid", "compute_kid", "compute_pr", "compute_is"]
 
 
 def generated_features(detector: torch.nn.Module, num: int, opts: MetricOptions, tag: str) -> np.ndarray:
@@ -52,7 +52,7 @@ def generated_features(detector: torch.nn.Module, num: int, opts: MetricOptions,
     return torch.cat(feats)[:num].numpy()
 
 
-def _check_data(opts: MetricOptions, metric: str) -> None:
+def check_data(opts: MetricOptions, metric: str) -> None:
     data = opts.data
     if data is None:
         raise ValueError(f"metric {metric!r} compares with real images: pass data=<dataset.json or shards>")
@@ -85,7 +85,7 @@ def compute_fid(num_gen: int, max_real: int | None, opts: MetricOptions, metric:
 
     The real set is the x-flip-doubled dataset when `opts.xflip` is set (as in `compute_kid`, `compute_pr`).
     """
-    _check_data(opts, metric)
+    check_data(opts, metric)
     det = get_detector("inception", opts)
     real = _reals(opts, det, max_real, moments=True)
     mu, sigma = feature_moments(generated_features(det, num_gen, opts, "fid"))
@@ -94,7 +94,7 @@ def compute_fid(num_gen: int, max_real: int | None, opts: MetricOptions, metric:
 
 def compute_kid(num_gen: int, max_real: int | None, opts: MetricOptions, metric: str = "kid") -> float:
     """Kernel Inception distance (100 subsets of up to 1000 samples)."""
-    _check_data(opts, metric)
+    check_data(opts, metric)
     det = get_detector("inception", opts)
     real = _reals(opts, det, max_real, moments=False)["features"]
     gen = generated_features(det, num_gen, opts, "kid")
@@ -105,7 +105,7 @@ def compute_pr(
     num_gen: int, max_real: int | None, k: int, opts: MetricOptions, metric: str = "pr"
 ) -> tuple[float, float]:
     """Precision and recall on VGG16 features with k-NN manifolds."""
-    _check_data(opts, metric)
+    check_data(opts, metric)
     det = get_detector("vgg16", opts)
     real = _reals(opts, det, max_real, moments=False)["features"]
     gen = generated_features(det, num_gen, opts, "pr")

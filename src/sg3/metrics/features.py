@@ -38,8 +38,10 @@ import torch
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "NEEDS",
     "WEIGHT_FILES",
     "DetectorWeightsError",
+    "check_weights",
     "LpipsDistance",
     "default_weights_dir",
     "find_weights",
@@ -67,7 +69,8 @@ WEIGHT_FILES: dict[str, WeightFile] = {
         "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-vgg16-lpips.pth",
     ),
 }
-_NEEDS: dict[str, tuple[str, ...]] = {
+# The weights files (keys of WEIGHT_FILES) each detector kind loads.
+NEEDS: dict[str, tuple[str, ...]] = {
     "inception": ("inception",),
     "inception_probs": ("inception",),
     "vgg16": ("vgg16",),
@@ -145,6 +148,41 @@ def find_weights(
     Raises:
         DetectorWeightsError: missing and not downloadable; the message says what to put where.
     """
+    path = _resolve_weights(key, weights_dir, download, url, timeout, fetch=True)
+    assert path is not None  # fetch=True returns a file or raises
+    return path
+
+
+def check_weights(
+    key: str,
+    weights_dir: str | os.PathLike | None = None,
+    download: bool | None = None,
+    url: str | None = None,
+    timeout: float = CONNECT_TIMEOUT_S,
+) -> Path | None:
+    """`find_weights` without the download: whether the file will be there when a detector needs it.
+
+    Args: as for `find_weights`.
+
+    Returns:
+        Path of the existing file, or None when it is missing but `find_weights` would download it (downloads
+        allowed and the host answers the connection check).
+
+    Raises:
+        DetectorWeightsError: the error `find_weights` would raise (missing and not downloadable).
+    """
+    return _resolve_weights(key, weights_dir, download, url, timeout, fetch=False)
+
+
+def _resolve_weights(
+    key: str,
+    weights_dir: str | os.PathLike | None,
+    download: bool | None,
+    url: str | None,
+    timeout: float,
+    fetch: bool,
+) -> Path | None:
+    """`find_weights` (`fetch=True`) and `check_weights` (`fetch=False`: a download is only probed)."""
     if key not in WEIGHT_FILES:
         raise ValueError(f"unknown weights key {key!r}; accepted: {sorted(WEIGHT_FILES)}")
     wf = WEIGHT_FILES[key]
@@ -158,6 +196,8 @@ def find_weights(
     why = "downloads are disabled ($SG3_METRICS_OFFLINE or download=False)"
     if download:
         if _reachable(src, timeout):
+            if not fetch:
+                return None
             try:
                 _download(wf, wdir / wf.filename, src, timeout)
                 return wdir / wf.filename
@@ -166,8 +206,8 @@ def find_weights(
         else:
             why = f"{urllib.parse.urlsplit(src).hostname} is not reachable (no internet?)"
     raise DetectorWeightsError(
-        f"detector weights file {wf.filename!r} not found and {why}. Download it from {src} on a machine "
-        f"with internet and put it in {wdir} (or name the folder holding it: $SG3_METRICS_WEIGHTS, "
+        f"detector weights file {str(wdir / wf.filename)!r} not found and {why}. Download it from {src} on a "
+        f"machine with internet and put it in {wdir} (or name the folder holding it: $SG3_METRICS_WEIGHTS, "
         "weights_dir=DIR for sg3-metrics, metrics.weights_dir=DIR for sg3-train; "
         f"{Path(torch.hub.get_dir()) / 'checkpoints'} is searched too)."
     )
@@ -235,9 +275,9 @@ def load_detector(
     Returns:
         The detector module in eval mode.
     """
-    if kind not in _NEEDS:
-        raise ValueError(f"unknown detector kind {kind!r}; accepted: {sorted(_NEEDS)}")
-    paths = {WEIGHT_FILES[k].filename: find_weights(k, weights_dir, download) for k in _NEEDS[kind]}
+    if kind not in NEEDS:
+        raise ValueError(f"unknown detector kind {kind!r}; accepted: {sorted(NEEDS)}")
+    paths = {WEIGHT_FILES[k].filename: find_weights(k, weights_dir, download) for k in NEEDS[kind]}
     with _hub_dir_with(paths):
         if kind in ("inception", "inception_probs"):
             from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
