@@ -9,14 +9,18 @@ one with the most images seen. On SLURM, Lightning's auto-requeue (SIGUSR1) also
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import re
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
@@ -152,30 +156,98 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class CheckpointWriteError(RuntimeError):
-    """Rank 0 could not write a checkpoint (raised on every rank)."""
+    """A rank could not build or write a checkpoint (raised on every rank, naming that rank's error)."""
+
+
+_saves = itertools.count()  # save_on_all_ranks calls of this process: the same sequence on every rank
+
+
+class _FailureWatch:
+    """While a checkpoint is saved: reads a failure that another rank posted to the process group's store.
+
+    A rank whose checkpoint building raised (a hook or a state_dict, before the write) leaves the collectives
+    that the others are waiting in. It posts its error to the store (`post`), waits until the other ranks'
+    watchers have read it, and raises; once it has exited, their pending collective fails (gloo: "connection
+    closed by peer") and they raise its error too (`stop` returns it) instead of only that.
+    """
+
+    def __init__(self, key: str) -> None:
+        self.key, self.seen = key, None
+        try:
+            self.store = dist.distributed_c10d._get_default_store()
+        except (RuntimeError, ValueError, AttributeError):  # no process group: nothing to watch
+            self.store = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="sg3-checkpoint-watch", daemon=True)
+        if self.store is not None:
+            self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.2):
+            try:
+                if self.store.check([self.key]):
+                    self.seen = self.store.get(self.key).decode()
+                    self.store.add(f"{self.key}/read", 1)
+                    return
+            except Exception:  # noqa: BLE001 - the store's host (rank 0) has gone: nothing more to read
+                return
+
+    def stop(self) -> str | None:
+        """Stop watching; returns the failure another rank posted, or None."""
+        self._done.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        return self.seen
+
+    def post(self, failure: str, world_size: int, wait_s: float = 30.0) -> str:
+        """Post this rank's failure (the first posted one stays) and wait until the other ranks have read it
+        (`wait_s` at most); returns the failure that stays posted."""
+        if self.store is None:
+            return failure
+        try:
+            posted = self.store.compare_set(self.key, "", failure).decode()
+            deadline = time.monotonic() + wait_s
+            while self.store.add(f"{self.key}/read", 0) < world_size - 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return posted
+        except Exception:  # noqa: BLE001 - no store to tell the others through: raise this rank's own error
+            return failure
 
 
 def save_on_all_ranks(trainer, path: str | os.PathLike, weights_only: bool = False) -> None:
-    """`trainer.save_checkpoint(path)` (every rank calls it); a write failing on rank 0 raises on every rank.
+    """`trainer.save_checkpoint(path)` (every rank calls it); a failing rank stops every rank with its error.
 
     Lightning's save builds the checkpoint on every rank (collectively), rank 0 writes it, then all ranks meet
     at a barrier. A write error on rank 0 skipped its barrier: the other ranks waited there until rank 0's
     process exited or the process group timed out, with an error naming neither the file nor the cause. Here
     rank 0 records the error, passes the barrier, and sends the reason to all ranks, which raise it together.
+    An error while building the checkpoint (a hook or a state_dict raising on one rank, between the
+    collectives of the others) cannot wait for a matching collective: that rank posts it to the process
+    group's store and raises; the others read it there and raise it when their pending collective breaks
+    (`_FailureWatch`).
 
     Raises:
-        CheckpointWriteError: on every rank, naming rank 0's error.
+        CheckpointWriteError: on every rank, naming the failing rank's error.
     """
     io = getattr(trainer.strategy, "checkpoint_io", None)
     if trainer.world_size <= 1 or not isinstance(io, AtomicCheckpointIO):
         trainer.save_checkpoint(path, weights_only=weights_only)
         return
-    with io.deferred_errors() as errors:
-        trainer.save_checkpoint(path, weights_only=weights_only)
+    rank = trainer.global_rank
+    watch = _FailureWatch(f"sg3/checkpoint-failed/{next(_saves)}")
+    try:
+        with io.deferred_errors() as errors:
+            trainer.save_checkpoint(path, weights_only=weights_only)
+    except Exception as e:
+        failure = watch.stop() or watch.post(f"rank {rank}: {type(e).__name__}: {e}", trainer.world_size)
+        raise CheckpointWriteError(
+            f"rank {rank}: building the checkpoint failed on {failure} (saving {path})"
+        ) from e
+    watch.stop()
     reason = trainer.strategy.broadcast(f"{type(errors[0]).__name__}: {errors[0]}" if errors else None, src=0)
     if reason is not None:
         raise CheckpointWriteError(
-            f"rank {trainer.global_rank}: the checkpoint write failed on rank 0: {reason} (writing {path})"
+            f"rank {rank}: the checkpoint write failed on rank 0: {reason} (writing {path})"
         ) from (errors[0] if errors else None)
 
 

@@ -1,0 +1,46 @@
+"""A checkpoint that rank 0 fails to *build* (before any write) stops every rank at once, with rank 0's error.
+
+Building a checkpoint runs collectives (the datamodule's all_gather_object, the module's RNG gather) between
+the hooks. A hook raising on rank 0 only left the other ranks waiting in the next collective or in Lightning's
+barrier until the process group's timeout (30 min), with an error naming neither the cause nor the file.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+PROBE = Path(__file__).with_name("ckpt_build_probe.py")
+
+
+@pytest.mark.parametrize("failure", ["callback_state_dict", "on_save_checkpoint"])
+def test_a_checkpoint_rank_0_fails_to_build_stops_every_rank_with_its_reason(tmp_path, failure):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    for leftover in ("MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "WORLD_SIZE", "RANK", "NODE_RANK"):
+        env.pop(leftover, None)
+    start = time.time()
+    proc = subprocess.Popen(
+        [sys.executable, str(PROBE), str(tmp_path), failure], env=env, cwd=tmp_path, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        out, _ = proc.communicate(timeout=180)  # returns once both ranks closed the pipe, i.e. exited
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # rank 1 is in the same session
+        out, _ = proc.communicate()
+        waited = time.time() - start
+        raise AssertionError(f"a rank still waits after {waited:.0f} s:\n{out[-4000:]}") from None
+    assert proc.returncode != 0
+    assert "SAVED" not in out, out[-4000:]
+    failed = {line.split(":")[0] for line in out.splitlines() if line.startswith("FAILED rank ")}
+    assert failed == {"FAILED rank 0", "FAILED rank 1"}, out[-4000:]
+    reasons = [line for line in out.splitlines() if line.startswith("FAILED rank ")]
+    assert all(f"ValueError: injected {failure} failure on rank 0" in line for line in reasons), reasons
+    assert all("step2.ckpt" in line for line in reasons), reasons  # names the checkpoint
+    assert not (tmp_path / "step2.ckpt").exists()
