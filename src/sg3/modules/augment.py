@@ -163,6 +163,35 @@ class _Draws:
         return self.gated(value, prob, 1, debug)
 
 
+def check_augment_kwargs(kwargs: dict, prefix: str = "augment.kwargs.") -> None:
+    """Raise a one-line ValueError for a name that is not an `AugmentPipe` setting or a bad value.
+
+    Args:
+        kwargs: AugmentPipe keyword arguments (any subset).
+        prefix: Put before the name in the message (`augment.kwargs.` names the training config's key).
+    """
+    import inspect
+
+    known = [n for n in inspect.signature(AugmentPipe.__init__).parameters if n != "self"]
+    for name, value in kwargs.items():
+        if name not in known:
+            raise ValueError(f"{prefix}{name} is not an AugmentPipe setting: one of {', '.join(known)}")
+        if name == "imgfilter_bands":
+            if (
+                isinstance(value, str)
+                or not isinstance(value, Sequence)
+                or len(value) != 4
+                or not all(_non_negative(b) for b in value)
+            ):
+                raise ValueError(f"{prefix}{name}={value!r} is not valid: a list of 4 finite numbers >= 0")
+        elif not _non_negative(value):
+            raise ValueError(f"{prefix}{name}={value!r} is not valid: a finite number >= 0")
+
+
+def _non_negative(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, numbers.Real) and 0 <= value < math.inf
+
+
 class AugmentPipe(torch.nn.Module):
     """Adaptive discriminator augmentation pipe with the official kwargs, buffers and behaviour.
 
@@ -214,12 +243,8 @@ class AugmentPipe(torch.nn.Module):
     ):  # fmt: skip
         super().__init__()
         kwargs = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        check_augment_kwargs(kwargs, prefix="AugmentPipe: ")
         bands = kwargs.pop("imgfilter_bands")
-        if isinstance(bands, str) or not isinstance(bands, Sequence) or len(bands) != 4:
-            raise ValueError(f"AugmentPipe: imgfilter_bands must be a list of 4 numbers, got {bands!r}")
-        for name, value in [*kwargs.items(), *(("imgfilter_bands", b) for b in bands)]:
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < math.inf:
-                raise ValueError(f"AugmentPipe: {name} must be a finite number >= 0, got {value!r}")
         self.init_kwargs = {
             **{k: float(v) for k, v in kwargs.items()},
             "imgfilter_bands": [float(b) for b in bands],

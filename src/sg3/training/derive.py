@@ -28,6 +28,102 @@ def _fail(key: str, value: Any, accepted: str) -> ConfigError:
     return ConfigError(f"{key}={value!r} is not valid: {accepted}")
 
 
+def _number(
+    key: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    above: bool = False,
+    integer: bool = False,
+    optional: bool = False,
+    accepted: str | None = None,
+) -> Any:
+    """`value` if it is a number (an int when `integer`) in the range, else a ConfigError naming the key.
+
+    Args:
+        key: The dotted config key, for the message.
+        value: The configured value (Hydra gives a str for a non-numeric override, a bool for true/false).
+        low: Smallest allowed value (excluded when `above`); None = no lower bound.
+        high: Largest allowed value (included); None = no upper bound.
+        above: The value must be strictly greater than `low`.
+        integer: Only integers are accepted.
+        optional: None (null) is accepted and returned as it is.
+        accepted: The description of the accepted values in the message (default: built from the bounds).
+    """
+    if value is None and optional:
+        return None
+    kind = "an integer" if integer else "a number"
+    if accepted is None:
+        accepted = kind
+        if low is not None and high is not None:
+            accepted += f" in [{low:g}, {high:g}]"
+        elif low is not None:
+            accepted += f" {'>' if above else '>='} {low:g}"
+        if optional:
+            accepted += ", or null"
+    ok = not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
+    if ok and not math.isfinite(value):
+        ok = False
+    if ok and low is not None:
+        ok = value > low if above else value >= low
+    if ok and high is not None:
+        ok = value <= high
+    if not ok:
+        raise _fail(key, value, accepted)
+    return value
+
+
+def _check_run_values(cfg: dict) -> None:
+    """The run-level numbers that `derive` passes on or the callbacks read (each named in its error)."""
+    _number("total_kimg", cfg.get("total_kimg"), low=0, above=True)
+    _number("kimg_per_tick", cfg.get("kimg_per_tick", 4), low=0, above=True)
+    _number("snap", cfg.get("snap", 50), low=1, integer=True)
+    _number("image_snap", cfg.get("image_snap"), low=1, integer=True, optional=True)
+    _number("checkpoint_kimg", cfg.get("checkpoint_kimg"), low=0, above=True, optional=True)
+    keep = "an integer >= 0 (the newest checkpoints kept; 0 keeps all)"
+    _number("keep_checkpoints", cfg.get("keep_checkpoints", 3), low=0, integer=True, accepted=keep)
+    _number("ema_kimg", cfg.get("ema_kimg"), low=0, optional=True, accepted="a number >= 0, or null")
+    rampup = "a number > 0, or null for no ramp-up"
+    _number("ema_rampup", cfg.get("ema_rampup", 0.05), low=0, above=True, optional=True, accepted=rampup)
+    _number("seed", cfg.get("seed", 0), low=0, integer=True)
+    _number("freeze_d", cfg.get("freeze_d") or 0, low=0, integer=True)
+    for key in ("gw", "gh"):
+        _number(f"grid.{key}", (cfg.get("grid") or {}).get(key), low=1, integer=True, optional=True)
+    optim = cfg["optim"]
+    for key in ("glr", "dlr"):
+        _number(f"optim.{key}", optim.get(key), low=0, above=True, optional=key == "glr")
+    _number("optim.eps", optim.get("eps", 1e-8), low=0, above=True)
+    betas = optim.get("betas", [0, 0.99])
+    if (
+        not isinstance(betas, (list, tuple))
+        or len(betas) != 2
+        or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)
+    ):
+        raise _fail("optim.betas", betas, "two numbers in [0, 1), e.g. [0, 0.99]")
+    aug = cfg["augment"]
+    _number("augment.p", aug.get("p", 0.0), low=0, high=1, accepted="a probability in [0, 1]")
+    signs = "a number in [-1, 1] (the wanted E[sign(D(real))])"
+    _number("augment.target", aug.get("target", 0.6), low=-1, high=1, accepted=signs)
+    _number("augment.interval", aug.get("interval", 4), low=1, integer=True)
+    _number("augment.kimg", aug.get("kimg"), low=0, above=True, optional=True)
+    loss = cfg["loss"]
+    for key in ("style_mixing_prob",):
+        value = loss.get(key)
+        _number(f"loss.{key}", value, low=0, high=1, optional=True, accepted="a probability in [0, 1]")
+
+
+def _augment_overrides(kwargs: dict) -> dict:
+    """`augment.kwargs` checked against AugmentPipe's settings (names and values), as a ConfigError."""
+    from sg3.modules.augment import check_augment_kwargs
+
+    try:
+        check_augment_kwargs(kwargs)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    return dict(kwargs)
+
+
 def lazy_regularization(lr: float, betas: list[float], interval: int | None) -> tuple[float, list[float]]:
     """Adam hyper-parameters corrected for lazy regularization (spec §5.1).
 
@@ -200,6 +296,7 @@ def derive(
         ConfigError: naming the key, the value and what would be accepted.
     """
     model, loss, optim, aug = cfg["model"], cfg["loss"], cfg["optim"], cfg["augment"]
+    _check_run_values(cfg)
     name = model.get("cfg")
     if name not in MODEL_CFGS:
         raise _fail("model.cfg", name, f"one of {', '.join(MODEL_CFGS)}")
@@ -231,8 +328,6 @@ def derive(
             "on CUDA is set by model.fp32",
         )
     freeze_d = int(cfg.get("freeze_d") or 0)
-    if freeze_d < 0:
-        raise _fail("freeze_d", freeze_d, "an integer >= 0 (number of D layers to freeze)")
     transfer = cfg.get("init_from") is not None
     sg2 = name == "stylegan2"
     is_r = name == "stylegan3-r"
@@ -267,8 +362,6 @@ def derive(
     eps = float(optim.get("eps", 1e-8))
     glr = pick(optim.get("glr"), 0.002 if sg2 else 0.0025)
     dlr = float(optim.get("dlr", 0.002))
-    if glr <= 0 or dlr <= 0:
-        raise _fail("optim.glr/dlr", (glr, dlr), "positive learning rates")
     g_lr, g_betas = lazy_regularization(glr, betas, G_reg)  # corrected even when the reg phase is skipped
     d_lr, d_betas = lazy_regularization(dlr, betas, D_reg)
 
@@ -281,7 +374,7 @@ def derive(
         if augment_specs is None or preset not in augment_specs:
             known = ", ".join(sorted(augment_specs or {}))
             raise _fail("augment.preset", preset, f"one of {known}")
-        augment_kwargs = {**augment_specs[preset], **(aug.get("kwargs") or {})}
+        augment_kwargs = {**augment_specs[preset], **_augment_overrides(aug.get("kwargs") or {})}
     ada_kimg = pick(aug.get("kimg"), 100 if transfer else 500)
     ada_interval = int(aug.get("interval", 4))
     ada = dict(
@@ -298,8 +391,6 @@ def derive(
     image_snap = int(pick(cfg.get("image_snap"), snap))
     snapshot_kimg = kimg_per_tick * snap
     total_kimg = float(cfg["total_kimg"])
-    if total_kimg <= 0 or kimg_per_tick <= 0 or snap < 1 or image_snap < 1:
-        raise _fail("total_kimg/kimg_per_tick/snap", (total_kimg, kimg_per_tick, snap), "positive numbers")
     return dict(
         cfg=name,
         G_kind="stylegan2" if sg2 else "stylegan3",
