@@ -56,6 +56,9 @@ __all__ = [
 
 GENERATOR_FORMAT = "sg3-generator"
 CHECKPOINT_FORMAT = "sg3-checkpoint"
+_ACCEPTED = (
+    "an sg3 checkpoint .ckpt, an exported generator .pt or an official StyleGAN2/3 PyTorch pickle .pkl"
+)
 
 
 @contextlib.contextmanager
@@ -165,8 +168,15 @@ def load_networks(path: str | os.PathLike) -> dict[str, Any]:
     """
     path = os.fspath(path)
     with open(path, "rb") as f:
-        magic = f.read(4)
-    if magic != b"PK\x03\x04":  # not a torch zip archive: an official pickle
+        head = f.read(512)
+    if not head:
+        raise ValueError(
+            f"{path}: the file is empty (0 bytes; truncated by an interrupted copy?); expected {_ACCEPTED}"
+        )
+    wrong = _wrong_kind(path, head)
+    if wrong:
+        raise ValueError(f"{path}: {wrong}, not a network file; expected {_ACCEPTED}")
+    if head[:4] != b"PK\x03\x04":  # not a torch zip archive: an official pickle
         return load_official_pickle(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -188,6 +198,23 @@ def load_networks(path: str | os.PathLike) -> dict[str, Any]:
             out[name] = _build(entry, sd, f"{path}[{name!r}]").eval()
         return out
     raise ValueError(f"{path}: not an sg3 generator, sg3 checkpoint or official pickle")
+
+
+def _wrong_kind(path: str, head: bytes) -> str | None:
+    """What the file is when its first bytes show it cannot be a network file (None = it may be one)."""
+    if head[257:262] == b"ustar":
+        return "a tar archive (a dataset shard?)"
+    if head[:2] == b"\x1f\x8b":
+        return "a gzip-compressed file"
+    if head[:4] == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return None  # a damaged zip: torch.load names the damage
+        if not any(n.endswith("/data.pkl") for n in names):  # torch.save writes <folder>/data.pkl
+            return "a zip archive without torch.save's layout (a zipped dataset?)"
+    return None
 
 
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:

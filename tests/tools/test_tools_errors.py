@@ -140,3 +140,55 @@ def test_each_tool_answers_bad_arguments_in_one_line_naming_them(tool, tmp_path,
     err = error([flag, "missing.pt", *required])
     assert f"{flag} 'missing.pt'" in err and "network file not found" in err and ".pkl" in err
     assert not (tmp_path / "o").exists()
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_a_pickle_with_a_disallowed_global_is_one_error_line(tmp_path, capsys):
+    import pickle
+
+    bad = tmp_path / "evil.pkl"
+    with open(bad, "wb") as f:
+        pickle.dump({"G_ema": _RunsCode()}, f)
+    code = generate.main(["--network", str(bad), "--seeds", "0", "--outdir", str(tmp_path / "o")])
+    captured = capsys.readouterr()
+    assert code == 2 and "this must never run" not in captured.out
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("sg3-generate: error:")
+    assert "evil.pkl" in err and "builtins.print" in err and "allow-list" in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "name, content, says",
+    [
+        ("shard.pkl", "tar", "tar archive"),
+        ("images.pt", "zip", "zip archive"),
+        ("empty.ckpt", b"", "empty"),
+    ],
+)
+def test_a_file_of_the_wrong_kind_is_named_as_such(tmp_path, capsys, name, content, says):
+    import io
+    import tarfile
+    import zipfile
+
+    path = tmp_path / name
+    if content == "tar":  # a dataset shard given as --network
+        with tarfile.open(path, "w") as t:
+            info = tarfile.TarInfo("000000.png")
+            info.size = 4
+            t.addfile(info, io.BytesIO(b"\x89PNG"))
+    elif content == "zip":  # a zip of images, not torch.save's zip
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("img000.png", b"\x89PNG")
+    else:
+        path.write_bytes(content)
+    code = generate.main(["--network", str(path), "--seeds", "0", "--outdir", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert name in err and says in err
+    assert content == b"" or "truncated" not in err  # an empty file may well be an interrupted copy
+    assert ".ckpt" in err and ".pt" in err and ".pkl" in err  # says what is accepted

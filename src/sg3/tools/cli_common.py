@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import math
 import os
+import pickle
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -208,11 +209,12 @@ def run_cli(fn: Callable[[], int | None], prog: str) -> int:
     """Run a CLI body; argument and file errors become one 'prog: error: ...' line and exit code 2.
 
     File errors are any OSError (missing file, an output folder that is a file, no permission, ...);
-    their message names the path.
+    their message names the path. A network pickle refused by the importer's allow-list
+    (`sg3.io.UnsafePickleError`, an UnpicklingError) is one too.
     """
     try:
         return int(fn() or 0)
-    except (CliError, OSError, ValueError, TypeError) as e:
+    except (CliError, OSError, ValueError, TypeError, pickle.UnpicklingError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
 
