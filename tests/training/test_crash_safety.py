@@ -86,7 +86,8 @@ def test_the_end_of_run_summary_reports_the_ticks_training_speed_and_labels_the_
     monkeypatch.setattr(cb, "time", SimpleNamespace(time=lambda: clock.now))
     snaps = SimpleNamespace(stopped_by_signal=None, last_checkpoint=None, last_export=None)
     summary = cb.Summary(str(tmp_path), SimpleNamespace(files=[]), snaps)
-    module = SimpleNamespace(cur_nimg=0, kimg=0.0, done=False, augment_pipe=None, tick_info=None)
+    module = SimpleNamespace(cur_nimg=0, tick_start_nimg=0, kimg=0.0, done=False, augment_pipe=None)
+    module.tick_info = None
     trainer = SimpleNamespace(is_global_zero=True)
     summary.on_train_start(trainer, module)
     for nimg, sec in ((40, 2.0), (80, 2.0), (120, 4.0)):  # three ticks: 120 images in 8 s of training
@@ -100,6 +101,32 @@ def test_the_end_of_run_summary_reports_the_ticks_training_speed_and_labels_the_
     assert summary.info["wall_img_per_sec"] == pytest.approx(120 / 98)
     first = cb.format_summary(summary.info, []).splitlines()[0]
     assert "15.0 img/s training" in first and "1.2 img/s wall clock" in first, first
+
+
+def test_the_summarys_training_speed_counts_the_ticks_images_exactly(tmp_path):
+    """The summary rebuilt each tick's images as img/s x seconds: with img/s rounded as in the stats line
+    (40 images in 3 s: 13.3) a run of 20 + 40 + 40 images in 9 s reported 11.1 img/s, not 100 / 9 = 11.11...
+    The images are counted from the module's counter; the first tick after a resume counts from its start
+    before the resume, like its seconds."""
+    import sg3.training.callbacks as cb
+
+    snaps = SimpleNamespace(stopped_by_signal=None, last_checkpoint=None, last_export=None)
+    summary = cb.Summary(str(tmp_path), SimpleNamespace(files=[]), snaps)
+    # Resumed at 28 images, inside a tick that started at 20 and had run 1 of its 3 s before the resume.
+    module = SimpleNamespace(cur_nimg=28, tick_start_nimg=20, kimg=0.028, done=False, augment_pipe=None)
+    trainer = SimpleNamespace(is_global_zero=True)
+    module.tick_info = None
+    summary.on_train_start(trainer, module)
+    for nimg in (32, 36, 40, 60, 80, 100, 120):  # tick ends at 40, 80, 120 (20, 40, 40 images)
+        module.cur_nimg, module.kimg = nimg, nimg / 1000
+        module.tick_info = None
+        if nimg in (40, 80, 120):
+            images = {40: 20, 80: 40, 120: 40}[nimg]
+            scalars = {"Timing/sec_per_tick": 3.0, "Timing/img_per_sec": round(images / 3.0, 1)}
+            module.tick_info = {"tick": nimg // 40, "scalars": scalars}
+        summary.on_train_batch_end(trainer, module, None, None, 0)
+    summary.on_train_end(trainer, module)
+    assert summary.info["train_img_per_sec"] == pytest.approx(100 / 9, rel=1e-12)
 
 
 @pytest.mark.slow

@@ -341,9 +341,10 @@ class KimgProgress(Callback):
 class Summary(Callback):
     """Collects what the run produced (paths, speed) for the final message printed by sg3-train.
 
-    Speed is reported twice: the training throughput of the ticks (their images over their
-    `Timing/sec_per_tick`, which leaves out start-up and the grids, snapshots and checkpoints between ticks)
-    and the wall-clock rate from the start of training (start-up included; most of a tiny run).
+    Speed is reported twice: the training throughput of the ticks (their images, counted from the module's
+    image counter at the tick ends, over their `Timing/sec_per_tick`, which leaves out start-up and the grids,
+    snapshots and checkpoints between ticks) and the wall-clock rate from the start of training (start-up
+    included; most of a tiny run).
     """
 
     def __init__(self, run_dir: str, grids: ImageGrids, snapshots: Snapshots) -> None:
@@ -353,18 +354,22 @@ class Summary(Callback):
         self._t0 = 0.0
         self._n0 = 0
         self._tick_sec = 0.0
-        self._tick_img = 0.0
+        self._tick_img = 0
+        self._tick_nimg0 = 0
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._t0, self._n0 = time.time(), pl_module.cur_nimg
-        self._tick_sec = self._tick_img = 0.0
+        self._tick_sec, self._tick_img = 0.0, 0
+        # The first tick's images and seconds both count from its start: a resume restores that start (it may
+        # lie before the resume) with the seconds the tick had already run.
+        self._tick_nimg0 = pl_module.tick_start_nimg
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         info = pl_module.tick_info
         if info and "scalars" in info:
-            sec = info["scalars"]["Timing/sec_per_tick"]
-            self._tick_sec += sec
-            self._tick_img += info["scalars"]["Timing/img_per_sec"] * sec
+            self._tick_sec += info["scalars"]["Timing/sec_per_tick"]
+            self._tick_img += pl_module.cur_nimg - self._tick_nimg0  # exact, not img/s x s
+            self._tick_nimg0 = pl_module.cur_nimg
 
     def on_train_end(self, trainer, pl_module) -> None:
         sec = time.time() - self._t0
