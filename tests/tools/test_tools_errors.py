@@ -192,3 +192,29 @@ def test_a_file_of_the_wrong_kind_is_named_as_such(tmp_path, capsys, name, conte
     assert name in err and says in err
     assert content == b"" or "truncated" not in err  # an empty file may well be an interrupted copy
     assert ".ckpt" in err and ".pt" in err and ".pkl" in err  # says what is accepted
+
+
+def test_moving_a_stylegan2_names_the_flag_and_a_bad_class_names_the_value(sg2_file, tmp_path, capsys):
+    out = ["--outdir", str(tmp_path / "o")]
+    code = generate.main(["--network", str(sg2_file), "--seeds", "0", "--translate", "0.1,0", *out])
+    err = capsys.readouterr().err
+    assert code == 2 and "--translate 0.1,0" in err and "StyleGAN2" in err
+    code = video.main(["--network", str(sg2_file), "--seeds", "0", "--mode", "rotate", "--frames", "2",
+                       "--output", str(tmp_path / "v.gif")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "--mode rotate" in err and "StyleGAN2" in err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "v.gif").exists()
+
+    import torch
+
+    from sg3.io import save_generator
+    from sg3.modules.generator import Generator
+
+    torch.manual_seed(0)
+    cond = tmp_path / "cond.pt"
+    save_generator(cond, Generator(z_dim=8, c_dim=4, w_dim=8, img_resolution=16, img_channels=3,
+                                   channel_base=128, channel_max=16))  # fmt: skip
+    code = generate.main(["--network", str(cond), "--seeds", "0", "--class", "4", *out])
+    err = capsys.readouterr().err
+    assert code == 2 and "--class 4:" in err and "0..3" in err
+    assert generate.main(["--network", str(cond), "--seeds", "0", "--class", "3", *out]) == 0

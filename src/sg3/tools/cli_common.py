@@ -26,6 +26,7 @@ __all__ = [
     "seed_latent",
     "class_labels",
     "set_user_transform",
+    "require_input_transform",
     "to_uint8",
     "console_main",
     "run_cli",
@@ -169,8 +170,9 @@ def class_labels(G: torch.nn.Module, class_idx: int | None, n: int = 1) -> torch
             raise CliError(f"--class {class_idx}: the network is unconditional; leave --class out")
         return torch.zeros(n, 0)
     if class_idx is None or not 0 <= class_idx < G.c_dim:
+        given = "--class" if class_idx is None else f"--class {class_idx}"
         raise CliError(
-            f"--class: the network is conditional with {G.c_dim} classes; pass --class 0..{G.c_dim - 1}"
+            f"{given}: the network is conditional with {G.c_dim} classes; pass --class 0..{G.c_dim - 1}"
         )
     c = torch.zeros(n, G.c_dim)
     c[:, class_idx] = 1
@@ -197,6 +199,16 @@ def set_user_transform(
         [[math.cos(a), math.sin(a), translate[0]], [-math.sin(a), math.cos(a), translate[1]], [0, 0, 1]]
     )
     t.copy_(torch.from_numpy(np.linalg.inv(m)).to(t))
+
+
+def require_input_transform(G: torch.nn.Module, flag: str) -> None:
+    """Raise a CliError naming `flag` (e.g. '--rotate 30') unless G is a StyleGAN3 with an input transform."""
+    from sg3.metrics.equivariance import input_transform
+
+    try:
+        input_transform(G)
+    except TypeError as e:
+        raise CliError(f"{flag}: {e}") from None
 
 
 def to_uint8(img: torch.Tensor) -> np.ndarray:

@@ -26,6 +26,7 @@ from sg3.tools.cli_common import (
     output_folder,
     parse_pair,
     parse_seeds,
+    require_input_transform,
     resolve_device,
     seed_latent,
     set_user_transform,
@@ -148,6 +149,9 @@ def _run(args: argparse.Namespace) -> int:
     folder = Path(args.output).parent if grid is not None else Path(args.outdir)
     with output_folder(folder) as out:  # before the work: a bad path fails at once
         G = load_network(args.network, resolve_device(args.device))
+        if translate != (0, 0) or args.rotate:
+            moved = [f"--translate {args.translate}"] * (translate != (0, 0))
+            require_input_transform(G, " ".join(moved + [f"--rotate {args.rotate:g}"] * bool(args.rotate)))
         images = generate(
             G, seeds, args.trunc, args.trunc_cutoff, args.class_idx, args.noise_mode, translate, args.rotate
         )

@@ -28,6 +28,7 @@ from sg3.tools.cli_common import (
     load_network,
     output_folder,
     parse_seeds,
+    require_input_transform,
     resolve_device,
     seed_latent,
     set_user_transform,
@@ -189,6 +190,7 @@ def _run(args: argparse.Namespace) -> int:
                                    args.class_idx, num_keyframes=args.num_keyframes,
                                    shuffle_seed=args.shuffle_seed)  # fmt: skip
         else:
+            require_input_transform(G, f"--mode {args.mode}")
             frames = transform_frames(
                 G, seeds, grid, args.mode, args.frames, args.amount, args.trunc, args.class_idx
             )
