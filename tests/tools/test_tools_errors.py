@@ -218,3 +218,13 @@ def test_moving_a_stylegan2_names_the_flag_and_a_bad_class_names_the_value(sg2_f
     err = capsys.readouterr().err
     assert code == 2 and "--class 4:" in err and "0..3" in err
     assert generate.main(["--network", str(cond), "--seeds", "0", "--class", "3", *out]) == 0
+
+
+def test_video_output_must_be_a_video_suffix(sg3_file, tmp_path, capsys):
+    out = tmp_path / "new" / "spin.png"  # ffmpeg would write one PNG frame and the tool reported success
+    code = video.main(["--network", str(sg3_file), "--seeds", "0", "--mode", "rotate", "--frames", "2",
+                       "--output", str(out)])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "--output" in err and "spin.png" in err and ".mp4" in err and ".gif" in err
+    assert not (tmp_path / "new").exists()

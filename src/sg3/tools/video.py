@@ -38,6 +38,8 @@ from sg3.tools.generate import make_grid, parse_grid
 
 __all__ = ["main", "latent_frames", "transform_frames", "write_video"]
 
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".gif")  # libx264 containers, and GIF
+
 
 def write_video(frames: list[np.ndarray], path: str | Path, fps: int = 30) -> Path:
     """Write HWC uint8 frames as MP4 (libx264) or GIF; returns the path actually written.
@@ -172,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trunc", type=float, default=1.0, help="truncation psi")
     p.add_argument("--class", dest="class_idx", type=int, default=None, help="class (conditional nets)")
     p.add_argument("--fps", type=int, default=60, help="frames per second")
-    p.add_argument("--output", required=True, help=".mp4 or .gif")
+    p.add_argument("--output", required=True, help=".mp4 (also .mov, .mkv) or .gif")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     return p
 
@@ -183,6 +185,12 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError(f"--w-frames and --frames must be >= 1, got {args.w_frames}, {args.frames}")
     if args.fps < 1:
         raise CliError(f"--fps must be >= 1, got {args.fps}")
+    suffix = Path(args.output).suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise CliError(
+            f"--output {args.output!r}: cannot write a video ending in {suffix or '(no suffix)'!r}; "
+            f"use {', '.join(VIDEO_SUFFIXES)}"
+        )
     with output_folder(Path(args.output).parent):  # before the work: a bad path fails at once
         G = load_network(args.network, resolve_device(args.device))
         if args.mode == "latent":
