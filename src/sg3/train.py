@@ -31,6 +31,14 @@ from sg3.training.rundir import made_by_this_process, remove_if_made_here
 _CONF_CANDIDATES = (Path(__file__).resolve().parents[2] / "conf", Path(sys.prefix) / "share" / "sg3" / "conf")
 CONF_DIR = str(next((p for p in _CONF_CANDIDATES if (p / "train.yaml").is_file()), _CONF_CANDIDATES[0]))
 
+# Which configuration keys feed each network kind's constructor (for build errors).
+_KWARGS_KEYS = {
+    "stylegan3": "model.G_kwargs",
+    "stylegan2": "model.G_kwargs",
+    "discriminator": "model.D_kwargs",
+    "augment_pipe": "augment.kwargs",
+}
+
 # How to set each required (???) value.
 REQUIRED_HELP = {
     "data.urls": "the dataset: data.urls=/path/to/dataset.json (made by sg3-dataset), or data=demo",
@@ -194,6 +202,7 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     from lightning.pytorch import seed_everything
 
     from sg3.modules.augment import AUGPIPE_SPECS
+    from sg3.modules.registry import NetworkBuildError
     from sg3.training import callbacks as cb
     from sg3.training.checkpoint import (
         AtomicCheckpointIO,
@@ -256,7 +265,10 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     # The same seed on every rank: the initial networks (also the random Fourier-feature buffers) are the
     # same on all ranks and in every run with this seed; each rank reseeds with seed * world + rank later.
     seed_everything(plain["seed"], verbose=False)
-    model = StyleGAN3Module(plain)
+    try:
+        model = StyleGAN3Module(plain)
+    except NetworkBuildError as e:  # e.g. a StyleGAN3-only G_kwargs key left in place for model=stylegan2
+        raise ConfigError(f"{_KWARGS_KEYS.get(e.kind, 'model')}: {e}") from e
     model.wandb_run_id = run_id
     metrics_callback = build_metrics_callback(cfg, plain, model, dm)
     if plain["init_from"] and ckpt_path is None:

@@ -146,3 +146,15 @@ def test_build_copies_and_logs_init_from(tmp_path, caplog):
     )
     for k, v in src.state_dict().items():
         assert torch.equal(parts["model"].G_ema.state_dict()[k], v)
+
+
+def test_network_kwargs_the_chosen_kind_refuses_are_a_configuration_error(tmp_path):
+    # The demo's StyleGAN3-only G_kwargs (num_layers, margin_size) left in place for a StyleGAN2 generator:
+    # a one-line configuration error naming the key group and the refused name (was a TypeError traceback).
+    with pytest.raises(ConfigError) as e:
+        build_in_process(["experiment=demo", "model=stylegan2"], tmp_path / "g")
+    msg = str(e.value)
+    assert msg.startswith("model.G_kwargs: cannot build 'stylegan2' from init_kwargs [") and "\n" not in msg
+    assert "unexpected keyword argument 'num_layers'" in msg
+    with pytest.raises(ConfigError, match=r"^model\.D_kwargs: cannot build 'discriminator' .*'bogus'"):
+        build_in_process(["experiment=demo", "+model.D_kwargs.bogus=1"], tmp_path / "d")

@@ -17,6 +17,14 @@ NETWORK_CLASSES: dict[str, type[nn.Module]] = {
 }
 
 
+class NetworkBuildError(TypeError, ValueError):
+    """A network kind's constructor refused its kwargs (an unknown name, a bad value); names the kind."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 def build_network(kind: str, init_kwargs: dict) -> nn.Module:
     """Construct a network of `kind` from its recorded constructor kwargs.
 
@@ -26,6 +34,9 @@ def build_network(kind: str, init_kwargs: dict) -> nn.Module:
 
     Returns:
         The freshly initialised module (weights are random until a state_dict is loaded).
+
+    Raises:
+        NetworkBuildError: the constructor refused `init_kwargs` (a TypeError and a ValueError).
     """
     if kind not in NETWORK_CLASSES:
         raise ValueError(f"unknown network kind {kind!r}; accepted: {sorted(NETWORK_CLASSES)}")
@@ -33,8 +44,9 @@ def build_network(kind: str, init_kwargs: dict) -> nn.Module:
         raise TypeError(f"init_kwargs for {kind!r} must be a dict, got {type(init_kwargs).__name__}")
     try:
         return NETWORK_CLASSES[kind](**init_kwargs)
-    except TypeError as err:
-        raise TypeError(f"cannot build {kind!r} from init_kwargs {sorted(init_kwargs)}: {err}") from err
+    except (TypeError, ValueError) as err:
+        message = f"cannot build {kind!r} from init_kwargs {sorted(init_kwargs)}: {err}"
+        raise NetworkBuildError(kind, message) from err
 
 
 def network_kind(module: nn.Module) -> str:
