@@ -134,10 +134,7 @@ class ShardDataModule(L.LightningDataModule):
         self._generation = 0
         self._progress: StreamProgress | None = None  # of the training loader last built
         self._resume: dict | None = None  # stream position loaded from a checkpoint, used by the next loader
-        if self.index is not None:
-            self._check_against(
-                self.index["resolution"], self.index["channels"], f"{self.name} (dataset.json)"
-            )
+        self._check_indexes()
         if self.use_labels:
             if self.index is None:
                 raise ValueError(
@@ -152,6 +149,23 @@ class ShardDataModule(L.LightningDataModule):
         self.c_dim: int = int(self.index["num_classes"]) if self.use_labels else 0
 
     # ---- shape checks ----------------------------------------------------------------------------
+
+    def _check_indexes(self) -> None:
+        """Every index the shards come from against the model and against each other."""
+        indexes = self.shards.indexes
+        first = None
+        for where, idx in indexes:
+            shape = (int(idx["resolution"]), int(idx["channels"]))
+            self._check_against(*shape, f"{self.name} (dataset.json)" if len(indexes) == 1 else where)
+            if first is None:
+                first = (where, shape)
+            elif shape != first[1]:
+                (r, c), (r0, c0) = shape, first[1]
+                raise ValueError(
+                    f"{where} has {r}x{r} images with {c} channel(s), but {first[0]} has {r0}x{r0} with "
+                    f"{c0}; stream datasets of one resolution and channel count together (convert them "
+                    "with the same sg3-dataset --resolution and --channels)"
+                )
 
     def _check_against(self, resolution: int, channels: int, what: str) -> None:
         want_res, want_ch = self._expected
@@ -190,8 +204,8 @@ class ShardDataModule(L.LightningDataModule):
 
     def _shape_value(self, i: int, key: str) -> int:
         """Index value, else the model's expectation, else the first sample's (i: 0 side, 1 channels)."""
-        if self.index is not None:
-            return int(self.index[key])
+        if self.shards.indexes:  # all of them agree (checked at construction)
+            return int(self.shards.indexes[0][1][key])
         if self._expected[i] is not None:
             return int(self._expected[i])
         return (self._probed or self.check_first_sample())[i]

@@ -212,7 +212,12 @@ def _processed(items: Sequence[SourceItem], order: list[int], opts, resolution) 
 
 
 def _prepare_dest(dest: str, overwrite: bool) -> None:
-    os.makedirs(dest, exist_ok=True)
+    if os.path.exists(dest) and not os.path.isdir(dest):
+        raise ValueError(f"destination {dest!r} is a file, not a folder; pass a folder for the shards")
+    try:
+        os.makedirs(dest, exist_ok=True)
+    except OSError as exc:  # a file on the way, no permission, a read-only file system
+        raise ValueError(f"cannot create the destination folder {dest!r}: {exc.strerror or exc}") from exc
     existing = sorted(glob.glob(os.path.join(dest, _SHARD_GLOB)))
     if os.path.exists(os.path.join(dest, INDEX_NAME)):
         existing.insert(0, os.path.join(dest, INDEX_NAME))

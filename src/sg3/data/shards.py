@@ -14,7 +14,7 @@ import json
 import os
 import tarfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from webdataset.gopen import gopen
 from webdataset.shardlists import expand_urls
@@ -204,14 +204,17 @@ class ShardList:
     Attributes:
         urls: Shard URLs in canonical order.
         counts: Samples per shard (from the index) or None when unknown.
-        index: The parsed dataset.json, or None.
+        index: The parsed dataset.json when the shards come from one, else None.
         name: A short dataset name (index folder name or URL stem).
+        indexes: (location, parsed dataset.json) of every index the shards come from (several for a list
+            of datasets or a glob over several folders), for shape checks.
     """
 
     urls: list[str]
     counts: list[int] | None
     index: dict | None
     name: str
+    indexes: list[tuple[str, dict]] = field(default_factory=list)
 
 
 def _seekable(stream) -> bool:
@@ -238,28 +241,41 @@ def _from_index(index_url: str) -> ShardList:
     name = (
         os.path.basename(os.path.dirname(os.path.abspath(index_url))) if not _is_remote(index_url) else base
     )
-    return ShardList(urls, [int(s["count"]) for s in index["shards"]], index, name or "dataset")
+    counts = [int(s["count"]) for s in index["shards"]]
+    return ShardList(urls, counts, index, name or "dataset", [(index_url, index)])
 
 
-def _counts_from_sibling_index(urls: list[str]) -> tuple[list[int] | None, dict | None]:
-    """Finds counts for local shards listed by a dataset.json in their common folder."""
+def _sibling_indexes(urls: list[str]) -> tuple[list[int] | None, list[tuple[str, dict]]]:
+    """Counts and indexes for local shards listed by the dataset.json of their folder (one or several).
+
+    Returns (None, []) unless every shard is local and listed by the dataset.json beside it.
+    """
     if not urls or any(_is_remote(u) for u in urls):
-        return None, None
-    folders = {os.path.dirname(os.path.abspath(u)) for u in urls}
-    if len(folders) != 1:
-        return None, None
-    path = os.path.join(folders.pop(), INDEX_NAME)
-    if not os.path.isfile(path):
-        return None, None
-    try:
-        index = read_index(path)
-    except ValueError:
-        return None, None
-    table = {s["name"]: int(s["count"]) for s in index["shards"]}
-    names = [os.path.basename(u) for u in urls]
-    if not all(n in table for n in names):
-        return None, None
-    return [table[n] for n in names], index
+        return None, []
+    indexes: dict[str, dict] = {}  # folder -> its index, in the order the shards meet them
+    for u in urls:
+        folder = os.path.dirname(os.path.abspath(u))
+        if folder not in indexes:
+            path = os.path.join(folder, INDEX_NAME)
+            try:
+                indexes[folder] = read_index(path) if os.path.isfile(path) else None
+            except ValueError:
+                indexes[folder] = None
+            if indexes[folder] is None:
+                return None, []
+    tables = {f: {s["name"]: int(s["count"]) for s in idx["shards"]} for f, idx in indexes.items()}
+    counts = []
+    for u in urls:
+        count = tables[os.path.dirname(os.path.abspath(u))].get(os.path.basename(u))
+        if count is None:
+            return None, []
+        counts.append(count)
+    return counts, [(os.path.join(f, INDEX_NAME), idx) for f, idx in indexes.items()]
+
+
+def _with_sibling_indexes(urls: list[str], name: str) -> ShardList:
+    counts, indexes = _sibling_indexes(urls)
+    return ShardList(urls, counts, indexes[0][1] if len(indexes) == 1 else None, name, indexes)
 
 
 def resolve_urls(urls: str | list[str]) -> ShardList:
@@ -281,7 +297,8 @@ def resolve_urls(urls: str | list[str]) -> ShardList:
         lists = [resolve_urls(u) for u in urls]
         flat = [u for sl in lists for u in sl.urls]
         counts = None if any(sl.counts is None for sl in lists) else [c for sl in lists for c in sl.counts]
-        return ShardList(flat, counts, lists[0].index if len(lists) == 1 else None, lists[0].name)
+        indexes = [x for sl in lists for x in sl.indexes]
+        return ShardList(flat, counts, None, lists[0].name, indexes)
     if not isinstance(urls, str) or not urls:
         raise ValueError(f"urls={urls!r} must be a non-empty string or list of strings")
     if not _is_remote(urls):
@@ -295,8 +312,7 @@ def resolve_urls(urls: str | list[str]) -> ShardList:
                     f"folder {urls!r} holds neither {INDEX_NAME} nor *.tar shards "
                     "(a folder of images? convert it with sg3-dataset --source FOLDER --dest DIR)"
                 )
-            counts, index = _counts_from_sibling_index(found)
-            return ShardList(found, counts, index, os.path.basename(os.path.abspath(urls)))
+            return _with_sibling_indexes(found, os.path.basename(os.path.abspath(urls)))
     if urls.endswith(".json"):
         return _from_index(urls)
     if not _is_remote(urls) and any(ch in urls for ch in _GLOB_CHARS):
@@ -308,9 +324,8 @@ def resolve_urls(urls: str | list[str]) -> ShardList:
         local_missing = [u for u in found if not _is_remote(u) and not os.path.isfile(u)]
         if local_missing:
             raise ValueError(f"shard {local_missing[0]!r} (from {urls!r}) does not exist")
-    counts, index = _counts_from_sibling_index(found)
     stem = os.path.basename(found[0]).split("-")[0].split(".")[0] or "dataset"
-    return ShardList(found, counts, index, stem)
+    return _with_sibling_indexes(found, stem)
 
 
 def iter_shard_samples(

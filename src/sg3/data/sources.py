@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import zipfile
 from collections.abc import Callable
@@ -33,6 +34,7 @@ def _pil_extensions() -> tuple[str, ...]:
     return common + tuple(ext for ext in known if ext not in common)
 
 
+log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = _pil_extensions()
 LABEL_MODES = ("auto", "dataset.json", "folders", "none")
 
@@ -89,6 +91,21 @@ class _LazyZip:
         return _open
 
 
+def _zip_name(info: zipfile.ZipInfo) -> str:
+    """The member's name with '/' separators; UTF-8 also where the zip lacks the UTF-8 flag.
+
+    Zips from Info-ZIP on Linux and from macOS store UTF-8 names without flag bit 11, which Python
+    decodes as cp437 ('日本.png' -> 'µùÑµ£¼.png'); names that are valid UTF-8 are read as such.
+    """
+    name = info.filename
+    if not info.flag_bits & 0x800:
+        try:
+            name = name.encode("cp437").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            pass  # really cp437 (or another legacy code page): keep Python's reading
+    return name.replace("\\", "/")
+
+
 def _parse_label_json(text: str, origin: str) -> dict[str, str] | None:
     """Parses an official ``dataset.json`` (``{"labels": [[name, int], ...]}`` or ``{"labels": null}``)."""
     try:
@@ -100,6 +117,11 @@ def _parse_label_json(text: str, origin: str) -> dict[str, str] | None:
     labels = obj["labels"]
     if labels is None:
         return None
+    if not isinstance(labels, list):
+        raise ValueError(
+            f'{origin}: "labels" must be a list of [file name, integer] pairs or null, '
+            f"got {type(labels).__name__}"
+        )
     result: dict[str, str] = {}
     for entry in labels:
         if not (isinstance(entry, list | tuple) and len(entry) == 2 and isinstance(entry[0], str)):
@@ -109,7 +131,12 @@ def _parse_label_json(text: str, origin: str) -> dict[str, str] | None:
             raise ValueError(
                 f"{origin}: label of {name!r} is {label!r}; only integer class labels are supported"
             )
-        result[name.replace("\\", "/")] = str(label)
+        if label < 0:
+            raise ValueError(f"{origin}: label of {name!r} is {label}; class labels must be integers >= 0")
+        name = name.replace("\\", "/")
+        if result.get(name, str(label)) != str(label):
+            raise ValueError(f"{origin}: {name!r} is labelled twice, {result[name]} and {label}")
+        result[name] = str(label)
     return result
 
 
@@ -157,9 +184,9 @@ def open_source(source: str, labels: str = "auto") -> list[SourceItem]:
             infos = zf.infolist()
             names = {i.filename for i in infos}
             items = [  # names with '/' also for zips written with Windows backslashes
-                SourceItem(i.filename.replace("\\", "/"), lazy.opener(i.filename), size_hint=i.file_size)
+                SourceItem(_zip_name(i), lazy.opener(i.filename), size_hint=i.file_size)
                 for i in infos
-                if not i.is_dir() and _is_image_name(i.filename.replace("\\", "/"))
+                if not i.is_dir() and _is_image_name(_zip_name(i))
             ]
             if "dataset.json" in names:
                 label_text = _decode_label_file(zf.read("dataset.json"), f"{source}/dataset.json")
@@ -205,6 +232,12 @@ def _attach_labels(items: list[SourceItem], source: str, mode: str, label_text: 
         )
     for it in items:
         it.label = table[it.name]
+    extra = sorted(set(table) - {it.name for it in items})
+    if extra:
+        log.warning(
+            "%s labels %d file(s) that are not images of the source (first: %r); their labels are unused",
+            origin, len(extra), extra[0],
+        )  # fmt: skip
 
 
 def assign_class_ids(label_names: list[str]) -> list[str]:

@@ -53,11 +53,16 @@ def parse_resolution(text: str | int | None) -> tuple[int, int] | None:
 
 
 def _to_8bit(img: Image.Image) -> Image.Image:
-    """Maps 16/32-bit integer and float gray images to 8-bit gray."""
+    """Maps 16/32-bit integer and float gray images to 8-bit gray.
+
+    16-bit images (modes ``I;16*``) are scaled by their bit depth (65535 -> 255), whatever their content;
+    32-bit integer images (mode ``I``, whose range PIL does not record) are taken as 16-bit when a value
+    exceeds 255, else as 8-bit; float images as [0, 1] when no value exceeds 1, else as [0, 255].
+    """
     arr = np.asarray(img)
     if img.mode == "F":
         arr = np.clip(arr, 0.0, 1.0) * 255.0 if arr.max(initial=0) <= 1.0 else np.clip(arr, 0, 255)
-    elif arr.max(initial=0) > 255:
+    elif img.mode.startswith("I;16") or arr.max(initial=0) > 255:
         arr = arr.astype(np.float64) / 257.0  # 16-bit full scale 65535 -> 255
     arr = np.clip(arr, 0, 255)  # 32-bit values beyond 16 bits, or negative ones, saturate (no wrap-around)
     return Image.fromarray(np.rint(arr).astype(np.uint8), mode="L")
