@@ -228,3 +228,17 @@ def test_video_output_must_be_a_video_suffix(sg3_file, tmp_path, capsys):
     assert code == 2 and len(err.splitlines()) == 1
     assert "--output" in err and "spin.png" in err and ".mp4" in err and ".gif" in err
     assert not (tmp_path / "new").exists()
+
+
+def test_a_latent_walk_with_one_keyframe_per_cell_is_refused(sg3_file, tmp_path, capsys):
+    # 2 seeds for 2 cells: each cell would show the same still image in every frame.
+    out = tmp_path / "walk.gif"
+    code = video.main(["--network", str(sg3_file), "--seeds", "0-1", "--grid", "2x1", "--w-frames", "2",
+                       "--output", str(out)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "1 keyframe per cell" in err and "--num-keyframes" in err and not out.exists()
+    code = video.main(["--network", str(sg3_file), "--seeds", "0-1", "--grid", "2x1", "--w-frames", "2",
+                       "--num-keyframes", "1", "--output", str(out)])  # fmt: skip
+    assert code == 2 and "1 keyframe per cell" in capsys.readouterr().err
+    assert video.main(["--network", str(sg3_file), "--seeds", "0-1", "--grid", "2x1", "--w-frames", "2",
+                       "--num-keyframes", "2", "--output", str(out)]) == 0  # fmt: skip

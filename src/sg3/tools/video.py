@@ -101,6 +101,11 @@ def latent_frames(
         k = num_keyframes
     if not loop and k < 2:
         raise CliError(f"--no-loop needs >= 2 keyframes per cell, got {k}")
+    if k < 2:  # a loop through one keyframe: every frame the same still image
+        raise CliError(
+            f"--seeds: {len(seeds)} seed(s) for the {gw}x{gh} grid give 1 keyframe per cell, so the walk "
+            f"would not move; pass at least {2 * cells} seeds or --num-keyframes 2 (or more) to cycle them"
+        )
     if kind == "cubic" and not loop and k < 4:
         raise CliError(
             f"--kind cubic with --no-loop needs >= 4 keyframes per cell, got {k}; add seeds or use linear"
