@@ -267,14 +267,18 @@ def read_sg3_section(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def resolve_resume(resume: str | None, run_dir: str | os.PathLike) -> Path | None:
-    """Checkpoint to resume from: None (fresh run), 'auto' (latest in run_dir, if any) or a path.
+    """Checkpoint to resume from: None (fresh run), 'auto' (latest readable in run_dir, if any) or a path.
 
     'auto' picks the most recently written of the newest `checkpoints/ckpt-*.ckpt` and Lightning's newest
     `hpc_ckpt_<N>.ckpt`. A run directory holding an `hpc_ckpt` belongs to a SLURM job that Lightning
-    requeued, so resume=None continues it like 'auto' (same counters, ADA p and W&B run).
+    requeued, so resume=None continues it like 'auto' (same counters, ADA p and W&B run). A candidate that
+    cannot be read (truncated by a copy or a full disk) is skipped with a warning and left where it is (the
+    resumed run moves it to `checkpoints/superseded/` with the other checkpoints past its own); the next
+    newest is tried.
 
     Raises:
-        ValueError: for a missing path, or a fresh run in a run directory that already holds checkpoints.
+        ValueError: for a missing or unreadable path, a fresh run in a run directory that already holds
+            checkpoints, or a run directory none of whose checkpoints can be read.
     """
     hpc = latest_hpc_checkpoint(run_dir)
     if resume is None and hpc is None:
@@ -286,12 +290,50 @@ def resolve_resume(resume: str | None, run_dir: str | os.PathLike) -> Path | Non
             )
         return None
     if resume is None or resume == "auto":
-        found = [p for p in (latest_checkpoint(run_dir), hpc) if p is not None]
-        return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
+        ckpts, hpcs = list_checkpoints(run_dir)[::-1], list_hpc_checkpoints(run_dir)[::-1]
+        unreadable: list[str] = []
+        while ckpts or hpcs:
+            pick = max((found[0] for found in (ckpts, hpcs) if found), key=lambda p: p.stat().st_mtime_ns)
+            (ckpts if ckpts and pick == ckpts[0] else hpcs).pop(0)
+            reason = _unreadable_reason(pick, check_format=False)
+            if reason is None:
+                if unreadable:
+                    log.warning(
+                        "resume=auto: skipped unreadable checkpoint(s) %s (left in place); resuming from %s",
+                        "; ".join(unreadable), pick.name,
+                    )  # fmt: skip
+                return pick
+            unreadable.append(f"{pick.name} ({reason})")
+        if unreadable:
+            raise ValueError(
+                f"resume=auto: no readable checkpoint in {run_dir}: {'; '.join(unreadable)}. Restore one "
+                "from a backup, pass resume=<path> of another, or start another run with name=<new name>"
+            )
+        return None
     path = Path(resume).expanduser()
     if not path.is_file():
         raise ValueError(f"resume={resume!r}: no such checkpoint file (pass resume=auto or a .ckpt path)")
+    reason = _unreadable_reason(path)
+    if reason is not None:
+        raise ValueError(f"resume={resume!r}: cannot read the checkpoint ({reason})")
     return path
+
+
+def _unreadable_reason(path: Path, check_format: bool = True) -> str | None:
+    """Why `path` is not a readable sg3 training checkpoint (one line), or None when it is.
+
+    The file is memory-mapped: its structure and sg3 section are read, the weights are not. Without
+    `check_format`, any file that loads passes (the run folder's own `ckpt-*.ckpt` names).
+    """
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # noqa: BLE001 - any failure to read means: not usable
+        first = (str(e).strip().splitlines() or [""])[0].split(". ")[0]  # torch adds paragraphs of advice
+        return f"{type(e).__name__}: {first[:200]}; {path.stat().st_size} bytes"
+    sg3 = ckpt.get("sg3") if isinstance(ckpt, dict) else None
+    if check_format and (not isinstance(sg3, dict) or sg3.get("format") != "sg3-checkpoint"):
+        return "not an sg3 training checkpoint: no ckpt['sg3'] of format 'sg3-checkpoint'"
+    return None
 
 
 def check_resume_fits(
