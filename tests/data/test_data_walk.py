@@ -158,3 +158,42 @@ def test_a_glob_over_several_folders_uses_each_folders_index(tmp_path):
     assert sl.counts == [2, 2, 2, 2]
     with pytest.raises(ValueError, match=r"b/dataset.json has 16x16"):
         ShardDataModule(str(tmp_path / "[ab]" / "shard-*.tar"), batch_size=2, num_workers=0)
+
+
+def test_symlinked_folders_in_the_source_are_followed_once(tmp_path):
+    """A class folder linked into the source (ln -s /data/cats src/cats) was silently left out; a link
+    loop must not recurse forever."""
+    src, elsewhere = tmp_path / "src", tmp_path / "elsewhere"
+    (src / "dogs").mkdir(parents=True)
+    elsewhere.mkdir()
+    (src / "dogs" / "a.png").write_bytes(_png(10))
+    (elsewhere / "b.png").write_bytes(_png(20))
+    (src / "cats").symlink_to(elsewhere, target_is_directory=True)
+    (src / "dogs" / "loop").symlink_to(src, target_is_directory=True)
+    items = open_source(str(src), "folders")
+    assert [(it.name, it.label) for it in items] == [("cats/b.png", "cats"), ("dogs/a.png", "dogs")]
+    assert np.asarray(items[0].open())[0, 0, 0] == 20
+
+
+def test_exif_orientation_of_photos_is_applied(tmp_path):
+    """A phone photo stored sideways with EXIF orientation 6 (rotate 90 degrees clockwise to view) was
+    converted as stored, i.e. lying on its side."""
+    src = tmp_path / "src"
+    src.mkdir()
+    arr = np.zeros((16, 32, 3), np.uint8)  # stored 32 wide x 16 high, left half bright
+    arr[:, :16] = 250
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(arr).save(src / "photo.jpg", quality=95, exif=exif)
+    dest = str(tmp_path / "d")
+    opts = ConvertOptions(resolution=16, transform="center-crop", progress=False)
+    summary = convert(open_source(str(src), "none"), dest, opts)
+    assert summary.written == 1
+    import tarfile
+
+    with tarfile.open(f"{dest}/shard-000000.tar") as tar:
+        img = np.asarray(Image.open(io.BytesIO(tar.extractfile("00000000.png").read())))
+        meta = json.loads(tar.extractfile("00000000.json").read())
+    # upright the image is 16 wide x 32 high with the bright half on top; the centre crop is rows 8..24
+    assert meta["size"] == [16, 32]
+    assert img[:6].mean() > 200 and img[-6:].mean() < 50

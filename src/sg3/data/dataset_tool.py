@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from sg3.data.codec import encode_png_stored
@@ -42,6 +42,7 @@ __all__ = ["ConvertOptions", "ConvertSummary", "convert", "main", "parse_size"]
 
 log = logging.getLogger(__name__)
 _SHARD_GLOB = "*-[0-9][0-9][0-9][0-9][0-9][0-9].tar"
+_EXIF_ORIENTATION = 0x0112
 _UNREADABLE = (  # a damaged file, or a zip member with a bad CRC, damaged or unsupported compression
     UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError,
     zipfile.BadZipFile, zlib.error, NotImplementedError,
@@ -167,14 +168,25 @@ def _encode(img: Image.Image, opts: ConvertOptions) -> bytes:
     return buf.getvalue()
 
 
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation tag (1 = upright; also for a damaged EXIF block: the pixels stay usable)."""
+    try:
+        return int(img.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:  # noqa: BLE001 - any EXIF parse failure: use the pixels as stored
+        return 1
+
+
 def _process(item: SourceItem, opts: ConvertOptions, resolution: tuple[int, int] | None) -> tuple:
     """Returns ('ok', bytes, orig_size, side, channels), ('skip', reason) or ('error', message)."""
     try:
         with item.open() as src:
             src.seek(0)
             src.load()
-            orig_size = src.size
-            img = convert_channels(src, opts.channels)
+            upright = src  # photos stored rotated carry an EXIF orientation tag (1 = upright)
+            if _orientation(src) != 1:
+                upright = ImageOps.exif_transpose(src)
+            orig_size = upright.size
+            img = convert_channels(upright, opts.channels)
     except _UNREADABLE as exc:
         return ("skip", "unreadable", f"{type(exc).__name__}: {exc}")
     try:

@@ -167,8 +167,11 @@ def open_source(source: str, labels: str = "auto") -> list[SourceItem]:
     label_text: str | None = None
     if os.path.isdir(source):
         items = []
-        for root, dirs, files in os.walk(source):
-            dirs.sort()
+        seen = {os.path.realpath(source)}
+        for root, dirs, files in os.walk(source, followlinks=True):  # linked class folders count too
+            real = {d: os.path.realpath(os.path.join(root, d)) for d in dirs}
+            dirs[:] = sorted(d for d in dirs if real[d] not in seen)  # each real folder once: no link loops
+            seen.update(real[d] for d in dirs)
             for fname in files:
                 path = os.path.join(root, fname)
                 rel = os.path.relpath(path, source).replace(os.sep, "/")
