@@ -197,3 +197,18 @@ def test_exif_orientation_of_photos_is_applied(tmp_path):
     # upright the image is 16 wide x 32 high with the bright half on top; the centre crop is rows 8..24
     assert meta["size"] == [16, 32]
     assert img[:6].mean() > 200 and img[-6:].mean() < 50
+
+
+def test_a_missing_path_and_an_empty_shard_are_named_plainly(tmp_path):
+    """'shard 'x' (from 'x') does not exist' for a plain missing path, and 'after sample -1' for a shard
+    that broke before its first sample."""
+    from sg3.data.shards import iter_shard_samples, resolve_urls
+
+    with pytest.raises(
+        ValueError, match=r"^urls '.*nope' does not exist \(expected a folder, a dataset.json"
+    ):
+        resolve_urls(str(tmp_path / "nope"))
+    (tmp_path / "empty.tar").write_bytes(b"")
+    errors = []
+    list(iter_shard_samples(str(tmp_path / "empty.tar"), on_error=lambda *a: errors.append(a)))
+    assert errors[0][1] == f"{tmp_path / 'empty.tar'} before its first sample"

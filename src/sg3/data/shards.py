@@ -322,6 +322,11 @@ def resolve_urls(urls: str | list[str]) -> ShardList:
     else:
         found = expand_urls(urls)
         local_missing = [u for u in found if not _is_remote(u) and not os.path.isfile(u)]
+        if found == [urls] and local_missing:
+            raise ValueError(
+                f"urls {urls!r} does not exist (expected a folder, a dataset.json, a shard .tar, a glob, "
+                "a brace pattern or a URL)"
+            )
         if local_missing:
             raise ValueError(f"shard {local_missing[0]!r} (from {urls!r}) does not exist")
     stem = os.path.basename(found[0]).split("-")[0].split(".")[0] or "dataset"
@@ -385,4 +390,8 @@ def iter_shard_samples(
     except (EOFError, OSError, ValueError) as exc:
         if on_error is None:
             raise
-        on_error("truncated_shard", f"{url} after sample {pos}", exc)
+        on_error(
+            "truncated_shard",
+            f"{url} after sample {pos}" if pos >= 0 else f"{url} before its first sample",
+            exc,
+        )
