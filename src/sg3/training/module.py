@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import os
 import time
 from typing import Any
@@ -347,6 +348,12 @@ class StyleGAN3Module(CheckpointState, LightningModule):
     # ------------------------------------------------------------------ resuming (see CheckpointState)
     def on_train_start(self) -> None:
         if self.done:  # resumed at or past total_kimg: no step beyond it (an uninterrupted run has stopped)
+            total = self.derived["total_kimg"]
+            logging.getLogger("sg3.train").warning(
+                "the checkpoint has already trained %g kimg, which reaches total_kimg=%g: nothing to train; "
+                "pass a larger total_kimg (e.g. total_kimg=%g) to continue this run",
+                self.kimg, total, 2 * max(total, self.kimg),
+            )  # fmt: skip
             self.trainer.should_stop = True
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
