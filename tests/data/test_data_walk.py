@@ -212,3 +212,12 @@ def test_a_missing_path_and_an_empty_shard_are_named_plainly(tmp_path):
     errors = []
     list(iter_shard_samples(str(tmp_path / "empty.tar"), on_error=lambda *a: errors.append(a)))
     assert errors[0][1] == f"{tmp_path / 'empty.tar'} before its first sample"
+
+
+def test_labels_over_a_list_of_datasets_say_why_they_are_refused(tmp_path):
+    """The message said the urls had no dataset.json index, when both datasets had one."""
+    from sg3.data.datamodule import ShardDataModule
+
+    a, b = _dataset(tmp_path, "a", 8), _dataset(tmp_path, "b", 8)
+    with pytest.raises(ValueError, match=r"use_labels=True needs a single dataset .* 2 datasets"):
+        ShardDataModule([a, b], batch_size=2, num_workers=0, use_labels=True)

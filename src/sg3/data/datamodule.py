@@ -136,6 +136,11 @@ class ShardDataModule(L.LightningDataModule):
         self._resume: dict | None = None  # stream position loaded from a checkpoint, used by the next loader
         self._check_indexes()
         if self.use_labels:
+            if self.index is None and len(self.shards.indexes) > 1:
+                raise ValueError(
+                    f"use_labels=True needs a single dataset (one dataset.json); urls={urls!r} spans "
+                    f"{len(self.shards.indexes)} datasets, whose class ids need not agree"
+                )
             if self.index is None:
                 raise ValueError(
                     f"use_labels=True needs the dataset.json index to know the classes; urls={urls!r} "
