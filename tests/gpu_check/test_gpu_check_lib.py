@@ -234,7 +234,8 @@ def test_gpu_report_renders_a_kept_run(tmp_path):
         gpu_report.main([str(bad), "--out", str(out)])
 
 
-def test_profile_run_times_each_variant_and_restores_the_settings(tmp_path):
+@pytest.mark.timeout(func_only=True)  # the cpu_ops fixture builds the ops under its own limit
+def test_profile_run_times_each_variant_and_restores_the_settings(tmp_path, cpu_ops):
     """gpu_profile on the CPU with a tiny config: every variant timed, the first fills the top level."""
     import importlib
 
