@@ -301,6 +301,11 @@ def judge_training(cfg: str, summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def kernel_generators(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The kernels stage's layer results per generator ({} when the stage did not run or failed)."""
+    return report["stages"].get("kernels", {}).get("result", {}).get("generators", {})
+
+
 def summary_lines(report: dict[str, Any]) -> list[str]:
     """A short plain-text table of the report (printed last, so the device tool's output tail shows it)."""
     lines = [
@@ -329,7 +334,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                 f"peak {res.get('peak_gpu_mem_gb')} GB  targets: speed {res.get('meets_speed')} "
                 f"memory {res.get('meets_memory')}"
             )
-    for gen, rows in report["stages"].get("kernels", {}).get("result", {}).get("generators", {}).items():
+    for gen, rows in kernel_generators(report).items():
         total = sum(r.get("cuda_fwd_bwd_ms") or 0 for r in rows)
         ref = sum(r.get("ref_fwd_bwd_ms") or 0 for r in rows)
         blocked = sum(r.get("blocked_fwd_bwd_ms") or 0 for r in rows)

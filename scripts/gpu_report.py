@@ -47,8 +47,7 @@ def training_rows(report: dict[str, Any]) -> list[str]:
 def kernel_rows(report: dict[str, Any]) -> list[str]:
     """Markdown rows of the filtered_lrelu kernel timings (CUDA, and the reference where it was timed)."""
     rows = []
-    gens = report["stages"].get("kernels", {}).get("result", {}).get("generators", {})
-    for gen, layers in gens.items():
+    for gen, layers in lib.kernel_generators(report).items():
         for r in layers:
             if "error" in r:
                 rows.append(f"| {gen} {r['layer']} | error: {r['error'][:80]} |||||||")
@@ -66,8 +65,7 @@ def kernel_rows(report: dict[str, Any]) -> list[str]:
 def blocked_rows(report: dict[str, Any]) -> list[str]:
     """Markdown rows comparing the blocked CUDA kernel with the tiled one (layers where both were timed)."""
     rows = []
-    gens = report["stages"].get("kernels", {}).get("result", {}).get("generators", {})
-    for gen, layers in gens.items():
+    for gen, layers in lib.kernel_generators(report).items():
         for r in layers:
             if "blocked_fwd_ms" not in r or "cuda_fwd_ms" not in r:
                 continue
