@@ -155,24 +155,18 @@ def test_state_dict_r_radial_filters_and_kernel(tiny):
 
 
 def test_state_dict_round_trip_and_init_kwargs(tiny):
-    G = Generator(
-        z_dim=8,
-        c_dim=3,
-        w_dim=8,
-        img_resolution=16,
-        img_channels=3,
-        mapping_kwargs={"num_layers": 3},
-        **tiny["R"],
-    )
-    assert G.init_kwargs == dict(
-        z_dim=8,
-        c_dim=3,
-        w_dim=8,
-        img_resolution=16,
-        img_channels=3,
-        mapping_kwargs={"num_layers": 3},
-        **tiny["R"],
-    )
+    def kwargs() -> dict:  # fresh each time: what the constructor was given, however it treats its arguments
+        return {
+            "z_dim": 8,
+            "c_dim": 3,
+            "w_dim": 8,
+            "img_resolution": 16,
+            "img_channels": 3,
+            "mapping_kwargs": {"num_layers": 3},
+        }
+
+    G = Generator(**kwargs(), **tiny["R"])
+    assert G.init_kwargs == {**kwargs(), **tiny["R"]}
     with torch.no_grad():
         for p in G.parameters():
             p.add_(torch.randn_like(p) * 0.1)
