@@ -450,6 +450,10 @@ def main() -> dict[str, Any] | None:
         return hydra_main()
     except (SystemExit, Exception) as e:  # a malformed override: Hydra exits 1 (raises with HYDRA_FULL_ERROR)
         hint = override_quoting_hint(sys.argv[1:]) if getattr(e, "code", 1) == 1 else None
+        if getattr(e, "code", 1) == 1 and hint is None:  # a misspelt key: name the nearest known one
+            from sg3.training.config_hints import unknown_key_hint
+
+            hint = unknown_key_hint(sys.argv[1:], CONF_DIR)
         if hint:
             print(f"sg3-train: hint: {hint}", file=sys.stderr, flush=True)
         raise
