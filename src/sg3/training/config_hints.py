@@ -65,7 +65,7 @@ def unknown_key_hint(args: list[str], conf_dir: str, config_name: str = "train")
         parent = unknown.rsplit(".", 1)[0] if "." in unknown else None
         node = OmegaConf.select(cfg, parent) if parent in known else None
         if node is not None and OmegaConf.is_dict(node) and len(node) == 0:  # e.g. augment.kwargs: {}
-            value = next(o.split("=", 1)[1] for o in args if o.split("=", 1)[0] == unknown)
+            value = next((o.split("=", 1)[1] for o in args if o.split("=", 1)[0] == unknown), "...")
             return f"{parent} is empty: add a key to it with a leading +, e.g. +{unknown}={value}"
         close = difflib.get_close_matches(unknown, known, n=3, cutoff=0.75)
         if not close and "." in unknown:  # a misspelt leaf under a known parent
