@@ -74,6 +74,17 @@ def num_processes(trainer_cfg: dict) -> int:
     return count * nodes
 
 
+def processes_text(trainer_cfg: dict, count: int) -> str:
+    """`count` processes named by their keys: '3 processes (trainer.devices=3 x trainer.num_nodes=1)'."""
+    devices, nodes = trainer_cfg.get("devices", 1), trainer_cfg.get("num_nodes", 1)
+    explicit = isinstance(devices, (list, tuple)) or (isinstance(devices, int) and devices > 0)
+    if not (explicit or (isinstance(devices, str) and devices.isdigit())):  # 'auto' / -1: what it came to
+        devices = f"{devices} -> {count // int(nodes or 1)}"
+    return (
+        f"{count} process{'es' if count != 1 else ''} (trainer.devices={devices} x trainer.num_nodes={nodes})"
+    )
+
+
 def gpu_missing(trainer_cfg: dict) -> str | None:
     """Why the trainer's GPUs are not available here (a message naming the fix), or None when they are."""
     accelerator = trainer_cfg.get("accelerator")
@@ -231,7 +242,8 @@ def build(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(str(e)) from e
     if not isinstance(plain["batch"], int) or plain["batch"] < 1 or plain["batch"] % gpus:
         raise ConfigError(
-            f"batch={plain['batch']!r} is not valid: a positive multiple of the {gpus} process(es)"
+            f"batch={plain['batch']!r} is not valid: a positive multiple of the "
+            f"{processes_text(plain['trainer'], gpus)}"
         )
     try:
         dm = instantiate(

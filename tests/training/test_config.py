@@ -338,3 +338,23 @@ def test_sg3_train_does_not_join_an_inherited_wandb_service(monkeypatch):
     monkeypatch.setenv("WANDB_SERVICE", "3-1234-unix-/tmp/wandb-1234/socket")
     monkeypatch.setattr(sg3.train, "hydra_main", lambda: {"service": os.environ.get("WANDB_SERVICE")})
     assert sg3.train.main() == {"service": None}
+
+
+@pytest.mark.parametrize(
+    ("over", "message"),
+    [
+        (
+            ["trainer.devices=3"],
+            "batch=8 is not valid: a positive multiple of the 3 processes "
+            "(trainer.devices=3 x trainer.num_nodes=1)",
+        ),
+        (
+            ["trainer.devices=3", "trainer.num_nodes=2"],
+            "batch=8 is not valid: a positive multiple of the 6 processes "
+            "(trainer.devices=3 x trainer.num_nodes=2)",
+        ),
+    ],
+)
+def test_a_batch_not_divisible_by_the_processes_names_trainer_devices_and_num_nodes(tmp_path, over, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_in_process(["experiment=demo", "trainer=cpu", *over, "batch=8"], tmp_path)

@@ -213,7 +213,11 @@ def _check_batch(batch: Any, batch_gpu: Any, num_gpus: int, mbstd_group: int) ->
     if not isinstance(batch, int) or batch <= 0:
         raise _fail("batch", batch, "a positive integer (total images per step over all GPUs)")
     if batch % num_gpus:
-        raise _fail("batch", batch, f"must be divisible by the number of processes ({num_gpus})")
+        raise _fail(
+            "batch",
+            batch,
+            f"a positive multiple of the {num_gpus} processes (trainer.devices x trainer.num_nodes)",
+        )
     batch_per_gpu = batch // num_gpus
     if batch_gpu is None:
         batch_gpu = batch_per_gpu
