@@ -358,3 +358,14 @@ def test_sg3_train_does_not_join_an_inherited_wandb_service(monkeypatch):
 def test_a_batch_not_divisible_by_the_processes_names_trainer_devices_and_num_nodes(tmp_path, over, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         build_in_process(["experiment=demo", "trainer=cpu", *over, "batch=8"], tmp_path)
+
+
+def test_finetune_on_a_machine_without_a_gpu_is_refused_naming_trainer_cpu(tmp_path, monkeypatch):
+    """docs/training.md: experiment=finetune selects trainer=gpu; with no GPU the refusal names trainer=cpu"""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    base = ["experiment=finetune", "init_from=unused.pt", "data=demo", "loss.r1_gamma=2"]
+    with pytest.raises(ConfigError, match=r"trainer.accelerator=gpu needs a CUDA GPU.*trainer=cpu"):
+        build_in_process(base, tmp_path / "a")
+    assert not (tmp_path / "a" / "run").exists()
