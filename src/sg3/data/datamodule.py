@@ -158,10 +158,13 @@ class ShardDataModule(L.LightningDataModule):
     def _check_indexes(self) -> None:
         """Every index the shards come from against the model and against each other."""
         indexes = self.shards.indexes
+        given = self.urls if isinstance(self.urls, str) or len(self.urls) != 1 else self.urls[0]
         first = None
         for where, idx in indexes:
             shape = (int(idx["resolution"]), int(idx["channels"]))
-            self._check_against(*shape, f"{self.name} (dataset.json)" if len(indexes) == 1 else where)
+            # what the user gave (a folder, a shard, a glob) and the index that holds the shape
+            named = where if len(indexes) > 1 or str(given) == where else f"{given} (index {where})"
+            self._check_against(*shape, named)
             if first is None:
                 first = (where, shape)
             elif shape != first[1]:

@@ -8,6 +8,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import io
 import json
@@ -24,10 +25,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from sg3.data.codec import encode_png_stored
 from sg3.data.shards import INDEX_FORMAT, INDEX_NAME, ShardWriter, write_index
-from sg3.data.sources import LABEL_MODES, SourceItem, assign_class_ids, open_source
+from sg3.data.sources import LABEL_MODES, SourceItem, assign_class_ids, display_name, open_source
 from sg3.data.transforms import (
     CHANNEL_MODES,
     TRANSFORMS,
@@ -91,11 +93,13 @@ class ConvertOptions:
 
 @dataclass
 class ConvertSummary:
-    """What a conversion did: samples written, images skipped (reason -> count, first files), the index."""
+    """What a conversion did: samples written, images skipped (reason -> count, first files), images
+    upscaled (smaller than the resolution), the index."""
 
     written: int = 0
     skipped: Counter = field(default_factory=Counter)
     skipped_examples: dict[str, list[str]] = field(default_factory=dict)
+    upscaled: int = 0
     index: dict = field(default_factory=dict)
     index_path: str = ""
 
@@ -277,50 +281,58 @@ def convert(
     summary = ConvertSummary()
     class_counts = [0] * len(class_names)
     first: tuple[str, int, int] | None = None  # (file, side, channels) of the first written image
+    first_upscaled: tuple[str, tuple[int, int]] | None = None  # (file, size) of the first by name
+    upscale_below = resolution[0] if resolution and opts.transform != "center-crop-wide" else 0
     bar = tqdm(total=len(order), unit="img", disable=not opts.progress, desc="sg3-dataset")
+    # log lines while the bar is drawn go through tqdm.write: whole lines above the bar, not into it
+    above_bar = logging_redirect_tqdm() if opts.progress else contextlib.nullcontext()
     try:
-        for i, result in zip(order, _processed(items, order, opts, resolution)):
-            item = items[i]
-            bar.update(1)
-            if result[0] == "error":
-                raise ValueError(result[1])
-            if result[0] == "skip":
-                if opts.strict:
-                    raise ValueError(
-                        f"{item.name}: {result[1]} ({result[2]}); drop --strict to skip such files"
+        with above_bar:
+            for i, result in zip(order, _processed(items, order, opts, resolution)):
+                item = items[i]
+                bar.update(1)
+                if result[0] == "error":
+                    raise ValueError(result[1])
+                if result[0] == "skip":
+                    if opts.strict:
+                        raise ValueError(
+                            f"{item.name}: {result[1]} ({result[2]}); drop --strict to skip such files"
+                        )
+                    summary.skipped[result[1]] += 1
+                    summary.skipped_examples.setdefault(result[1], []).append(item.name)
+                    log.warning("skipped %s: %s (%s)", item.name, result[1], result[2])
+                    continue
+                _, data, orig_size, side, channels = result
+                if upscale_below and min(orig_size) < upscale_below:  # the (cropped) square was smaller
+                    summary.upscaled += 1
+                    first_upscaled = min(first_upscaled or (item.name, orig_size), (item.name, orig_size))
+                if first is None:
+                    first = (item.name, side, channels)
+                    if side & (side - 1) or side < 4:
+                        raise ValueError(
+                            f"{item.name}: size {side}x{side} is not a power of two of at least 4 pixels; "
+                            "pass --resolution"
+                        )
+                elif (side, channels) != first[1:]:
+                    what, fix = (
+                        ("resolution", "pass --resolution N to resize them all")
+                        if side != first[1]
+                        else ("channel count", "pass --channels rgb, gray or rgba to convert them all")
                     )
-                summary.skipped[result[1]] += 1
-                summary.skipped_examples.setdefault(result[1], []).append(item.name)
-                log.warning("skipped %s: %s (%s)", item.name, result[1], result[2])
-                continue
-            _, data, orig_size, side, channels = result
-            if first is None:
-                first = (item.name, side, channels)
-                if side & (side - 1) or side < 4:
                     raise ValueError(
-                        f"{item.name}: size {side}x{side} is not a power of two of at least 4 pixels; "
-                        "pass --resolution"
+                        f"mixed {what}: {item.name} is {side}x{side} with {channels} channel(s), but "
+                        f"{first[0]} is {first[1]}x{first[1]} with {first[2]}; {fix}"
                     )
-            elif (side, channels) != first[1:]:
-                what, fix = (
-                    ("resolution", "pass --resolution N to resize them all")
-                    if side != first[1]
-                    else ("channel count", "pass --channels rgb, gray or rgba to convert them all")
-                )
-                raise ValueError(
-                    f"mixed {what}: {item.name} is {side}x{side} with {channels} channel(s), but "
-                    f"{first[0]} is {first[1]}x{first[1]} with {first[2]}; {fix}"
-                )
-            meta = {"source": item.name, "size": list(orig_size)}
-            members = {opts.image_format: data}
-            if labelled:
-                cid = class_id[item.label]
-                class_counts[cid] += 1
-                members["cls"] = str(cid).encode()
-                meta["class_name"] = item.label
-            members["json"] = json.dumps(meta, sort_keys=True).encode()
-            writer.write(f"{summary.written:08d}", members)
-            summary.written += 1
+                meta = {"source": item.name, "size": list(orig_size)}
+                members = {opts.image_format: data}
+                if labelled:
+                    cid = class_id[item.label]
+                    class_counts[cid] += 1
+                    members["cls"] = str(cid).encode()
+                    meta["class_name"] = item.label
+                members["json"] = json.dumps(meta, sort_keys=True).encode()
+                writer.write(f"{summary.written:08d}", members)
+                summary.written += 1
         bar.close()
         if summary.written == 0:
             raise ValueError(f"no image could be converted (skipped: {dict(summary.skipped)})")
@@ -329,6 +341,13 @@ def convert(
         bar.close()
         writer.abort()
         raise
+    if summary.upscaled:
+        (w, h), side = first_upscaled[1], resolution[0]
+        log.warning(
+            "upscaled %d image(s) smaller than %dx%d (first: %s, %dx%d): their detail is interpolated, "
+            "not real; pass a smaller --resolution or leave them out",
+            summary.upscaled, side, side, first_upscaled[0], w, h,
+        )  # fmt: skip
     summary.index = {
         "format": INDEX_FORMAT,
         "version": 1,
@@ -415,7 +434,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         items = open_source(os.path.expanduser(args.source), args.labels)
         summary = convert(
-            items, os.path.expanduser(args.dest), opts, os.path.basename(args.source.rstrip("/"))
+            items,
+            os.path.expanduser(args.dest),
+            opts,
+            display_name(os.path.basename(args.source.rstrip("/"))),
         )
     except (ValueError, OSError) as exc:  # OSError: the destination (not a folder, no permission, disk full)
         print(f"sg3-dataset: error: {exc}", file=sys.stderr)

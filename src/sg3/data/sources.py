@@ -22,6 +22,7 @@ __all__ = [
     "LABEL_MODES",
     "SourceItem",
     "assign_class_ids",
+    "display_name",
     "open_source",
 ]
 
@@ -54,6 +55,19 @@ class SourceItem:
     open: Callable[[], Image.Image]
     label: str | None = None
     size_hint: int = 0
+
+
+def display_name(name: str) -> str:
+    """The name as valid UTF-8 text: bytes of a file name that are not UTF-8 become ``\\xNN`` escapes.
+
+    On Linux such bytes reach Python as lone surrogates (``b'\\xff.png'`` -> ``'\\udcff.png'``), which
+    cannot be written as UTF-8 (JSON readers, terminals); ``'\\xff.png'`` names the same bytes readably.
+    """
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return name
 
 
 def _is_image_name(name: str) -> bool:
@@ -167,6 +181,7 @@ def open_source(source: str, labels: str = "auto") -> list[SourceItem]:
     label_text: str | None = None
     if os.path.isdir(source):
         items = []
+        escaped = []  # names that are not valid UTF-8, as recorded
         seen = {os.path.realpath(source)}
         for root, dirs, files in os.walk(source, followlinks=True):  # linked class folders count too
             real = {d: os.path.realpath(os.path.join(root, d)) for d in dirs}
@@ -176,7 +191,16 @@ def open_source(source: str, labels: str = "auto") -> list[SourceItem]:
                 path = os.path.join(root, fname)
                 rel = os.path.relpath(path, source).replace(os.sep, "/")
                 if _is_image_name(rel):
-                    items.append(SourceItem(rel, _open_file(path), size_hint=_file_size(path)))
+                    name = display_name(rel)
+                    if name != rel:
+                        escaped.append(name)
+                    items.append(SourceItem(name, _open_file(path), size_hint=_file_size(path)))
+        if escaped:
+            log.warning(
+                "%d file name(s) of %s are not valid UTF-8 (first: %s); their non-UTF-8 bytes are "
+                "recorded as \\xNN escapes in the shards (file and class names)",
+                len(escaped), display_name(source), min(escaped),
+            )  # fmt: skip
         json_path = os.path.join(source, "dataset.json")
         if os.path.isfile(json_path):
             with open(json_path, "rb") as f:
