@@ -15,7 +15,7 @@ def test_output_under_an_existing_file_is_a_clear_error(sg3_file, tmp_path, caps
     code = generate.main(["--network", str(sg3_file), "--seeds", "0", "--outdir", str(blocker)])
     err = capsys.readouterr().err
     assert code == 2 and "sg3-generate: error:" in err and "file.png" in err
-    code = video.main(["--network", str(sg3_file), "--seeds", "0", "--w-frames", "1",
+    code = video.main(["--network", str(sg3_file), "--seeds", "0-1", "--w-frames", "1",
                        "--output", str(blocker / "v.gif")])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and "sg3-video: error:" in err and "file.png" in err
@@ -75,7 +75,7 @@ def test_a_failed_run_leaves_no_empty_output_folder_behind(sg3_file, tmp_path, c
         "grid": lambda d: generate.main(
             ["--network", missing, "--seeds", "0", "--grid", "1x1", "--output", str(d / "g.png")]
         ),  # fmt: skip
-        "video": lambda d: video.main(["--network", missing, "--seeds", "0", "--output", str(d / "v.gif")]),
+        "video": lambda d: video.main(["--network", missing, "--seeds", "0-1", "--output", str(d / "v.gif")]),
         "spectra": lambda d: spectra.main(["--source", missing, "--num", "1", "--outdir", str(d / "s")]),
         "sticking": lambda d: sticking.main(
             ["--network", str(sg3_file), "--paths", "1", "--steps", "2", "--output", str(d / "s.nope")]
@@ -111,7 +111,7 @@ def test_generate_grid_needs_one_seed_per_cell(sg3_file, tmp_path, capsys):
 
 TOOLS = {  # tool module -> (required arguments, the flag that names the network file)
     "generate": (["--seeds", "0", "--outdir", "o"], "--network"),
-    "video": (["--seeds", "0", "--output", "o.gif"], "--network"),
+    "video": (["--seeds", "0-1", "--output", "o.gif"], "--network"),  # 2 keyframes: a walk that moves
     "spectra": (["--outdir", "o"], "--source"),
     "sticking": ([], "--network"),
 }
@@ -242,3 +242,46 @@ def test_a_latent_walk_with_one_keyframe_per_cell_is_refused(sg3_file, tmp_path,
     assert code == 2 and "1 keyframe per cell" in capsys.readouterr().err
     assert video.main(["--network", str(sg3_file), "--seeds", "0-1", "--grid", "2x1", "--w-frames", "2",
                        "--num-keyframes", "2", "--output", str(out)]) == 0  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "tool, args, says",
+    [
+        (generate, ["--seeds", "0", "--outdir", "o", "--noise-mode", "bogus"], "--noise-mode"),
+        (generate, ["--seeds", "0", "--outdir", "o", "--trunc-cutoff", "-1"], "--trunc-cutoff"),
+        (generate, ["--seeds", "0", "--outdir", "o", "--device", "banana"], "--device 'banana'"),
+        (video, ["--seeds", "0-3", "--output", "v.gif", "--kind", "bogus"], "--kind"),
+        (video, ["--seeds", "0-4", "--grid", "2x2", "--output", "v.gif"], "2x2 grid's 4 cells"),
+        (video, ["--seeds", "0-1", "--num-keyframes", "0", "--output", "v.gif"], "--num-keyframes"),
+        (video, ["--seeds", "0-3", "--output", "v.gif", "--device", "banana"], "--device 'banana'"),
+        (sticking, ["--paths", "0", "--output", "s.png"], "--paths"),
+        (sticking, ["--output", "s.png", "--device", "banana"], "--device 'banana'"),
+        (spectra, ["--outdir", "o", "--device", "banana"], "--device 'banana'"),
+    ],
+)
+def test_flags_are_checked_before_the_network_is_read(tool, args, says, tmp_path, monkeypatch, capsys):
+    """--noise-mode, --kind, --paths, the keyframe count, ... were checked only after the network had been
+    loaded (minutes for a large pickle); a bad --device was a RuntimeError traceback. The network here
+    does not exist, so only a check made before reading it can name the flag."""
+    monkeypatch.chdir(tmp_path)
+    flag = "--source" if tool is spectra else "--network"
+    code = tool.main([flag, str(tmp_path / "missing.pt"), *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and says in err, err
+    assert "network file not found" not in err and list(tmp_path.iterdir()) == []
+
+
+def test_generate_grid_goes_into_outdir(sg3_file, tmp_path, capsys):
+    """`--grid 1x1 --outdir d --output g.png` wrote g.png and ignored --outdir without a word."""
+    base = ["--network", str(sg3_file), "--seeds", "0", "--grid", "1x1"]
+    assert generate.main([*base, "--outdir", str(tmp_path / "d")]) == 0
+    assert [p.name for p in (tmp_path / "d").iterdir()] == ["grid.png"]
+    capsys.readouterr()
+    code = generate.main([*base, "--outdir", str(tmp_path / "e"), "--output", str(tmp_path / "g.png")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--outdir" in err and "--output" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "g.png").exists() and not (tmp_path / "e").exists()
+    code = generate.main([*base[:4], "--outdir", str(tmp_path / "f"), "--output", str(tmp_path / "g.png")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--output" in err and "without --grid" in err, err  # was ignored too
+    assert not (tmp_path / "g.png").exists() and not (tmp_path / "f").exists()

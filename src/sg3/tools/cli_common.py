@@ -23,12 +23,14 @@ __all__ = [
     "parse_seeds",
     "parse_pair",
     "resolve_device",
+    "check_device",
     "seed_latent",
     "class_labels",
     "set_user_transform",
     "require_input_transform",
     "to_uint8",
     "console_main",
+    "tool_main",
     "run_cli",
     "ToolParser",
 ]
@@ -158,6 +160,24 @@ def resolve_device(name: str | None) -> torch.device:
     return torch.device(name)
 
 
+def check_device(name: str | None, arg: str = "--device") -> torch.device:
+    """`resolve_device`, with a bad name or a CUDA device on a machine without one as a CliError naming `arg`.
+
+    Args:
+        name: 'auto' (or None), 'cpu', 'cuda' or 'cuda:N'.
+        arg: The argument that named it, for the message ('--device', 'device=').
+    """
+    named = f"{arg}{'' if arg.endswith('=') else ' '}{name!r}"
+    try:
+        device = resolve_device(name)
+    except RuntimeError:
+        raise CliError(f"{named}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sep = "" if arg.endswith("=") else " "
+        raise CliError(f"{named}: no CUDA GPU is available here; use {arg}{sep}cpu (or auto)")
+    return device
+
+
 def seed_latent(seed: int, z_dim: int) -> torch.Tensor:
     """The official per-seed latent: `RandomState(seed).randn(1, z_dim)` (float64 -> float32)."""
     return torch.from_numpy(np.random.RandomState(seed).randn(1, z_dim)).float()
@@ -256,3 +276,17 @@ def console_main(
     except SystemExit as e:  # --help, or an argparse error already printed
         return e.code if isinstance(e.code, int) else 2
     return run_cli(lambda: run(args), prog)
+
+
+def tool_main(
+    build_parser: Callable[[], argparse.ArgumentParser],
+    run: Callable[[argparse.Namespace], int | None],
+    prog: str,
+) -> Callable[[list[str] | None], int]:
+    """A tool's console entry point `main(argv=None) -> exit code`: `console_main` bound to the tool."""
+
+    def main(argv: list[str] | None = None) -> int:
+        return console_main(build_parser, run, prog, argv)
+
+    main.__doc__ = f"Console entry point of {prog}: parse `argv` (None = sys.argv), run; the exit code."
+    return main

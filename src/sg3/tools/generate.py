@@ -1,7 +1,8 @@
 """`sg3-generate`: images from a network, one PNG per seed or a single grid.
 
 Example: `sg3-generate --network net.pt --seeds 0-7 --trunc 0.7 --outdir out` writes
-`out/seed0000.png` ...; `--grid 4x2 --output grid.png` writes one grid of the 8 seeds instead. Seeds are
+`out/seed0000.png` ...; `--grid 4x2 --output grid.png` writes one grid of the 8 seeds instead (or
+`--grid 4x2 --outdir out`: `out/grid.png`). Seeds are
 deterministic as in the official tool: `z = RandomState(seed).randn(1, z_dim)`.
 """
 
@@ -19,21 +20,23 @@ from tqdm.auto import tqdm
 from sg3.tools.cli_common import (
     CliError,
     ToolParser,
+    check_device,
     check_image_output,
     class_labels,
-    console_main,
     load_network,
     output_folder,
     parse_pair,
     parse_seeds,
     require_input_transform,
-    resolve_device,
     seed_latent,
     set_user_transform,
     to_uint8,
+    tool_main,
 )
 
 __all__ = ["main", "generate", "make_grid", "parse_grid"]
+
+NOISE_MODES = ("const", "random", "none")  # StyleGAN2 noise inputs
 
 
 def parse_grid(text: str) -> tuple[int, int]:
@@ -68,6 +71,14 @@ def to_pil(img: np.ndarray) -> PIL.Image.Image:
     return PIL.Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img)
 
 
+def check_settings(noise_mode: str, truncation_cutoff: int | None) -> None:
+    """Raise a CliError naming the flag unless `generate` accepts `noise_mode` and `truncation_cutoff`."""
+    if noise_mode not in NOISE_MODES:
+        raise CliError(f"--noise-mode: expected {', '.join(NOISE_MODES)}, got {noise_mode!r}")
+    if truncation_cutoff is not None and truncation_cutoff < 0:
+        raise CliError(f"--trunc-cutoff must be >= 0 (number of leading ws), got {truncation_cutoff}")
+
+
 @torch.no_grad()
 def generate(
     G: torch.nn.Module,
@@ -93,10 +104,7 @@ def generate(
         rotate: Input-transform rotation in degrees (StyleGAN3 only).
         progress: Show a progress bar.
     """
-    if noise_mode not in ("const", "random", "none"):
-        raise CliError(f"--noise-mode: expected const, random or none, got {noise_mode!r}")
-    if truncation_cutoff is not None and truncation_cutoff < 0:
-        raise CliError(f"--trunc-cutoff must be >= 0 (number of leading ws), got {truncation_cutoff}")
+    check_settings(noise_mode, truncation_cutoff)
     dev = next(G.parameters()).device
     set_user_transform(G, translate, rotate)
     c = class_labels(G, class_idx).to(dev)
@@ -117,14 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trunc", type=float, default=1.0, help="truncation psi (1 = none)")
     p.add_argument("--trunc-cutoff", type=int, default=None, help="truncate only the first N ws")
     p.add_argument("--class", dest="class_idx", type=int, default=None, help="class label (conditional nets)")
-    p.add_argument("--noise-mode", default="const", help="StyleGAN2 noise: const, random, none")
+    p.add_argument("--noise-mode", default="const", choices=NOISE_MODES, help="StyleGAN2 noise inputs")
     p.add_argument("--translate", default="0,0", help="input translation x,y in image units (StyleGAN3)")
     p.add_argument("--rotate", type=float, default=0.0, help="input rotation in degrees (StyleGAN3)")
-    p.add_argument("--outdir", default=None, help="folder for seedNNNN.png files")
-    p.add_argument(
-        "--grid", default=None, help="write one WxH grid image instead, one seed per cell (needs --output)"
-    )
-    p.add_argument("--output", default=None, help="grid image path (with --grid)")
+    p.add_argument("--outdir", default=None, help="folder for seedNNNN.png files (with --grid: for grid.png)")
+    p.add_argument("--grid", default=None, help="write one WxH grid image instead, one seed per cell")
+    p.add_argument("--output", default=None, help="grid image path (with --grid; or --outdir for grid.png)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     return p
 
@@ -133,9 +139,16 @@ def _run(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds)
     grid = parse_grid(args.grid) if args.grid else None
     if grid is None and not args.outdir:
-        raise CliError("pass --outdir DIR (one PNG per seed) or --grid WxH --output FILE")
-    if grid is not None and not args.output:
-        raise CliError("--grid needs --output FILE.png")
+        raise CliError(
+            "pass --outdir DIR (one PNG per seed) or --grid WxH with --output FILE or --outdir DIR"
+        )
+    if grid is None and args.output:
+        raise CliError(f"--output {args.output!r} names the --grid image; without --grid pass only --outdir")
+    if grid is not None and args.outdir and args.output:
+        raise CliError(
+            f"--grid writes one image: to --output {args.output!r} or to --outdir {args.outdir!r} as "
+            f"grid.png; pass one of them, not both"
+        )
     if grid is not None and len(seeds) != grid[0] * grid[1]:
         cells = grid[0] * grid[1]
         raise CliError(
@@ -143,12 +156,16 @@ def _run(args: argparse.Namespace) -> int:
             f"{len(seeds)} seeds; "
             f"pass one seed per cell (e.g. --seeds 0-{cells - 1}) or change --grid"
         )
+    check_settings(args.noise_mode, args.trunc_cutoff)
     translate = parse_pair(args.translate, "--translate")
+    device = check_device(args.device)
+    output = None
     if grid is not None:
-        check_image_output(args.output, "--output")
-    folder = Path(args.output).parent if grid is not None else Path(args.outdir)
+        output = Path(args.output) if args.output else Path(args.outdir) / "grid.png"
+        check_image_output(output, "--output")
+    folder = output.parent if output is not None else Path(args.outdir)
     with output_folder(folder) as out:  # before the work: a bad path fails at once
-        G = load_network(args.network, resolve_device(args.device))
+        G = load_network(args.network, device)
         if translate != (0, 0) or args.rotate:
             moved = [f"--translate {args.translate}"] * (translate != (0, 0))
             require_input_transform(G, " ".join(moved + [f"--rotate {args.rotate:g}"] * bool(args.rotate)))
@@ -156,8 +173,8 @@ def _run(args: argparse.Namespace) -> int:
             G, seeds, args.trunc, args.trunc_cutoff, args.class_idx, args.noise_mode, translate, args.rotate
         )
         if grid is not None:
-            to_pil(make_grid(images, *grid)).save(args.output)
-            print(f"wrote {args.output}")
+            to_pil(make_grid(images, *grid)).save(output)
+            print(f"wrote {output}")
         else:
             for seed, img in zip(seeds, images):
                 to_pil(img).save(out / f"seed{seed:04d}.png")
@@ -165,9 +182,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point."""
-    return console_main(build_parser, _run, "sg3-generate", argv)
+main = tool_main(build_parser, _run, "sg3-generate")
 
 
 if __name__ == "__main__":

@@ -27,11 +27,11 @@ from tqdm.auto import tqdm  # noqa: E402
 from sg3.tools.cli_common import (  # noqa: E402
     CliError,
     ToolParser,
+    check_device,
     class_labels,
-    console_main,
     load_network,
     output_folder,
-    resolve_device,
+    tool_main,
 )
 
 __all__ = ["main", "average_spectrum", "spectrum_db", "slices", "image_source"]
@@ -193,7 +193,7 @@ def _counted(batches: Callable[[], Iterator], bar: tqdm) -> Callable[[], Iterato
 def _run(args: argparse.Namespace) -> int:
     if args.num < 1 or args.interp < 1:
         raise CliError(f"--num and --interp must be >= 1, got {args.num}, {args.interp}")
-    device = resolve_device(args.device)
+    device = check_device(args.device)
     with output_folder(args.outdir) as out:  # before the work: a bad path fails at once
         _spectra(args, device, out)
     return 0
@@ -222,9 +222,7 @@ def _spectra(args: argparse.Namespace, device: torch.device, out: Path) -> None:
     print(f"slices: {out / 'slices.png'}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point."""
-    return console_main(build_parser, _run, "sg3-spectra", argv)
+main = tool_main(build_parser, _run, "sg3-spectra")
 
 
 if __name__ == "__main__":

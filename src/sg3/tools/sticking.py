@@ -29,12 +29,12 @@ from tqdm.auto import tqdm
 from sg3.tools.cli_common import (
     CliError,
     ToolParser,
+    check_device,
     check_image_output,
     class_labels,
-    console_main,
     load_network,
     output_folder,
-    resolve_device,
+    tool_main,
 )
 
 __all__ = ["main", "high_frequency_energy", "sticking_analysis", "comparison_image"]
@@ -133,8 +133,12 @@ def _run(args: argparse.Namespace) -> int:
     labels = args.label or [Path(n).stem for n in args.network]
     if len(labels) != len(args.network):
         raise CliError(f"--label given {len(labels)} times for {len(args.network)} --network files")
+    if args.paths < 1 or args.steps < 2:
+        raise CliError(f"need --paths >= 1 and --steps >= 2, got {args.paths}, {args.steps}")
+    if args.tile < 1:
+        raise CliError(f"--tile must be >= 1 (pixels), got {args.tile}")
     check_image_output(args.output, "--output")
-    device = resolve_device(args.device)
+    device = check_device(args.device)
     results = {}
     with output_folder(Path(args.output).parent):  # before the work: a bad path fails at once
         for label, path in zip(labels, args.network):
@@ -148,9 +152,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point."""
-    return console_main(build_parser, _run, "sg3-sticking", argv)
+main = tool_main(build_parser, _run, "sg3-sticking")
 
 
 if __name__ == "__main__":

@@ -23,22 +23,23 @@ from tqdm.auto import tqdm
 from sg3.tools.cli_common import (
     CliError,
     ToolParser,
+    check_device,
     class_labels,
-    console_main,
     load_network,
     output_folder,
     parse_seeds,
     require_input_transform,
-    resolve_device,
     seed_latent,
     set_user_transform,
     to_uint8,
+    tool_main,
 )
 from sg3.tools.generate import make_grid, parse_grid
 
-__all__ = ["main", "latent_frames", "transform_frames", "write_video"]
+__all__ = ["main", "keyframes_per_cell", "latent_frames", "transform_frames", "write_video"]
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".gif")  # libx264 containers, and GIF
+INTERPOLATIONS = ("cubic", "linear")  # latent walk (scipy.interpolate.interp1d kinds)
 
 
 def write_video(frames: list[np.ndarray], path: str | Path, fps: int = 30) -> Path:
@@ -63,6 +64,52 @@ def write_video(frames: list[np.ndarray], path: str | Path, fps: int = 30) -> Pa
     return path
 
 
+def keyframes_per_cell(
+    num_seeds: int,
+    grid: tuple[int, int],
+    kind: str = "cubic",
+    loop: bool = True,
+    num_keyframes: int | None = None,
+) -> int:
+    """The keyframes K per grid cell of a latent walk (see `latent_frames`), checked before any network work.
+
+    Args:
+        num_seeds: Number of keyframe seeds given.
+        grid, kind, loop, num_keyframes: As for `latent_frames`.
+
+    Raises:
+        CliError: an unknown `kind`, seeds that do not fill the cells, or too few keyframes to move
+            (2; 4 for a cubic walk that does not loop).
+    """
+    if kind not in INTERPOLATIONS:
+        raise CliError(f"--kind: expected {' or '.join(INTERPOLATIONS)}, got {kind!r}")
+    gw, gh = grid
+    cells = gw * gh
+    if num_keyframes is None:
+        if num_seeds % cells:
+            raise CliError(
+                f"--seeds: {num_seeds} seed(s) do not divide into the {gw}x{gh} grid's {cells} cells; "
+                f"pass a multiple of {cells} seeds, or --num-keyframes K to cycle them"
+            )
+        k = max(num_seeds // cells, 2 if not loop else 1)
+    elif num_keyframes < 1:
+        raise CliError(f"--num-keyframes must be >= 1, got {num_keyframes}")
+    else:
+        k = num_keyframes
+    if not loop and k < 2:
+        raise CliError(f"--no-loop needs >= 2 keyframes per cell, got {k}")
+    if k < 2:  # a loop through one keyframe: every frame the same still image
+        raise CliError(
+            f"--seeds: {num_seeds} seed(s) for the {gw}x{gh} grid give 1 keyframe per cell, so the walk "
+            f"would not move; pass at least {2 * cells} seeds or --num-keyframes 2 (or more) to cycle them"
+        )
+    if kind == "cubic" and not loop and k < 4:
+        raise CliError(
+            f"--kind cubic with --no-loop needs >= 4 keyframes per cell, got {k}; add seeds or use linear"
+        )
+    return k
+
+
 @torch.no_grad()
 def latent_frames(
     G: torch.nn.Module, seeds: list[int], grid: tuple[int, int], w_frames: int, kind: str = "cubic",
@@ -84,32 +131,9 @@ def latent_frames(
         num_keyframes: Keyframes K per cell; None = len(seeds) / (W*H), which must then be a whole number.
         shuffle_seed: Shuffle the cycled seeds with `RandomState(shuffle_seed)`; None keeps their order.
     """
-    if kind not in ("cubic", "linear"):
-        raise CliError(f"--kind: expected cubic or linear, got {kind!r}")
     gw, gh = grid
     cells = gw * gh
-    if num_keyframes is None:
-        if len(seeds) % cells:
-            raise CliError(
-                f"--seeds: {len(seeds)} seed(s) do not divide into the {gw}x{gh} grid's {cells} cells; "
-                f"pass a multiple of {cells} seeds, or --num-keyframes K to cycle them"
-            )
-        k = max(len(seeds) // cells, 2 if not loop else 1)
-    elif num_keyframes < 1:
-        raise CliError(f"--num-keyframes must be >= 1, got {num_keyframes}")
-    else:
-        k = num_keyframes
-    if not loop and k < 2:
-        raise CliError(f"--no-loop needs >= 2 keyframes per cell, got {k}")
-    if k < 2:  # a loop through one keyframe: every frame the same still image
-        raise CliError(
-            f"--seeds: {len(seeds)} seed(s) for the {gw}x{gh} grid give 1 keyframe per cell, so the walk "
-            f"would not move; pass at least {2 * cells} seeds or --num-keyframes 2 (or more) to cycle them"
-        )
-    if kind == "cubic" and not loop and k < 4:
-        raise CliError(
-            f"--kind cubic with --no-loop needs >= 4 keyframes per cell, got {k}; add seeds or use linear"
-        )
+    k = keyframes_per_cell(len(seeds), grid, kind, loop, num_keyframes)
     all_seeds = [seeds[i % len(seeds)] for i in range(k * cells)]
     if shuffle_seed is not None:
         np.random.RandomState(shuffle_seed).shuffle(all_seeds)
@@ -172,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--shuffle-seed", type=int, default=None, help="shuffle the seeds with this random seed")
     p.add_argument("--w-frames", type=int, default=120, help="frames per latent transition")
-    p.add_argument("--kind", default="cubic", help="latent interpolation: cubic or linear")
+    p.add_argument("--kind", default="cubic", choices=INTERPOLATIONS, help="latent interpolation")
     p.add_argument("--no-loop", action="store_true", help="do not return to the first keyframe")
     p.add_argument("--frames", type=int, default=120, help="frames of a translate/rotate video")
     p.add_argument("--amount", type=float, default=0.125, help="translation radius in image units")
@@ -196,8 +220,11 @@ def _run(args: argparse.Namespace) -> int:
             f"--output {args.output!r}: cannot write a video ending in {suffix or '(no suffix)'!r}; "
             f"use {', '.join(VIDEO_SUFFIXES)}"
         )
+    if args.mode == "latent":
+        keyframes_per_cell(len(seeds), grid, args.kind, not args.no_loop, args.num_keyframes)
+    device = check_device(args.device)
     with output_folder(Path(args.output).parent):  # before the work: a bad path fails at once
-        G = load_network(args.network, resolve_device(args.device))
+        G = load_network(args.network, device)
         if args.mode == "latent":
             frames = latent_frames(G, seeds, grid, args.w_frames, args.kind, not args.no_loop, args.trunc,
                                    args.class_idx, num_keyframes=args.num_keyframes,
@@ -212,9 +239,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point."""
-    return console_main(build_parser, _run, "sg3-video", argv)
+main = tool_main(build_parser, _run, "sg3-video")
 
 
 if __name__ == "__main__":
