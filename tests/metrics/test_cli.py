@@ -139,3 +139,23 @@ def test_cli_unknown_keys_and_unbracketed_lists_are_one_line_errors(tmp_path, ca
     assert main([f"network={net}", "metrics=eqt4_int,eqr4"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "metrics=[eqt4_int,eqr4]" in err, err
+
+
+def test_cli_eq_metric_on_stylegan2_names_the_metric_before_any_work(tmp_path, capsys, monkeypatch):
+    """An EQ metric on a StyleGAN2 network stopped with the bare equivariance TypeError, which does not
+    say which metric; sg3-train's preflight (`check_metrics`) names it. Nothing may run first."""
+    import sg3.metrics.cli as cli
+    from sg3.modules.stylegan2 import Generator as StyleGAN2Generator
+
+    net = tmp_path / "sg2.pt"
+    torch.manual_seed(0)
+    save_generator(net, StyleGAN2Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3,
+                                           channel_base=64, channel_max=16).eval())  # fmt: skip
+    ran = []
+    monkeypatch.setattr(cli, "compute", lambda name, *a, **k: ran.append(name) or {name: 1.0})
+    monkeypatch.setattr(cli, "get_detector", lambda kind, opts: ran.append(kind))
+    code = main([f"network={net}", "metrics=[is4,eqt4_int,eqr4]", "progress=false"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and ran == [], err
+    assert "metrics 'eqt4_int', 'eqr4' cannot run:" in err and "StyleGAN3" in err
+    assert not list(tmp_path.glob("metric-*.jsonl"))

@@ -18,8 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from sg3.metrics.callback import append_jsonl
 from sg3.metrics.options import MetricOptions, get_detector
+from sg3.metrics.preflight import check_metrics
 from sg3.metrics.registry import compute, parse_metric
-from sg3.tools.cli_common import CliError, load_network, output_folder, resolve_device, run_cli
+from sg3.tools.cli_common import CliError, check_device, load_network, output_folder, run_cli
 
 __all__ = ["main", "open_data", "training_mirror", "check_overrides"]
 
@@ -85,16 +86,6 @@ def _int(cfg: DictConfig, key: str) -> int:
         raise CliError(f"{key}={cfg[key]!r}: expected a whole number") from None
 
 
-def _device(name) -> torch.device:
-    try:
-        device = resolve_device(None if name is None else str(name))
-    except RuntimeError:
-        raise CliError(f"device={name!r}: expected auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CliError(f"device={name!r}: no CUDA GPU is available here; use device=cpu (or auto)")
-    return device
-
-
 def _open_data(cfg: DictConfig, G, mirror: bool):
     text = str(cfg.data)
     plain_path = not any(c in text for c in "*?[{") and ":" not in text.split("/")[0]  # no pattern, URL, demo
@@ -120,9 +111,12 @@ def run(cfg: DictConfig) -> int:
     if needs and not cfg.data:
         raise CliError(f"metrics {needs} compare with real images: add data=<dataset.json or shards folder>")
     seed, batch_size = _int(cfg, "seed"), _int(cfg, "batch_size")
-    device = _device(cfg.device)
+    device = check_device(None if cfg.device is None else str(cfg.device), "device=")
     info: dict = {}  # the file's training information, from the same read as G
     G = load_network(cfg.network, device, info=info, arg="network=")
+    # sg3-train's preflight for what needs only G (the StyleGAN3 input transform of the EQ metrics): one
+    # line naming the metric, before any folder, data or detector. Weights and data are checked below.
+    check_metrics([s.name for s in specs if not s.detectors and not s.needs_data], G=G)
     out_dir = Path(cfg.out_dir) if cfg.out_dir else Path(cfg.network).expanduser().resolve().parent
     with contextlib.ExitStack() as stack:
         try:  # before any metric runs: a bad out_dir must not waste an hour of FID
