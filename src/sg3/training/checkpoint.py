@@ -40,13 +40,17 @@ def checkpoint_path(run_dir: str | os.PathLike, cur_nimg: int) -> Path:
     return Path(run_dir) / CKPT_DIR / f"ckpt-{cur_nimg:09d}.ckpt"
 
 
-def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
-    """Complete checkpoints of `run_dir`, oldest first (temporary files of interrupted writes are ignored)."""
-    folder = Path(run_dir) / CKPT_DIR
+def _numbered(folder: Path, pattern: re.Pattern) -> list[Path]:
+    """The files of `folder` whose names match `pattern`, by the number it captures ascending ([] if none)."""
     if not folder.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _CKPT_RE.match(p.name)) and p.is_file()]
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := pattern.match(p.name)) and p.is_file()]
     return [p for _, p in sorted(found)]
+
+
+def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints of `run_dir`, oldest first (temporary files of interrupted writes are ignored)."""
+    return _numbered(Path(run_dir) / CKPT_DIR, _CKPT_RE)
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
@@ -57,11 +61,7 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
 
 def list_hpc_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
     """Lightning's requeue checkpoints `<run_dir>/hpc_ckpt_<N>.ckpt` (SLURM auto-requeue), by N ascending."""
-    folder = Path(run_dir)
-    if not folder.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _HPC_RE.match(p.name)) and p.is_file()]
-    return [p for _, p in sorted(found)]
+    return _numbered(Path(run_dir), _HPC_RE)
 
 
 def latest_hpc_checkpoint(run_dir: str | os.PathLike) -> Path | None:
