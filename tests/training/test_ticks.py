@@ -278,3 +278,22 @@ def test_a_resume_knows_whether_its_checkpoint_step_drew_the_fake_grid():
         flagged.append(resumed.resumed_at_grid_step)
     assert drawn == [True, False, True, True]  # ticks 0 and 2, and the last step (tick 3)
     assert flagged == drawn
+
+
+@pytest.mark.parametrize(
+    ("grids", "line"),
+    [
+        ([], "  fake grids  -"),
+        (["/r/x/images/fakes000000.png"], "  fake grids  /r/x/images/fakes000000.png"),
+        (
+            ["/r/x/images/fakes_init.png", "/r/x/images/fakes000004.png"],
+            "  fake grids  /r/x/images/fakes_init.png ... /r/x/images/fakes000004.png",
+        ),
+    ],
+)
+def test_the_summary_names_a_single_fake_grid_once(grids, line):
+    """A resumed run drawing one grid listed it twice: 'fakes000000.png ... fakes000000.png'."""
+    from sg3.training.callbacks import format_summary
+
+    lines = format_summary({**_summary_info("/r/x"), "grids": grids}, []).splitlines()
+    assert [x for x in lines if x.startswith("  fake grids")] == [line]

@@ -453,7 +453,7 @@ def format_summary(info: dict[str, Any], overrides: list[str], by_dir: bool = Fa
         f"  run dir     {info['run_dir']}",
         f"  checkpoint  {info['checkpoint']}",
         f"  generator   {info['generator']}",
-        f"  fake grids  {grids[0] + ' ... ' + grids[-1] if grids else '-'}",
+        f"  fake grids  {' ... '.join(grids[:1] + grids[1:][-1:]) or '-'}",  # the first ... the last
         f"  W&B         {wandb_dir}",
         f"  stats       {info['run_dir']}/stats.jsonl",
         "next:",
