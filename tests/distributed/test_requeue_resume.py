@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 
 from sg3.training.checkpoint import checkpoint_path, latest_hpc_checkpoint, resolve_resume
 from sg3.training.slurm import next_hpc_checkpoint, slurm_job_id
 
 
 def touch(path, mtime: int):
+    """A minimal readable training checkpoint at `path` (resume=auto skips unreadable files) with `mtime`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"x")
+    torch.save({"sg3": {"format": "sg3-checkpoint"}}, path)
     os.utime(path, ns=(mtime, mtime))
     return path
 
