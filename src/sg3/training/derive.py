@@ -107,10 +107,9 @@ def _check_run_values(cfg: dict) -> None:
     _number("augment.target", aug.get("target", 0.6), low=-1, high=1, accepted=signs)
     _number("augment.interval", aug.get("interval", 4), low=1, integer=True)
     _number("augment.kimg", aug.get("kimg"), low=0, above=True, optional=True)
-    loss = cfg["loss"]
-    for key in ("style_mixing_prob",):
-        value = loss.get(key)
-        _number(f"loss.{key}", value, low=0, high=1, optional=True, accepted="a probability in [0, 1]")
+    probability = "a probability in [0, 1]"
+    mixing = cfg["loss"].get("style_mixing_prob")
+    _number("loss.style_mixing_prob", mixing, low=0, high=1, optional=True, accepted=probability)
 
 
 def _augment_overrides(kwargs: dict) -> dict:
@@ -352,7 +351,7 @@ def derive(
         blur_init_sigma=0.0 if transfer else float(blur_init),
         blur_fade_kimg=float(pick(loss.get("blur_fade_kimg"), batch * 200 / 32 if is_r else 0)),
     )
-    for key in ("style_mixing_prob", "pl_weight", "blur_init_sigma", "blur_fade_kimg"):
+    for key in ("pl_weight", "blur_init_sigma", "blur_fade_kimg"):  # style_mixing_prob: _check_run_values
         if loss_kwargs[key] < 0:
             raise _fail(f"loss.{key}", loss_kwargs[key], "a number >= 0")
 
