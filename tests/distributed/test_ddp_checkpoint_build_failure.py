@@ -8,35 +8,20 @@ barrier until the process group's timeout (30 min), with an error naming neither
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from ddp_helpers import launch_env, run_ranks
 
 PROBE = Path(__file__).with_name("ckpt_build_probe.py")
 
 
 @pytest.mark.parametrize("failure", ["callback_state_dict", "on_save_checkpoint"])
 def test_a_checkpoint_rank_0_fails_to_build_stops_every_rank_with_its_reason(tmp_path, failure):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    for leftover in ("MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "WORLD_SIZE", "RANK", "NODE_RANK"):
-        env.pop(leftover, None)
-    start = time.time()
-    proc = subprocess.Popen(
-        [sys.executable, str(PROBE), str(tmp_path), failure], env=env, cwd=tmp_path, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    try:
-        out, _ = proc.communicate(timeout=180)  # returns once both ranks closed the pipe, i.e. exited
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # rank 1 is in the same session
-        out, _ = proc.communicate()
-        waited = time.time() - start
-        raise AssertionError(f"a rank still waits after {waited:.0f} s:\n{out[-4000:]}") from None
-    assert proc.returncode != 0
+    env = launch_env(os.environ)
+    returncode, out = run_ranks([sys.executable, str(PROBE), str(tmp_path), failure], env, tmp_path, 180)
+    assert returncode != 0
     assert "SAVED" not in out, out[-4000:]
     failed = {line.split(":")[0] for line in out.splitlines() if line.startswith("FAILED rank ")}
     assert failed == {"FAILED rank 0", "FAILED rank 1"}, out[-4000:]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from ddp_helpers import launch_env
 
 from sg3.data.demo import ensure_demo_dataset
 
@@ -26,10 +27,9 @@ COUNT = 32  # images in the dataset: 4 steps x batch 8 = one epoch over both ran
 def ddp_sim_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp_sim")
     dataset = ensure_demo_dataset(str(root / "data"), resolution=16, count=COUNT)
-    env = dict(os.environ, SG3_PROBE_DIR=str(root / "probe"), WANDB_MODE="offline", HYDRA_FULL_ERROR="1")
-    for leftover in ("MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "WORLD_SIZE", "RANK", "NODE_RANK"):
-        env.pop(leftover, None)
-    env = {k: v for k, v in env.items() if not k.startswith("SLURM_")}
+    env = launch_env(
+        os.environ, SG3_PROBE_DIR=str(root / "probe"), WANDB_MODE="offline", HYDRA_FULL_ERROR="1"
+    )
     overrides = [
         "trainer=ddp_sim",
         "model=tiny",
